@@ -1,0 +1,1 @@
+"""The reference E2EE DM server the toolkit operates: FastAPI + PostgreSQL + Redis."""
