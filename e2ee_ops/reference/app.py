@@ -1,0 +1,62 @@
+"""The reference server's FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from e2ee_ops import __version__
+from e2ee_ops.reference import errors, routes_admin, routes_dm, routes_e2ee, routes_ops
+from e2ee_ops.reference.middleware import ErrorCounter
+from e2ee_ops.reference.ratelimit import SlidingWindowLimiter
+from e2ee_ops.reference.relay import Relay, StreamHub
+from e2ee_ops.reference.settings import ServerSettings
+from e2ee_ops.reference.state import AppState
+from e2ee_ops.reference.store import Store
+from e2ee_ops.reference.telemetry import Telemetry
+
+log = logging.getLogger("e2ee_ops.reference")
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    settings = settings or ServerSettings.from_env()
+    telemetry = Telemetry()
+    hub = StreamHub()
+    state = AppState(
+        settings=settings,
+        store=Store(settings.database_url),
+        hub=hub,
+        relay=Relay(settings, hub, telemetry),
+        telemetry=telemetry,
+        limiter=SlidingWindowLimiter(
+            settings.rate_limit_messages, settings.rate_limit_window_seconds
+        ),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.store.open()
+        await state.relay.start()
+        log.info(
+            "reference server %s up (instance %s, E2EE DM %s)",
+            __version__,
+            settings.instance_id,
+            "enabled" if settings.e2ee_dm_enabled else "disabled",
+        )
+        try:
+            yield
+        finally:
+            state.closing.set()
+            await state.relay.stop()
+            await state.store.close()
+
+    app = FastAPI(title="E2EE DM reference server", version=__version__, lifespan=lifespan)
+    app.state.e2ee = state
+    errors.install(app)
+    app.add_middleware(ErrorCounter, telemetry=telemetry)
+    for module in (routes_ops, routes_admin, routes_e2ee, routes_dm):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,75 @@
+"""API errors with machine-readable codes, and the handlers that render and count them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from e2ee_ops.reference.crypto import KeyError_
+from e2ee_ops.reference.store import Conflict, NotFound
+
+DM_DISABLED_DETAIL = "E2EE DM is not enabled"
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        code: str | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.code = status, detail, code
+        self.extra = extra or {}
+        self.headers = headers
+
+
+def _respond(request: Request, err: ApiError) -> JSONResponse:
+    request.state.error_code = err.code
+    body: dict[str, Any] = {"detail": err.detail}
+    if err.code is not None and err.code != "DM_DISABLED":
+        # The runbook's rollback check expects exactly {"detail": "E2EE DM is not enabled"}.
+        body["code"] = err.code
+    body.update(err.extra)
+    return JSONResponse(body, status_code=err.status, headers=err.headers)
+
+
+def install(app: FastAPI) -> None:
+    async def api_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, ApiError)
+        return _respond(request, exc)
+
+    async def conflict(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Conflict)
+        return _respond(request, ApiError(409, exc.detail, exc.code))
+
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return _respond(request, ApiError(404, str(exc)))
+
+    async def bad_key(request: Request, exc: Exception) -> JSONResponse:
+        return _respond(request, ApiError(422, str(exc), "BAD_SIGNATURE"))
+
+    async def validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        # Never echo the input back: it may hold key material or ciphertext.
+        problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        return JSONResponse({"detail": problems}, status_code=422)
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        code = "DM_DISABLED" if exc.detail == DM_DISABLED_DETAIL else None
+        return _respond(
+            request, ApiError(exc.status_code, str(exc.detail), code, headers=exc.headers)
+        )
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(Conflict, conflict)
+    app.add_exception_handler(NotFound, not_found)
+    app.add_exception_handler(KeyError_, bad_key)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(HTTPException, http_error)

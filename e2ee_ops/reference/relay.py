@@ -1,0 +1,202 @@
+"""Redis pub/sub relay between API instances, and the local registry of open streams.
+
+PostgreSQL is the source of truth; a pub/sub message is only a wake-up call telling
+each instance which devices have something new. A woken stream reads what it has
+not yet sent from PostgreSQL, so a lost wake-up delays delivery but loses nothing:
+when Redis comes back (or the subscription is re-established) every local stream is
+woken and catches up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from e2ee_ops.reference.settings import ServerSettings
+from e2ee_ops.reference.telemetry import Telemetry
+
+log = logging.getLogger("e2ee_ops.reference.relay")
+CHANNEL = "e2ee:dm:deliver"
+PROBE_INTERVAL_SECONDS = 1.0
+
+
+class StreamHub:
+    """Open SSE streams of this process, by device."""
+
+    def __init__(self) -> None:
+        self._events: dict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
+
+    def register(self, device_id: uuid.UUID) -> asyncio.Event:
+        event = asyncio.Event()
+        event.set()  # a new stream starts by catching up
+        self._events[device_id].add(event)
+        return event
+
+    def unregister(self, device_id: uuid.UUID, event: asyncio.Event) -> None:
+        events = self._events.get(device_id)
+        if events is not None:
+            events.discard(event)
+            if not events:
+                del self._events[device_id]
+
+    def wake(self, device_ids: list[uuid.UUID]) -> None:
+        for device_id in device_ids:
+            for event in self._events.get(device_id, ()):
+                event.set()
+
+    def wake_all(self) -> None:
+        for events in self._events.values():
+            for event in events:
+                event.set()
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._events.values())
+
+
+class Relay:
+    def __init__(self, settings: ServerSettings, hub: StreamHub, telemetry: Telemetry) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.telemetry = telemetry
+        self.client = aioredis.Redis.from_url(
+            settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0
+        )
+        self.redis_ok = False
+        self.pubsub_lag_seconds: float | None = None
+        self._missed_publish = False
+        self._probe_sent_at: float | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+
+    # ---- state seen by heartbeats and metrics ---------------------------------------
+
+    @property
+    def redis_status(self) -> str:
+        return "ok" if self.redis_ok else "unavailable"
+
+    @property
+    def relay_lag(self) -> bool:
+        threshold = self.settings.relay_lag_threshold_seconds
+        if not self.redis_ok or self._missed_publish:
+            return True
+        if self.pubsub_lag_seconds is not None and self.pubsub_lag_seconds > threshold:
+            return True
+        outstanding = self._probe_sent_at
+        return outstanding is not None and time.monotonic() - outstanding > threshold
+
+    def _export(self) -> None:
+        self.telemetry.redis_up.set(1 if self.redis_ok else 0)
+        self.telemetry.relay_lag.set(1 if self.relay_lag else 0)
+        if self.pubsub_lag_seconds is not None:
+            self.telemetry.pubsub_lag.set(self.pubsub_lag_seconds)
+
+    def _set_redis(self, ok: bool, reason: str = "") -> None:
+        if ok != self.redis_ok:
+            if ok:
+                log.warning("Redis available again; waking every stream to catch up")
+            else:
+                log.warning("Redis unavailable: %s; messages are stored, SSE lags", reason)
+        self.redis_ok = ok
+        self._export()
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._subscribe_loop(), name="relay-subscribe"),
+            asyncio.create_task(self._probe_loop(), name="relay-probe"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        with contextlib.suppress(Exception):
+            await self.client.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.client.ping(), timeout=1.0))
+        except (TimeoutError, RedisError, OSError):
+            return False
+
+    # ---- publishing -----------------------------------------------------------------
+
+    async def publish(self, device_ids: list[uuid.UUID]) -> bool:
+        payload = json.dumps({"kind": "deliver", "devices": [str(d) for d in device_ids]})
+        try:
+            await asyncio.wait_for(self.client.publish(CHANNEL, payload), timeout=1.0)
+            return True
+        except (TimeoutError, RedisError, OSError) as exc:
+            self.telemetry.publish_failures.inc()
+            self._missed_publish = True
+            self._set_redis(False, type(exc).__name__)
+            return False
+
+    # ---- background loops -----------------------------------------------------------
+
+    async def _subscribe_loop(self) -> None:
+        while not self._stopping.is_set():
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(CHANNEL)
+                # Anything published while we were not subscribed was missed here.
+                self._missed_publish = False
+                self._probe_sent_at = None
+                self._set_redis(True)
+                self.hub.wake_all()
+                while not self._stopping.is_set():
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._handle(message["data"])
+            except (TimeoutError, RedisError, OSError) as exc:
+                self._set_redis(False, type(exc).__name__)
+                await asyncio.sleep(self.settings.redis_retry_seconds)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _handle(self, raw: bytes | str) -> None:
+        try:
+            payload = json.loads(raw)
+        except (TypeError, ValueError):
+            return
+        if payload.get("kind") == "probe":
+            if payload.get("origin") == self.settings.instance_id:
+                self.pubsub_lag_seconds = max(time.time() - float(payload["ts"]), 0.0)
+                self._probe_sent_at = None
+                self._export()
+            return
+        devices = []
+        for raw_id in payload.get("devices", []):
+            with contextlib.suppress(ValueError):
+                devices.append(uuid.UUID(raw_id))
+        self.hub.wake(devices)
+
+    async def _probe_loop(self) -> None:
+        """Publish a timestamped probe to ourselves: its round trip is the pub/sub lag."""
+        while not self._stopping.is_set():
+            await asyncio.sleep(PROBE_INTERVAL_SECONDS)
+            if not self.redis_ok:
+                continue
+            payload = json.dumps(
+                {"kind": "probe", "origin": self.settings.instance_id, "ts": time.time()}
+            )
+            try:
+                if self._probe_sent_at is None:
+                    self._probe_sent_at = time.monotonic()
+                await asyncio.wait_for(self.client.publish(CHANNEL, payload), timeout=1.0)
+            except (TimeoutError, RedisError, OSError) as exc:
+                self._set_redis(False, type(exc).__name__)
+            self._export()

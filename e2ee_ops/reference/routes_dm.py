@@ -1,0 +1,294 @@
+"""Direct messages: conversations, sending, the SSE stream, polling, acks, user blocks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.responses import StreamingResponse
+from fastapi.sse import format_sse_event
+
+from e2ee_ops.reference.auth import Caller, caller
+from e2ee_ops.reference.crypto import b64, decode_b64
+from e2ee_ops.reference.errors import ApiError
+from e2ee_ops.reference.schemas import AckRequest, NewConversation, NewMessage, UserBlock
+from e2ee_ops.reference.state import AppState, app_state, require_dm_enabled
+from e2ee_ops.reference.store import Conflict, NotFound, Row, as_datetime_str
+
+router = APIRouter(prefix="/dm", dependencies=[Depends(require_dm_enabled)])
+log = logging.getLogger("e2ee_ops.reference.dm")
+
+STREAM_BATCH = 200
+# A stream whose client never acknowledges is closed past this many unacked events;
+# the client reconnects with Last-Event-ID.
+STREAM_MAX_UNACKED = 10_000
+STREAM_PRUNE_AT = 500
+
+
+def _conversation_view(row: Row) -> dict[str, Any]:
+    return {
+        "conversation_id": row["conversation_id"],
+        "members": list(row["members"]),
+        "created_at": as_datetime_str(row["created_at"]),
+    }
+
+
+@router.get("/conversations")
+async def list_conversations(request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    rows = await app_state(request).store.list_conversations(who.user_id)
+    return {"conversations": [_conversation_view(r) for r in rows]}
+
+
+def _refuse_blocked_sender(who: Caller) -> None:
+    if who.blocked:
+        raise ApiError(403, "this account is blocked from messaging", "USER_BLOCKED")
+
+
+@router.post("/conversations", status_code=201)
+async def open_conversation(
+    body: NewConversation, request: Request, response: Response, who: Caller = Depends(caller)
+) -> dict[str, Any]:
+    _refuse_blocked_sender(who)
+    if body.peer_user_id == who.user_id:
+        raise ApiError(422, "a conversation needs another user")
+    row, created = await app_state(request).store.open_conversation(who.user_id, body.peer_user_id)
+    if not created:
+        response.status_code = 200
+    return _conversation_view(row)
+
+
+def _parse_uuid(value: str, what: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise ApiError(422, f"{what} is not a device id") from None
+
+
+@router.post("/conversations/{conversation_id}/messages", status_code=201)
+async def send_message(
+    conversation_id: int,
+    body: NewMessage,
+    request: Request,
+    response: Response,
+    who: Caller = Depends(caller),
+) -> dict[str, Any]:
+    state = app_state(request)
+    _refuse_blocked_sender(who)
+    retry_in = state.limiter.check(who.user_id)
+    if retry_in is not None:
+        await state.store.record_rate_limited(who.user_id)
+        raise ApiError(
+            429,
+            "rate limit exceeded",
+            "RATE_LIMITED",
+            extra={"retry_in_seconds": retry_in},
+            headers={"Retry-After": str(retry_in)},
+        )
+    members = await state.store.conversation_members(conversation_id)
+    if who.user_id not in members:
+        raise NotFound(f"no conversation {conversation_id}")
+    recipients = [m for m in members if m != who.user_id]
+    if await state.store.blocked_between(who.user_id, recipients):
+        raise ApiError(403, "the recipient has blocked this sender", "BLOCKED_BY_RECIPIENT")
+    sender_device = _parse_uuid(body.sender_device_id, "sender_device_id")
+    device = await state.store.owned_device(sender_device, who.user_id)
+    if device["status"] != "active":
+        raise Conflict("DEVICE_REVOKED", "the sending device has been revoked")
+    envelopes = [
+        (
+            _parse_uuid(e.device_id, f"envelopes[{i}].device_id"),
+            e.bundle_version,
+            decode_b64(e.ciphertext, f"envelopes[{i}].ciphertext"),
+        )
+        for i, e in enumerate(body.envelopes)
+    ]
+    message, duplicate, devices = await state.store.store_message(
+        conversation_id, who.user_id, sender_device, body.client_message_id, envelopes, recipients
+    )
+    if duplicate:
+        response.status_code = 200
+    else:
+        state.telemetry.messages_sent.inc()
+    # Stored first; the publish is only a wake-up, so its failure loses nothing.
+    relayed = await state.relay.publish(devices)
+    return {
+        "message_id": message["id"],
+        "created_at": as_datetime_str(message["created_at"]),
+        "relayed": relayed,
+        "duplicate": duplicate,
+    }
+
+
+def _event_payload(row: Row) -> dict[str, Any]:
+    return {
+        "message_id": row["message_id"],
+        "conversation_id": row["conversation_id"],
+        "sender_user_id": row["sender_user_id"],
+        "sender_device_id": str(row["sender_device_id"]),
+        "created_at": as_datetime_str(row["created_at"]),
+        "ciphertext": b64(bytes(row["ciphertext"])),
+    }
+
+
+def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+    return format_sse_event(
+        data_str=json.dumps(data, separators=(",", ":")),
+        event=event,
+        id=None if event_id is None else str(event_id),
+    )
+
+
+def _heartbeat(state: AppState) -> bytes:
+    return _sse(
+        "heartbeat",
+        {
+            "relay_lag": state.relay.relay_lag,
+            "redis_status": state.relay.redis_status,
+            "ts": datetime.now(UTC).isoformat(),
+        },
+    )
+
+
+async def _own_active_device(state: AppState, device_id: uuid.UUID, who: Caller) -> None:
+    device = await state.store.owned_device(device_id, who.user_id)
+    if device["status"] != "active":
+        raise Conflict("DEVICE_REVOKED", "the device has been revoked")
+
+
+@router.get("/devices/{device_id}/stream")
+async def stream(
+    device_id: uuid.UUID,
+    request: Request,
+    who: Caller = Depends(caller),
+    last_event_id: str | None = Header(default=None),
+) -> StreamingResponse:
+    state = app_state(request)
+    await _own_active_device(state, device_id, who)
+    floor = 0
+    if last_event_id:
+        try:
+            floor = max(int(last_event_id), 0)
+        except ValueError:
+            raise ApiError(422, "Last-Event-ID must be a message id") from None
+    await state.store.touch_device(device_id)
+    return StreamingResponse(
+        _stream_events(state, request, device_id, floor),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _stream_events(
+    state: AppState, request: Request, device_id: uuid.UUID, floor: int
+) -> AsyncIterator[bytes]:
+    telemetry = state.telemetry
+    wake = state.hub.register(device_id)
+    telemetry.sse_connects.inc()
+    telemetry.sse_connections.inc()
+    emitted: set[int] = set()
+    ended_by_server = False
+    try:
+        yield _heartbeat(state)
+        while True:
+            if state.closing.is_set():
+                ended_by_server = True
+                yield _sse("closing", {"reason": "server shutting down"})
+                return
+            if wake.is_set():
+                wake.clear()
+                while True:
+                    rows = await state.store.pending_envelopes(
+                        device_id, floor, STREAM_BATCH, sorted(emitted)
+                    )
+                    for row in rows:
+                        emitted.add(int(row["message_id"]))
+                        telemetry.observe_delivery(
+                            (datetime.now(UTC) - row["created_at"]).total_seconds()
+                        )
+                        yield _sse("message", _event_payload(row), int(row["message_id"]))
+                    if rows:
+                        await state.store.mark_pushed(device_id, [r["message_id"] for r in rows])
+                    if len(rows) < STREAM_BATCH:
+                        break
+                if len(emitted) > STREAM_PRUNE_AT:
+                    emitted -= await state.store.acknowledged_among(device_id, sorted(emitted))
+                if len(emitted) > STREAM_MAX_UNACKED:
+                    ended_by_server = True
+                    yield _sse("closing", {"reason": "too many unacknowledged events"})
+                    return
+            wait_for = [
+                asyncio.ensure_future(wake.wait()),
+                asyncio.ensure_future(state.closing.wait()),
+            ]
+            try:
+                await asyncio.wait(
+                    wait_for,
+                    timeout=state.settings.heartbeat_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for f in wait_for:
+                    f.cancel()
+            if not wake.is_set() and not state.closing.is_set():
+                yield _heartbeat(state)
+            if await request.is_disconnected():
+                return
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        telemetry.sse_failures.inc()
+        log.exception("SSE stream of device %s failed", device_id)
+        ended_by_server = True
+    finally:
+        state.hub.unregister(device_id, wake)
+        telemetry.sse_connections.dec()
+        if not ended_by_server:
+            telemetry.sse_disconnects.inc()
+        with contextlib.suppress(Exception):
+            await state.store.touch_device(device_id)
+
+
+@router.get("/devices/{device_id}/messages")
+async def poll_messages(
+    device_id: uuid.UUID,
+    request: Request,
+    after: int = 0,
+    limit: int = 100,
+    who: Caller = Depends(caller),
+) -> dict[str, Any]:
+    state = app_state(request)
+    await _own_active_device(state, device_id, who)
+    await state.store.touch_device(device_id)
+    rows = await state.store.pending_envelopes(device_id, max(after, 0), min(max(limit, 1), 500))
+    return {"messages": [_event_payload(r) for r in rows], "relay_lag": state.relay.relay_lag}
+
+
+@router.post("/devices/{device_id}/ack")
+async def acknowledge(
+    device_id: uuid.UUID, body: AckRequest, request: Request, who: Caller = Depends(caller)
+) -> dict[str, Any]:
+    state = app_state(request)
+    await state.store.owned_device(device_id, who.user_id)
+    count = await state.store.acknowledge(device_id, body.message_ids)
+    return {"acknowledged": count}
+
+
+@router.post("/blocks", status_code=201)
+async def block(body: UserBlock, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    if body.user_id == who.user_id:
+        raise ApiError(422, "a user cannot block themselves")
+    await app_state(request).store.set_user_block(who.user_id, body.user_id, True)
+    return {"blocked_user_id": body.user_id, "blocked": True}
+
+
+@router.delete("/blocks/{user_id}")
+async def unblock(user_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+    await app_state(request).store.set_user_block(who.user_id, user_id, False)
+    return {"blocked_user_id": user_id, "blocked": False}

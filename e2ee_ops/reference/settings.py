@@ -1,0 +1,53 @@
+"""Reference-server settings, read from the environment when the app is built."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    database_url: str
+    redis_url: str
+    e2ee_dm_enabled: bool = True
+    signed_prekey_max_age_days: float = 90.0
+    rate_limit_messages: int = 60
+    rate_limit_window_seconds: float = 60.0
+    heartbeat_seconds: float = 15.0
+    relay_lag_threshold_seconds: float = 2.0
+    redis_retry_seconds: float = 0.5
+    otpk_critical: int = 5
+    otpk_warning: int = 10
+    identity_changes_per_day: int = 2
+    metrics_cache_seconds: float = 2.0
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ServerSettings:
+        e = dict(os.environ if env is None else env)
+        try:
+            database_url = e["E2EE_DATABASE_URL"]
+            redis_url = e["E2EE_REDIS_URL"]
+        except KeyError as missing:
+            raise SystemExit(f"reference server: {missing.args[0]} is not set") from None
+        return cls(
+            database_url=database_url,
+            redis_url=redis_url,
+            e2ee_dm_enabled=_flag(e.get("E2EE_DM_ENABLED"), True),
+            signed_prekey_max_age_days=float(e.get("E2EE_SIGNED_PREKEY_MAX_AGE_DAYS", "90")),
+            rate_limit_messages=int(e.get("E2EE_RATE_LIMIT_MESSAGES", "60")),
+            rate_limit_window_seconds=float(e.get("E2EE_RATE_LIMIT_WINDOW_SECONDS", "60")),
+            heartbeat_seconds=float(e.get("E2EE_HEARTBEAT_SECONDS", "15")),
+            relay_lag_threshold_seconds=float(e.get("E2EE_RELAY_LAG_SECONDS", "2")),
+            redis_retry_seconds=float(e.get("E2EE_REDIS_RETRY_SECONDS", "0.5")),
+            metrics_cache_seconds=float(e.get("E2EE_METRICS_CACHE_SECONDS", "2")),
+            instance_id=e.get("E2EE_INSTANCE_ID") or uuid.uuid4().hex[:12],
+        )

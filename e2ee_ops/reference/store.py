@@ -1,0 +1,617 @@
+"""Every SQL statement of the reference server, against PostgreSQL through psycopg 3."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from e2ee_ops.reference.dburl import libpq_url
+
+Row = dict[str, Any]
+
+
+class Conflict(Exception):
+    """A 409: the request cannot be served in the resource's current state."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class NotFound(Exception):
+    """A 404."""
+
+
+@dataclass(frozen=True)
+class SignedPrekey:
+    key_id: int
+    public_key: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class OneTimePrekey:
+    key_id: int
+    public_key: bytes
+
+
+class Store:
+    def __init__(self, database_url: str, *, max_size: int = 10) -> None:
+        self.pool = AsyncConnectionPool(
+            libpq_url(database_url),
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            kwargs={"row_factory": dict_row},
+            timeout=10,
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=True, timeout=15)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def ping(self) -> bool:
+        try:
+            async with self.pool.connection(timeout=2) as conn:
+                await conn.execute("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    # ---- accounts -------------------------------------------------------------------
+
+    async def create_user(self, username: str, email: str | None) -> Row:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO users (username, email) VALUES (%s, %s) "
+                "ON CONFLICT (username) DO NOTHING RETURNING account_id, username, email",
+                (username, email),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise Conflict("USERNAME_TAKEN", f"username {username!r} is taken")
+            return row
+
+    async def get_user(self, account_id: int) -> Row:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT account_id, username, email, blocked_at, block_reason "
+                "FROM users WHERE account_id = %s",
+                (account_id,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no user {account_id}")
+        return row
+
+    async def add_token(self, user_id: int, token_hash: str, scope: str) -> int:
+        async with self.pool.connection() as conn:
+            await self._require_user(conn, user_id)
+            cur = await conn.execute(
+                "INSERT INTO api_tokens (user_id, token_hash, scope) VALUES (%s, %s, %s) "
+                "RETURNING token_id",
+                (user_id, token_hash, scope),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            return int(row["token_id"])
+
+    async def resolve_token(self, token_hash: str) -> Row | None:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT t.user_id, t.scope, u.blocked_at FROM api_tokens t "
+                "JOIN users u ON u.account_id = t.user_id "
+                "WHERE t.token_hash = %s AND t.revoked_at IS NULL",
+                (token_hash,),
+            )
+            return await cur.fetchone()
+
+    async def set_block(self, account_id: int, reason: str | None, by: int | None) -> Row:
+        async with self.pool.connection() as conn:
+            if reason is None:
+                sql = (
+                    "UPDATE users SET blocked_at = NULL, block_reason = NULL, blocked_by = NULL "
+                    "WHERE account_id = %s RETURNING account_id, blocked_at, block_reason"
+                )
+                params: tuple[Any, ...] = (account_id,)
+            else:
+                sql = (
+                    "UPDATE users SET blocked_at = COALESCE(blocked_at, now()), "
+                    "block_reason = %s, blocked_by = %s "
+                    "WHERE account_id = %s RETURNING account_id, blocked_at, block_reason"
+                )
+                params = (reason, by, account_id)
+            cur = await conn.execute(sql, params)
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no user {account_id}")
+        return row
+
+    @staticmethod
+    async def _require_user(conn: AsyncConnection[Row], user_id: int) -> None:
+        cur = await conn.execute("SELECT 1 FROM users WHERE account_id = %s", (user_id,))
+        if await cur.fetchone() is None:
+            raise NotFound(f"no user {user_id}")
+
+    # ---- devices and keys -----------------------------------------------------------
+
+    async def register_device(
+        self,
+        user_id: int,
+        device_name: str,
+        identity_key: bytes,
+        signed_prekey: SignedPrekey,
+        one_time_prekeys: Sequence[OneTimePrekey],
+    ) -> Row:
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO e2ee_devices (user_id, device_name, identity_key) "
+                "VALUES (%s, %s, %s) RETURNING device_id",
+                (user_id, device_name, identity_key),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            device_id = row["device_id"]
+            await conn.execute(
+                "INSERT INTO e2ee_key_bundles (device_id, signed_prekey_id, signed_prekey_public,"
+                " signed_prekey_signature) VALUES (%s, %s, %s, %s)",
+                (
+                    device_id,
+                    signed_prekey.key_id,
+                    signed_prekey.public_key,
+                    signed_prekey.signature,
+                ),
+            )
+            remaining = await self._insert_prekeys(conn, device_id, one_time_prekeys)
+            return {"device_id": device_id, "bundle_version": 1, "prekeys_remaining": remaining}
+
+    @staticmethod
+    async def _insert_prekeys(
+        conn: AsyncConnection[Row], device_id: uuid.UUID, keys: Sequence[OneTimePrekey]
+    ) -> int:
+        # A re-sent key id is ignored; the pool size is recounted, not incremented.
+        if keys:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO e2ee_one_time_prekeys (device_id, key_id, public_key) "
+                    "VALUES (%s, %s, %s) ON CONFLICT (device_id, key_id) DO NOTHING",
+                    [(device_id, k.key_id, k.public_key) for k in keys],
+                )
+        cur2 = await conn.execute(
+            "UPDATE e2ee_key_bundles SET prekeys_remaining = "
+            "(SELECT count(*) FROM e2ee_one_time_prekeys WHERE device_id = %s), updated_at = now() "
+            "WHERE device_id = %s RETURNING prekeys_remaining",
+            (device_id, device_id),
+        )
+        row = await cur2.fetchone()
+        assert row is not None
+        return int(row["prekeys_remaining"])
+
+    async def list_devices(self, user_id: int) -> list[Row]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT d.device_id, d.device_name, d.status, d.last_seen_at, d.created_at,"
+                " kb.prekeys_remaining, kb.bundle_version, kb.signed_prekey_uploaded_at,"
+                " EXTRACT(EPOCH FROM now() - kb.signed_prekey_uploaded_at) / 86400.0"
+                "   AS signed_prekey_age_days "
+                "FROM e2ee_devices d JOIN e2ee_key_bundles kb ON kb.device_id = d.device_id "
+                "WHERE d.user_id = %s ORDER BY d.created_at",
+                (user_id,),
+            )
+            return await cur.fetchall()
+
+    async def owned_device(self, device_id: uuid.UUID, user_id: int) -> Row:
+        """The caller's own device; NotFound for anyone else's, so ids do not leak."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT device_id, user_id, status, identity_key FROM e2ee_devices "
+                "WHERE device_id = %s AND user_id = %s",
+                (device_id, user_id),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no device {device_id}")
+        return row
+
+    async def touch_device(self, device_id: uuid.UUID) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE e2ee_devices SET last_seen_at = now() WHERE device_id = %s",
+                (device_id,),
+            )
+
+    async def add_prekeys(self, device_id: uuid.UUID, keys: Sequence[OneTimePrekey]) -> int:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT 1 FROM e2ee_key_bundles WHERE device_id = %s FOR UPDATE", (device_id,)
+            )
+            remaining = await self._insert_prekeys(conn, device_id, keys)
+            await conn.execute(
+                "UPDATE e2ee_devices SET last_seen_at = now() WHERE device_id = %s", (device_id,)
+            )
+            return remaining
+
+    async def rotate_signed_prekey(self, device_id: uuid.UUID, spk: SignedPrekey) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE e2ee_key_bundles SET signed_prekey_id = %s, signed_prekey_public = %s,"
+                " signed_prekey_signature = %s, signed_prekey_uploaded_at = now(),"
+                " bundle_version = bundle_version + 1, updated_at = now() "
+                "WHERE device_id = %s RETURNING bundle_version",
+                (spk.key_id, spk.public_key, spk.signature, device_id),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            return int(row["bundle_version"])
+
+    async def change_identity(
+        self,
+        device_id: uuid.UUID,
+        user_id: int,
+        old_fingerprint: str,
+        new_fingerprint: str,
+        identity_key: bytes,
+        spk: SignedPrekey,
+    ) -> int:
+        """Replace the identity key; the old one-time prekeys belonged to the old identity."""
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE e2ee_devices SET identity_key = %s, last_seen_at = now() "
+                "WHERE device_id = %s",
+                (identity_key, device_id),
+            )
+            await conn.execute(
+                "DELETE FROM e2ee_one_time_prekeys WHERE device_id = %s", (device_id,)
+            )
+            cur = await conn.execute(
+                "UPDATE e2ee_key_bundles SET signed_prekey_id = %s, signed_prekey_public = %s,"
+                " signed_prekey_signature = %s, signed_prekey_uploaded_at = now(),"
+                " bundle_version = bundle_version + 1, prekeys_remaining = 0, updated_at = now() "
+                "WHERE device_id = %s RETURNING bundle_version",
+                (spk.key_id, spk.public_key, spk.signature, device_id),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            await conn.execute(
+                "INSERT INTO e2ee_identity_events (user_id, device_id, old_fingerprint,"
+                " new_fingerprint) VALUES (%s, %s, %s, %s)",
+                (user_id, device_id, old_fingerprint, new_fingerprint),
+            )
+            return int(row["bundle_version"])
+
+    async def revoke_device(self, device_id: uuid.UUID) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE e2ee_devices SET status = 'revoked',"
+                " revoked_at = COALESCE(revoked_at, now()) WHERE device_id = %s",
+                (device_id,),
+            )
+            await conn.execute(
+                "DELETE FROM e2ee_one_time_prekeys WHERE device_id = %s", (device_id,)
+            )
+            await conn.execute(
+                "UPDATE e2ee_key_bundles SET prekeys_remaining = 0 WHERE device_id = %s",
+                (device_id,),
+            )
+
+    async def active_devices_of(self, user_id: int) -> list[Row]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT d.device_id, d.identity_key, kb.bundle_version FROM e2ee_devices d "
+                "JOIN e2ee_key_bundles kb ON kb.device_id = d.device_id "
+                "WHERE d.user_id = %s AND d.status = 'active' ORDER BY d.created_at",
+                (user_id,),
+            )
+            return await cur.fetchall()
+
+    async def claim_prekey(self, device_id: uuid.UUID, claimer: int, max_age_days: float) -> Row:
+        """Hand out one one-time prekey of the device, never the same one twice.
+
+        The bundle row is locked first, so concurrent claims on one device queue up
+        and each sees the pool the previous one left.
+        """
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT d.user_id, d.status, d.identity_key, kb.bundle_version,"
+                " kb.signed_prekey_id, kb.signed_prekey_public, kb.signed_prekey_signature,"
+                " kb.signed_prekey_uploaded_at < now() - make_interval(secs => %s) AS stale "
+                "FROM e2ee_key_bundles kb JOIN e2ee_devices d ON d.device_id = kb.device_id "
+                "WHERE kb.device_id = %s FOR UPDATE OF kb",
+                (max_age_days * 86400.0, device_id),
+            )
+            bundle = await cur.fetchone()
+            if bundle is None:
+                raise NotFound(f"no device {device_id}")
+            if bundle["status"] != "active":
+                raise Conflict("DEVICE_REVOKED", "the device has been revoked")
+            if bundle["stale"]:
+                raise Conflict("BUNDLE_STALE", "the device's signed prekey is too old")
+            cur = await conn.execute(
+                "DELETE FROM e2ee_one_time_prekeys WHERE id = ("
+                " SELECT id FROM e2ee_one_time_prekeys WHERE device_id = %s ORDER BY id LIMIT 1"
+                ") RETURNING key_id, public_key",
+                (device_id,),
+            )
+            otpk = await cur.fetchone()
+            if otpk is None:
+                raise Conflict("PREKEYS_EXHAUSTED", "the device has no one-time prekeys left")
+            await conn.execute(
+                "UPDATE e2ee_key_bundles SET prekeys_remaining = prekeys_remaining - 1,"
+                " updated_at = now() WHERE device_id = %s",
+                (device_id,),
+            )
+            await conn.execute(
+                "INSERT INTO e2ee_prekey_claims (device_id, claimed_by_user_id, key_id) "
+                "VALUES (%s, %s, %s)",
+                (device_id, claimer, otpk["key_id"]),
+            )
+            return {**bundle, "device_id": device_id, "one_time_prekey": otpk}
+
+    # ---- conversations and messages -------------------------------------------------
+
+    async def open_conversation(self, user_id: int, peer_id: int) -> tuple[Row, bool]:
+        low, high = sorted((user_id, peer_id))
+        pair_key = f"{low}:{high}"
+        async with self.pool.connection() as conn, conn.transaction():
+            await self._require_user(conn, peer_id)
+            cur = await conn.execute(
+                "INSERT INTO dm_conversations (pair_key, created_by) VALUES (%s, %s) "
+                "ON CONFLICT (pair_key) DO NOTHING RETURNING conversation_id, created_at",
+                (pair_key, user_id),
+            )
+            row = await cur.fetchone()
+            created = row is not None
+            if row is None:
+                cur = await conn.execute(
+                    "SELECT conversation_id, created_at FROM dm_conversations WHERE pair_key = %s",
+                    (pair_key,),
+                )
+                row = await cur.fetchone()
+                assert row is not None
+            else:
+                await conn.execute(
+                    "INSERT INTO dm_conversation_members (conversation_id, user_id) "
+                    "VALUES (%s, %s), (%s, %s) ON CONFLICT DO NOTHING",
+                    (row["conversation_id"], low, row["conversation_id"], high),
+                )
+            return {**row, "members": [low, high]}, created
+
+    async def list_conversations(self, user_id: int) -> list[Row]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT c.conversation_id, c.created_at,"
+                " array_agg(all_m.user_id ORDER BY all_m.user_id) AS members "
+                "FROM dm_conversation_members me "
+                "JOIN dm_conversations c ON c.conversation_id = me.conversation_id "
+                "JOIN dm_conversation_members all_m ON all_m.conversation_id = c.conversation_id "
+                "WHERE me.user_id = %s GROUP BY c.conversation_id ORDER BY c.conversation_id",
+                (user_id,),
+            )
+            return await cur.fetchall()
+
+    async def conversation_members(self, conversation_id: int) -> list[int]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT user_id FROM dm_conversation_members WHERE conversation_id = %s",
+                (conversation_id,),
+            )
+            return [int(r["user_id"]) for r in await cur.fetchall()]
+
+    async def blocked_between(self, sender: int, recipients: Sequence[int]) -> bool:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM dm_blocks WHERE blocked_user_id = %s "
+                "AND blocker_user_id = ANY(%s) LIMIT 1",
+                (sender, list(recipients)),
+            )
+            return await cur.fetchone() is not None
+
+    async def set_user_block(self, blocker: int, blocked: int, on: bool) -> None:
+        async with self.pool.connection() as conn:
+            if on:
+                await self._require_user(conn, blocked)
+                await conn.execute(
+                    "INSERT INTO dm_blocks (blocker_user_id, blocked_user_id) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    (blocker, blocked),
+                )
+            else:
+                await conn.execute(
+                    "DELETE FROM dm_blocks WHERE blocker_user_id = %s AND blocked_user_id = %s",
+                    (blocker, blocked),
+                )
+
+    async def store_message(
+        self,
+        conversation_id: int,
+        sender_user_id: int,
+        sender_device_id: uuid.UUID,
+        client_message_id: str,
+        envelopes: Sequence[tuple[uuid.UUID, int, bytes]],
+        recipients: Sequence[int],
+    ) -> tuple[Row, bool, list[uuid.UUID]]:
+        """Store a message and its envelopes in one transaction.
+
+        Returns (message, duplicate, device ids). A repeated client_message_id returns
+        the first message: clients retry sends, and a retry must not deliver twice.
+        """
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "INSERT INTO dm_messages (conversation_id, sender_user_id, sender_device_id,"
+                " client_message_id) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (sender_user_id, client_message_id) DO NOTHING "
+                "RETURNING id, created_at",
+                (conversation_id, sender_user_id, sender_device_id, client_message_id),
+            )
+            message = await cur.fetchone()
+            if message is None:
+                cur = await conn.execute(
+                    "SELECT m.id, m.created_at, array_agg(d.device_id) AS devices "
+                    "FROM dm_messages m JOIN dm_delivery d ON d.message_id = m.id "
+                    "WHERE m.sender_user_id = %s AND m.client_message_id = %s GROUP BY m.id",
+                    (sender_user_id, client_message_id),
+                )
+                existing = await cur.fetchone()
+                assert existing is not None
+                return existing, True, list(existing["devices"])
+            cur = await conn.execute(
+                "SELECT d.device_id, d.user_id, d.status, kb.bundle_version "
+                "FROM e2ee_devices d JOIN e2ee_key_bundles kb ON kb.device_id = d.device_id "
+                "WHERE d.device_id = ANY(%s)",
+                ([e[0] for e in envelopes],),
+            )
+            devices = {r["device_id"]: r for r in await cur.fetchall()}
+            for device_id, bundle_version, _ in envelopes:
+                found = devices.get(device_id)
+                if found is None or found["user_id"] not in recipients:
+                    raise NotFound(f"device {device_id} is not a recipient device")
+                if found["status"] != "active":
+                    raise Conflict("DEVICE_REVOKED", f"device {device_id} has been revoked")
+                if found["bundle_version"] != bundle_version:
+                    raise Conflict(
+                        "BUNDLE_STALE",
+                        f"device {device_id} has bundle version {found['bundle_version']}",
+                    )
+            async with conn.cursor() as ecur:
+                await ecur.executemany(
+                    "INSERT INTO dm_envelopes (message_id, device_id, bundle_version, ciphertext)"
+                    " VALUES (%s, %s, %s, %s)",
+                    [(message["id"], d, v, c) for d, v, c in envelopes],
+                )
+                await ecur.executemany(
+                    "INSERT INTO dm_delivery (message_id, device_id, recipient_user_id) "
+                    "VALUES (%s, %s, %s)",
+                    [(message["id"], d, devices[d]["user_id"]) for d, _, _ in envelopes],
+                )
+            await conn.execute(
+                "UPDATE e2ee_devices SET last_seen_at = now() WHERE device_id = %s",
+                (sender_device_id,),
+            )
+            return message, False, [e[0] for e in envelopes]
+
+    async def pending_envelopes(
+        self, device_id: uuid.UUID, after: int, limit: int, exclude: Sequence[int] = ()
+    ) -> list[Row]:
+        """Unacknowledged envelopes of a device, oldest first (this server must read them)."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT m.id AS message_id, m.conversation_id, m.sender_user_id,"
+                " m.sender_device_id, m.created_at, e.ciphertext "
+                "FROM dm_delivery dd JOIN dm_messages m ON m.id = dd.message_id "
+                "JOIN dm_envelopes e"
+                " ON e.message_id = dd.message_id AND e.device_id = dd.device_id "
+                "WHERE dd.device_id = %s AND dd.delivered_at IS NULL AND dd.message_id > %s "
+                "AND NOT (dd.message_id = ANY(%s)) ORDER BY dd.message_id LIMIT %s",
+                (device_id, after, list(exclude), limit),
+            )
+            return await cur.fetchall()
+
+    async def mark_pushed(self, device_id: uuid.UUID, message_ids: Sequence[int]) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE dm_delivery SET pushed_at = COALESCE(pushed_at, now()) "
+                "WHERE device_id = %s AND message_id = ANY(%s)",
+                (device_id, list(message_ids)),
+            )
+
+    async def acknowledged_among(
+        self, device_id: uuid.UUID, message_ids: Sequence[int]
+    ) -> set[int]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT message_id FROM dm_delivery WHERE device_id = %s "
+                "AND message_id = ANY(%s) AND delivered_at IS NOT NULL",
+                (device_id, list(message_ids)),
+            )
+            return {int(r["message_id"]) for r in await cur.fetchall()}
+
+    async def acknowledge(self, device_id: uuid.UUID, message_ids: Sequence[int]) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE dm_delivery SET delivered_at = now() "
+                "WHERE device_id = %s AND message_id = ANY(%s) AND delivered_at IS NULL",
+                (device_id, list(message_ids)),
+            )
+            await conn.execute(
+                "UPDATE e2ee_devices SET last_seen_at = now() WHERE device_id = %s", (device_id,)
+            )
+            return max(cur.rowcount, 0)
+
+    async def record_rate_limited(self, user_id: int) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("INSERT INTO dm_rate_limit_events (user_id) VALUES (%s)", (user_id,))
+
+    # ---- metrics --------------------------------------------------------------------
+
+    async def metrics_snapshot(
+        self, *, otpk_critical: int, otpk_warning: int, max_age_days: float, identity_per_day: int
+    ) -> Row:
+        """Shared, database-derived metrics; aggregates only, bounded whatever the size."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT count(*) AS devices_active,"
+                " count(*) FILTER (WHERE kb.prekeys_remaining < %s) AS below_critical,"
+                " count(*) FILTER (WHERE kb.prekeys_remaining < %s) AS below_warning,"
+                " count(*) FILTER (WHERE kb.prekeys_remaining = 0) AS exhausted,"
+                " COALESCE(avg(kb.prekeys_remaining), 0)::float AS average_remaining,"
+                " min(kb.prekeys_remaining) AS min_remaining,"
+                " COALESCE(max(EXTRACT(EPOCH FROM now() - kb.signed_prekey_uploaded_at)),0)"
+                "   / 86400.0 AS spk_max_days,"
+                " COALESCE(avg(EXTRACT(EPOCH FROM now() - kb.signed_prekey_uploaded_at)),0)"
+                "   / 86400.0 AS spk_avg_days,"
+                " count(*) FILTER (WHERE kb.signed_prekey_uploaded_at"
+                "   < now() - make_interval(secs => %s)) AS spk_over_max "
+                "FROM e2ee_devices d JOIN e2ee_key_bundles kb ON kb.device_id = d.device_id "
+                "WHERE d.status = 'active'",
+                (otpk_critical, otpk_warning, max_age_days * 86400.0),
+            )
+            pools = await cur.fetchone()
+            cur = await conn.execute(
+                "SELECT count(*) AS claims_last_hour FROM e2ee_prekey_claims "
+                "WHERE claimed_at > now() - interval '1 hour'"
+            )
+            claims = await cur.fetchone()
+            cur = await conn.execute(
+                "SELECT count(*) FILTER (WHERE created_at > now() - interval '1 minute')"
+                "   AS messages_last_minute,"
+                " count(*) AS messages_last_hour FROM dm_messages "
+                "WHERE created_at > now() - interval '1 hour'"
+            )
+            messages = await cur.fetchone()
+            cur = await conn.execute(
+                "SELECT count(DISTINCT m.id) AS undelivered FROM dm_messages m "
+                "LEFT JOIN dm_delivery d ON m.id = d.message_id "
+                "WHERE d.delivered_at IS NULL AND m.created_at > now() - interval '5 minutes'"
+            )
+            undelivered = await cur.fetchone()
+            cur = await conn.execute(
+                "SELECT COALESCE(sum(n), 0)::bigint AS last_24h,"
+                " COALESCE(max(n), 0) AS max_per_user,"
+                " count(*) FILTER (WHERE n > %s) AS users_over FROM ("
+                " SELECT user_id, count(*) AS n FROM e2ee_identity_events"
+                " WHERE occurred_at > now() - interval '24 hours' GROUP BY user_id) per_user",
+                (identity_per_day,),
+            )
+            identity = await cur.fetchone()
+        assert pools and claims and messages and undelivered and identity
+        return {
+            "pools": pools,
+            "claims_last_hour": int(claims["claims_last_hour"]),
+            "messages": messages,
+            "undelivered_last_5_minutes": int(undelivered["undelivered"]),
+            "identity": identity,
+        }
+
+
+def as_datetime_str(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
