@@ -1,0 +1,208 @@
+"""The `e2ee-ops` command line: global options, the command groups, the one error handler.
+
+Every failure leaves through `guarded()`: an E2eeOpsError becomes one sentence on
+stderr and its exit code (`exit_code_for`), a usage error becomes 64 instead of
+click's 2 (which would read as CRITICAL), an interrupt 130. Tracebacks appear
+only with --debug. Heavy libraries are imported inside commands, never here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from e2ee_ops import __version__
+from e2ee_ops.cli import (
+    abuse,
+    alerts,
+    config,
+    demo,
+    devices,
+    doctor,
+    incident,
+    postmortem,
+    redis,
+    rollback,
+    runbook,
+    sandbox,
+)
+from e2ee_ops.context import AppContext
+from e2ee_ops.errors import E2eeOpsError, redact
+from e2ee_ops.render import OutputFormat
+from e2ee_ops.status import ExitCode, exit_code_for
+
+PROG = "e2ee-ops"
+
+
+class OpsGroup(TyperGroup):
+    """The root group: runs every invocation (console script or CliRunner) through guarded()."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+
+        def invoke() -> Any:
+            return super(OpsGroup, self).main(
+                args=argv,
+                prog_name=prog_name or PROG,
+                complete_var=complete_var,
+                standalone_mode=False,
+                **extra,
+            )
+
+        code = guarded(invoke, debug=_wants_debug(argv))
+        if standalone_mode:
+            sys.exit(int(code))
+        return int(code)
+
+
+def _wants_debug(argv: Sequence[str]) -> bool:
+    options = argv[: argv.index("--")] if "--" in argv else argv
+    return "--debug" in options or os.environ.get("E2EE_OPS_DEBUG", "") not in ("", "0")
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"{PROG}: {redact(message)}\n")
+    sys.stderr.flush()
+
+
+def guarded(invoke: Callable[[], Any], *, debug: bool) -> int:
+    """Run the CLI and turn its outcome into an exit code: the only place that decides."""
+    try:
+        result = invoke()
+    except typer.TyperException as exc:  # usage errors, bad parameters, help on no args
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            _say(exc.format_message())
+        return ExitCode.USAGE
+    except typer.Abort:
+        _say("aborted")
+        return ExitCode.INTERRUPTED
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return ExitCode.INTERRUPTED
+    except E2eeOpsError as exc:
+        if debug:
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        _say(f"error: {exc.sentence}")
+        return exit_code_for(exc)
+    except Exception as exc:  # a bug: say so, keep secrets out, exit UNKNOWN
+        if debug:
+            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+        _say(
+            f"internal error: {type(exc).__name__}: {exc}"
+            + ("" if debug else " (rerun with --debug for the traceback)")
+        )
+        return ExitCode.UNKNOWN
+    if isinstance(result, int) and not isinstance(result, bool):
+        return result
+    return ExitCode.OK
+
+
+app = typer.Typer(
+    name=PROG,
+    cls=OpsGroup,
+    help="Operate an end-to-end-encrypted direct-message service by its runbook.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"{PROG} {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="FILE",
+            dir_okay=False,
+            help="Config file (default: $E2EE_OPS_CONFIG, ./e2ee-ops.yaml, "
+            "~/.config/e2ee-ops/config.yaml).",
+        ),
+    ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", "-p", help="Profile from the config file's `profiles`."),
+    ] = None,
+    output: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "--output",
+            "-o",
+            case_sensitive=False,
+            envvar="E2EE_OPS_OUTPUT",
+            help="Output format: table, json, markdown or nagios.  [default: table]",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            min=0.001,
+            metavar="SECONDS",
+            help="Give up after this long; the result is then UNKNOWN (exit 3).",
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Operate an end-to-end-encrypted direct-message service by its runbook.
+
+    Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 64 usage error, 130 interrupted.
+    """
+    # Tests may inject a prepared AppContext as `obj`; flags given still apply to it.
+    env = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext.create()
+    if output is not None:
+        env.output = output
+    if timeout is not None:
+        env.timeout = timeout
+    if config_file is not None:
+        env.config_file = config_file
+    if profile is not None:
+        env.profile = profile
+    env.debug = env.debug or debug
+    ctx.obj = env
+    ctx.with_resource(env.deadline())
+
+
+for group in (redis, rollback, devices, abuse, alerts, incident, postmortem, runbook, sandbox):
+    app.add_typer(group.app)
+app.add_typer(config.app)
+app.command("doctor")(doctor.doctor)
+app.command("demo")(demo.demo)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,167 @@
+"""The environment a command runs in, passed explicitly so tests replace it whole.
+
+`AppContext` holds the consoles (data on stdout, progress and errors on stderr),
+the clock, the environment variables, the global options and the lazily loaded
+configuration. Commands get it from Typer's `ctx.obj`; nothing reads globals.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import IO, TYPE_CHECKING, Any
+
+from e2ee_ops.errors import TimedOutError, redact
+from e2ee_ops.journal import Journal, utc_now
+from e2ee_ops.render import OutputFormat, Result, render
+from e2ee_ops.status import ExitCode, Plan, Report, Status
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from e2ee_ops.config import LoadedConfig, Settings
+
+
+def make_console(file: IO[str], environ: Mapping[str, str]) -> Console:
+    """A rich console on `file` that honours NO_COLOR and plain output on non-TTYs."""
+    from rich.console import Console
+
+    return Console(
+        file=file,
+        no_color=bool(environ.get("NO_COLOR")),
+        highlight=False,
+        emoji=False,
+        width=None if file.isatty() else 160,  # pipes and CI logs: wide, no wrapping
+    )
+
+
+@dataclass
+class AppContext:
+    out: Console
+    err: Console
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    clock: Callable[[], datetime] = utc_now
+    monotonic: Callable[[], float] = time.monotonic
+    output: OutputFormat = OutputFormat.TABLE
+    timeout: float | None = None  # --timeout: the whole command's deadline, seconds
+    debug: bool = False
+    config_file: Path | None = None
+    profile: str | None = None
+    cwd: Path | None = None
+    loaded: LoadedConfig | None = None  # set to skip loading (tests)
+    started: float = field(default=0.0)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        stdout: IO[str] | None = None,
+        stderr: IO[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> AppContext:
+        environ = dict(os.environ) if environ is None else dict(environ)
+        return cls(
+            out=make_console(stdout or sys.stdout, environ),
+            err=make_console(stderr or sys.stderr, environ),
+            environ=environ,
+            **options,
+        )
+
+    # ----------------------------------------------------------------- config
+
+    @property
+    def config(self) -> LoadedConfig:
+        """The configuration, loaded on first use (so --help never touches files)."""
+        if self.loaded is None:
+            from e2ee_ops.config import load_config
+
+            self.loaded = load_config(
+                config_file=self.config_file,
+                profile=self.profile,
+                environ=self.environ,
+                cwd=self.cwd,
+            )
+        return self.loaded
+
+    @property
+    def settings(self) -> Settings:
+        return self.config.settings
+
+    def journal(self) -> Journal:
+        return Journal(
+            self.settings.journal.path,
+            clock=self.clock,
+            actor=self.environ.get("E2EE_OPS_ACTOR") or None,
+        )
+
+    # ----------------------------------------------------------------- output
+
+    def emit(self, result: Result, *, title: str = "") -> ExitCode:
+        """Render `result` on stdout and return the exit code its status calls for."""
+        render(result, self.output, self.out, title=title)
+        if isinstance(result, Report | Plan):
+            return result.exit_code
+        return Status.OK.exit_code
+
+    def progress(self, message: str) -> None:
+        """A progress note on stderr (never mixed with the data on stdout)."""
+        self.err.print(redact(message), markup=False, highlight=False)
+
+    # ----------------------------------------------------------------- time
+
+    def remaining(self) -> float | None:
+        """Seconds left before --timeout, or None without one."""
+        if self.timeout is None:
+            return None
+        return max(0.0, self.timeout - (self.monotonic() - self.started))
+
+    @contextmanager
+    def deadline(self) -> Iterator[None]:
+        """Raise TimedOutError in the main thread when --timeout expires."""
+        self.started = self.monotonic()
+        if self.timeout is None:
+            yield
+            return
+        with hard_deadline(self.timeout):
+            yield
+
+
+@contextmanager
+def hard_deadline(seconds: float) -> Iterator[None]:
+    """Interrupt the block with TimedOutError after `seconds` (SIGALRM, main thread).
+
+    Off the main thread (or without SIGALRM) the block runs unguarded; adapters
+    still apply their own per-call timeouts. An outer timer (pytest-timeout, an
+    enclosing deadline) is restored afterwards with its remaining time.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise TimedOutError(
+            f"gave up after {seconds:g} s (--timeout)",
+            hint="the state is unknown; retry with a longer --timeout",
+        )
+
+    began = time.monotonic()
+    previous_handler = signal.signal(signal.SIGALRM, expire)
+    previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        if previous_delay > 0:
+            left = max(previous_delay - (time.monotonic() - began), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, previous_interval)

@@ -1,0 +1,179 @@
+"""The incident journal: an append-only JSON Lines file every command writes to.
+
+Each line is one entry: `{"ts", "actor", "command", "kind", "incident_id", "data"}`.
+Appends are safe across processes (cron runs next to an operator): the file is
+opened with O_APPEND, locked with flock, and each entry is one write() of one line.
+Strings in `data` are redacted before they are written.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from e2ee_ops.errors import ActionFailed, redact
+
+# Entry kinds. Others may be added; readers must ignore kinds they do not know.
+PLAN = "plan"
+OUTCOME = "outcome"
+NOTE = "note"
+OUTAGE = "outage"
+INCIDENT_OPEN = "incident_open"
+INCIDENT_CLOSE = "incident_close"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def current_actor(environ: Mapping[str, str] | None = None) -> str:
+    """$E2EE_OPS_ACTOR, else user@host."""
+    environ = os.environ if environ is None else environ
+    if environ.get("E2EE_OPS_ACTOR"):
+        return environ["E2EE_OPS_ACTOR"]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. in a container
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    ts: datetime
+    actor: str
+    command: str
+    kind: str
+    data: dict[str, Any] = field(default_factory=dict)
+    incident_id: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "ts": self.ts.astimezone(UTC).isoformat(timespec="milliseconds"),
+                "actor": self.actor,
+                "command": self.command,
+                "kind": self.kind,
+                "incident_id": self.incident_id,
+                "data": _redacted(self.data),
+            },
+            ensure_ascii=False,
+            sort_keys=False,
+            default=str,
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> Entry:
+        raw = json.loads(line)
+        return cls(
+            ts=datetime.fromisoformat(raw["ts"]),
+            actor=str(raw["actor"]),
+            command=str(raw["command"]),
+            kind=str(raw["kind"]),
+            data=dict(raw.get("data") or {}),
+            incident_id=raw.get("incident_id"),
+        )
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {str(k): _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
+
+
+class Journal:
+    """Append to and read back one journal file."""
+
+    def __init__(self, path: Path, *, clock: Clock = utc_now, actor: str | None = None) -> None:
+        self.path = path.expanduser()
+        self._clock = clock
+        self._actor = actor
+
+    def append(
+        self,
+        kind: str,
+        *,
+        command: str,
+        data: Mapping[str, Any] | None = None,
+        incident_id: str | None = None,
+    ) -> Entry:
+        """Append one entry; it joins the open incident unless `incident_id` is given."""
+        if incident_id is None and kind != INCIDENT_OPEN:
+            incident_id = self.open_incident_id()
+        entry = Entry(
+            ts=self._clock(),
+            actor=self._actor or current_actor(),
+            command=command,
+            kind=kind,
+            data=dict(data or {}),
+            incident_id=incident_id,
+        )
+        line = (entry.to_json() + "\n").encode("utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ActionFailed(
+                f"cannot open the journal {self.path} ({exc.strerror})",
+                hint="set journal.path to a writable file",
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            written = os.write(fd, line)  # one write: readers never see half a line
+            if written != len(line):
+                raise ActionFailed(f"short write to the journal {self.path}")
+        finally:
+            os.close(fd)  # closing releases the lock
+        return entry
+
+    def entries(
+        self, *, kind: str | None = None, incident_id: str | None = None
+    ) -> Iterator[Entry]:
+        """Entries in file order, optionally filtered; unreadable lines are skipped."""
+        try:
+            fh = self.path.open("rb")
+        except FileNotFoundError:
+            return
+        with fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
+            lines = fh.read().splitlines()
+        for raw in lines:
+            try:
+                entry = Entry.from_json(raw.decode("utf-8"))
+            except (ValueError, KeyError, TypeError):
+                continue  # a foreign or damaged line must not hide the rest
+            if kind is not None and entry.kind != kind:
+                continue
+            if incident_id is not None and entry.incident_id != incident_id:
+                continue
+            yield entry
+
+    def open_incident_id(self) -> str | None:
+        """The id of the incident opened last and not yet closed, if any.
+
+        Hook for the incident commands: an `incident_open` entry carries its id in
+        `incident_id`; an `incident_close` entry with the same id closes it.
+        """
+        open_ids: list[str] = []
+        for entry in self.entries():
+            if entry.incident_id is None:
+                continue
+            if entry.kind == INCIDENT_OPEN:
+                open_ids.append(entry.incident_id)
+            elif entry.kind == INCIDENT_CLOSE and entry.incident_id in open_ids:
+                open_ids.remove(entry.incident_id)
+        return open_ids[-1] if open_ids else None

@@ -1,0 +1,183 @@
+"""Result types every procedure returns, and the one mapping from outcomes to exit codes.
+
+A read-only check returns a `Report` of `Finding`s; a command that changes
+something returns a `Plan` of `Step`s. Both have a `status`, the worst of their
+parts, and `exit_code_for()` turns a status or an exception into the process exit
+code (monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from e2ee_ops import errors
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes: the Nagios plugin convention plus usage and interrupt."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+    USAGE = 64  # EX_USAGE, so a typo is never mistaken for CRITICAL
+    INTERRUPTED = 130  # 128 + SIGINT
+
+
+@functools.total_ordering
+class Status(enum.Enum):
+    """Health of one finding or of a whole result. Ordered: OK < WARNING < UNKNOWN < CRITICAL."""
+
+    OK = "OK"
+    WARNING = "WARNING"
+    CRITICAL = "CRITICAL"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def severity(self) -> int:
+        """Rank used by `worst()`: UNKNOWN outranks WARNING (we could not tell), not CRITICAL."""
+        return _SEVERITY[self]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode[self.name]
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Status):
+            return NotImplemented
+        return self.severity < other.severity
+
+    @classmethod
+    def worst(cls, statuses: Iterable[Status]) -> Status:
+        """The most severe status, OK for none."""
+        return max(statuses, key=lambda s: s.severity, default=cls.OK)
+
+
+_SEVERITY = {Status.OK: 0, Status.WARNING: 1, Status.UNKNOWN: 2, Status.CRITICAL: 3}
+
+
+def classify(
+    value: float | None,
+    *,
+    warn: float | None = None,
+    crit: float | None = None,
+    higher_is_worse: bool = True,
+) -> Status:
+    """Status of a measured value against thresholds; UNKNOWN when there is no value.
+
+    With `higher_is_worse` a value above `crit` is CRITICAL (latency, lag); otherwise
+    a value below `crit` is (prekeys remaining). Thresholds are exclusive, as in the
+    runbook: "OTPK pool < 5" is critical, "p99 > 500 ms" is a warning.
+    """
+    if value is None:
+        return Status.UNKNOWN
+
+    def beyond(limit: float | None) -> bool:
+        if limit is None:
+            return False
+        return value > limit if higher_is_worse else value < limit
+
+    if beyond(crit):
+        return Status.CRITICAL
+    if beyond(warn):
+        return Status.WARNING
+    return Status.OK
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One measured fact with its verdict, e.g. "otpk_pool_min = 3 (critical below 5)"."""
+
+    name: str
+    status: Status
+    value: Any
+    summary: str
+    threshold_warn: float | None = None
+    threshold_crit: float | None = None
+    unit: str = ""
+
+
+@dataclass
+class Report:
+    """The result of a read-only check: findings and their overall status."""
+
+    title: str
+    findings: list[Finding] = field(default_factory=list)
+    summary: str | None = None  # one line; derived from the findings when None
+    data: dict[str, Any] = field(default_factory=dict)  # extra, JSON-serialisable detail
+
+    @property
+    def status(self) -> Status:
+        return Status.worst(f.status for f in self.findings)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.status.exit_code
+
+    def one_line_summary(self) -> str:
+        """The explicit summary, else the non-OK findings' summaries, else a count."""
+        if self.summary:
+            return self.summary
+        bad = [f for f in self.findings if f.status is not Status.OK]
+        if bad:
+            bad.sort(key=lambda f: f.status.severity, reverse=True)
+            return "; ".join(f.summary for f in bad)
+        if not self.findings:
+            return "nothing to check"
+        return f"all {len(self.findings)} checks OK"
+
+
+@dataclass
+class Step:
+    """One step of a plan: what it does, whether it ran, and what came of it."""
+
+    description: str
+    executed: bool = False
+    outcome: str | None = None
+    status: Status | None = None  # None until executed (or skipped with a reason)
+
+
+@dataclass
+class Plan:
+    """The result of a mutating command: the steps, shown before and after execution."""
+
+    title: str
+    steps: list[Step] = field(default_factory=list)
+    executed: bool = False  # True when run with --execute
+    summary: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> Status:
+        return Status.worst(s.status for s in self.steps if s.status is not None)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.status.exit_code
+
+    def one_line_summary(self) -> str:
+        if self.summary:
+            return self.summary
+        done = sum(1 for s in self.steps if s.executed)
+        if not self.executed:
+            return f"plan of {len(self.steps)} steps; nothing changed (run with --execute)"
+        return f"{done} of {len(self.steps)} steps executed"
+
+
+def exit_code_for(outcome: Status | BaseException) -> ExitCode:
+    """The exit code of a status or of an exception: the single place this is decided."""
+    if isinstance(outcome, Status):
+        return outcome.exit_code
+    if isinstance(outcome, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(outcome, errors.UsageError):
+        return ExitCode.USAGE
+    if isinstance(outcome, errors.VerificationFailed | errors.ActionFailed):
+        return ExitCode.CRITICAL
+    # Config, unreachable, timeout, auth, refused, service errors and anything
+    # unexpected: we could not tell what state the service is in.
+    return ExitCode.UNKNOWN
