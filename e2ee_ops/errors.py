@@ -110,9 +110,11 @@ class TimedOutError(E2eeOpsError):
 
 
 class AuthError(E2eeOpsError):
-    """The token was missing, invalid or lacked the needed scope (HTTP 401/403)."""
+    """The token was missing, invalid or lacked the needed scope (HTTP 401/403, Redis AUTH)."""
 
-    def __init__(self, message: str, *, status_code: int, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, status_code: int | None = None, hint: str | None = None
+    ) -> None:
         self.status_code = status_code
         super().__init__(message, hint=hint)
 

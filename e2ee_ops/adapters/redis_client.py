@@ -1,0 +1,192 @@
+"""Redis as the runbook checks it: PING, INFO stats/replication, latency.
+
+Connects by URL (redis://, rediss:// for TLS, unix://) or through Sentinel
+(`redis.sentinel: {hosts, service_name}`). Every call has a socket timeout; redis-py
+errors become UnreachableError / TimedOutError / AuthError / ServiceError naming
+the host, never the password.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+import redis.exceptions as rx
+from redis.sentinel import MasterNotFoundError, Sentinel
+
+from e2ee_ops.config import RedisSettings, Secret
+from e2ee_ops.errors import AuthError, ServiceError, TimedOutError, UnreachableError
+
+# INFO fields the outage checks read; the rest stays available through info().
+STATS_FIELDS = (
+    "total_connections_received",
+    "total_commands_processed",
+    "instantaneous_ops_per_sec",
+    "rejected_connections",
+    "pubsub_channels",
+    "pubsub_patterns",
+    "expired_keys",
+    "evicted_keys",
+)
+
+
+@dataclass(frozen=True)
+class LatencyEvent:
+    """One row of LATENCY LATEST: an event's latest and maximum latency spike."""
+
+    event: str
+    last_at: int
+    latest_ms: int
+    max_ms: int
+
+
+class RedisProbe:
+    """Read-only access to one Redis deployment (a URL or a Sentinel-managed master)."""
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        sentinel_hosts: Sequence[str] = (),
+        service_name: str = "mymaster",
+        password: Secret | None = None,
+        timeout: float = 2.0,
+        monotonic: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if bool(url) == bool(sentinel_hosts):
+            raise ValueError("give exactly one of url or sentinel_hosts")
+        self.timeout = timeout
+        self._monotonic = monotonic
+        secret = password.reveal() if password else None
+        common: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry_on_timeout": False,
+            "decode_responses": True,
+        }
+        self._client: redis.Redis
+        if url:
+            self.host = _host_of(url)
+            if secret is not None:
+                common["password"] = secret
+            self._client = redis.Redis.from_url(url, **common)
+        else:
+            self.host = f"sentinel service {service_name} ({', '.join(sentinel_hosts)})"
+            sentinels = [_host_port(h) for h in sentinel_hosts]
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                sentinels,
+                sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+                password=secret,
+                **common,
+            )
+            self._client = sentinel.master_for(service_name, **common)  # type: ignore[no-untyped-call]
+
+    @classmethod
+    def from_settings(
+        cls, settings: RedisSettings, *, environ: Mapping[str, str] | None = None
+    ) -> RedisProbe:
+        password = (
+            settings.password.resolve(key="redis.password", environ=environ)
+            if settings.password
+            else None
+        )
+        if settings.sentinel is not None:
+            return cls(
+                sentinel_hosts=settings.sentinel.hosts,
+                service_name=settings.sentinel.service_name,
+                password=password,
+                timeout=settings.timeout_seconds,
+            )
+        if not settings.url:
+            from e2ee_ops.errors import ConfigError
+
+            raise ConfigError(
+                "Redis is not configured", hint="set redis.url or redis.sentinel in the config"
+            )
+        return cls(url=settings.url, password=password, timeout=settings.timeout_seconds)
+
+    def __repr__(self) -> str:
+        return f"RedisProbe({self.host!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def ping(self) -> float:
+        """PING; returns the round trip in milliseconds."""
+        started = self._monotonic()
+        with self._errors("PING"):
+            self._client.ping()
+        return (self._monotonic() - started) * 1000.0
+
+    def info(self, section: str) -> dict[str, Any]:
+        """INFO <section> as a dict (`stats`, `replication`, `server`, …)."""
+        with self._errors(f"INFO {section}"):
+            result: dict[str, Any] = self._client.info(section)
+        return result
+
+    def stats(self) -> dict[str, Any]:
+        """The INFO stats fields the outage checks use (STATS_FIELDS)."""
+        info = self.info("stats")
+        return {name: info[name] for name in STATS_FIELDS if name in info}
+
+    def replication(self) -> dict[str, Any]:
+        """INFO replication: role, connected replicas, link status."""
+        return self.info("replication")
+
+    def latency_latest(self) -> list[LatencyEvent]:
+        """LATENCY LATEST (empty unless latency-monitor-threshold is set on the server)."""
+        with self._errors("LATENCY LATEST"):
+            rows = self._client.execute_command("LATENCY LATEST")  # type: ignore[no-untyped-call]
+        events = []
+        for row in rows or []:
+            name, last_at, latest, maximum = row[:4]
+            events.append(LatencyEvent(str(name), int(last_at), int(latest), int(maximum)))
+        return events
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except (rx.AuthenticationError, rx.AuthorizationError, rx.NoPermissionError) as exc:
+            raise AuthError(
+                f"Redis at {self.host} refused the credentials for {what}",
+                hint="check redis.password or the ACL user in redis.url",
+            ) from exc
+        except rx.TimeoutError as exc:
+            raise TimedOutError(
+                f"Redis at {self.host} did not answer {what} within {self.timeout:g} s",
+                host=self.host,
+                hint="check the Redis host's load, or raise redis.timeout_seconds",
+            ) from exc
+        except MasterNotFoundError as exc:
+            raise UnreachableError(
+                f"no sentinel knows a master for {self.host}",
+                host=self.host,
+                hint="check redis.sentinel.hosts and service_name",
+            ) from exc
+        except rx.ConnectionError as exc:
+            raise UnreachableError(
+                f"cannot connect to Redis at {self.host}",
+                host=self.host,
+                hint="check that Redis runs (e2ee-ops redis check) and redis.url is right",
+            ) from exc
+        except rx.RedisError as exc:
+            raise ServiceError(f"Redis at {self.host} failed {what}: {exc}") from exc
+
+
+def _host_of(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path
+    host = parts.hostname or "localhost"
+    return f"{host}:{parts.port or 6379}"
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)

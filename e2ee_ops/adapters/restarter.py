@@ -1,0 +1,125 @@
+"""Restart a service the way the config says: systemctl, docker, or a custom command.
+
+The command runs without a shell, in its own process group so a timeout kills it
+and everything it started. A non-zero exit or a timeout is an error; the caller
+then verifies the service came back (restarting is not recovering).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from e2ee_ops.config import RestartSettings
+from e2ee_ops.errors import ActionFailed, ConfigError, TimedOutError, redact
+
+OUTPUT_TAIL_CHARS = 400
+
+
+@dataclass(frozen=True)
+class RestartResult:
+    service: str
+    argv: list[str]
+    returncode: int
+    seconds: float
+    output_tail: str  # the end of stdout+stderr, redacted, for the journal
+
+
+def restart_argv(spec: RestartSettings) -> list[str]:
+    """The argv that restarts the service described by `spec`."""
+    sudo = ["sudo", "-n"] if spec.sudo else []
+    if spec.method == "systemctl":
+        assert spec.unit is not None  # guaranteed by RestartSettings validation
+        return [*sudo, "systemctl", "restart", spec.unit]
+    if spec.method == "docker":
+        assert spec.container is not None
+        return [*sudo, "docker", "restart", spec.container]
+    assert spec.command is not None
+    return list(spec.command)
+
+
+class Restarter:
+    """Restarts one service (`service` names it in messages: "redis", "api")."""
+
+    def __init__(
+        self,
+        service: str,
+        spec: RestartSettings | None,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.service = service
+        self.spec = spec
+        self._monotonic = monotonic
+
+    def describe(self) -> str:
+        """The command as shown in a plan."""
+        return " ".join(restart_argv(self._spec()))
+
+    def restart(self, *, timeout: float | None = None) -> RestartResult:
+        """Run the restart command; raises ActionFailed or TimedOutError when it fails."""
+        spec = self._spec()
+        argv = restart_argv(spec)
+        limit = timeout if timeout is not None else spec.timeout_seconds
+        shown = redact(" ".join(argv))
+        started = self._monotonic()
+        try:
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,  # its own process group, killed whole on timeout
+            )
+        except FileNotFoundError as exc:
+            raise ActionFailed(
+                f"cannot restart {self.service}: {argv[0]} is not installed or not on PATH",
+                hint=f"fix services.{self.service}.restart in the config",
+            ) from exc
+        except PermissionError as exc:
+            raise ActionFailed(
+                f"cannot restart {self.service}: {argv[0]} is not executable"
+            ) from exc
+        try:
+            output, _ = process.communicate(timeout=limit)
+        except subprocess.TimeoutExpired as exc:
+            _kill_group(process)
+            raise TimedOutError(
+                f"restarting {self.service} with `{shown}` did not finish within {limit:g} s",
+                hint=f"check the host, or raise services.{self.service}.restart.timeout_seconds",
+            ) from exc
+        except BaseException:
+            _kill_group(process)  # e.g. --timeout or Ctrl-C: leave nothing running
+            raise
+        seconds = self._monotonic() - started
+        tail = redact((output or "").strip()[-OUTPUT_TAIL_CHARS:])
+        if process.returncode != 0:
+            last_line = tail.splitlines()[-1] if tail else "no output"
+            raise ActionFailed(
+                f"restarting {self.service} with `{shown}` failed "
+                f"(exit {process.returncode}: {last_line})",
+                hint="run the command by hand to see why",
+            )
+        return RestartResult(self.service, argv, process.returncode, seconds, tail)
+
+    def _spec(self) -> RestartSettings:
+        if self.spec is None:
+            raise ConfigError(
+                f"no restart method is configured for {self.service}",
+                hint=f"set services.{self.service}.restart "
+                "({method: systemctl, unit: NAME} or docker or command)",
+            )
+        return self.spec
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.communicate()
