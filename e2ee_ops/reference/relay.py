@@ -18,7 +18,11 @@ import uuid
 from collections import defaultdict
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from e2ee_ops.reference.settings import ServerSettings
 from e2ee_ops.reference.telemetry import Telemetry
@@ -66,8 +70,14 @@ class Relay:
         self.settings = settings
         self.hub = hub
         self.telemetry = telemetry
+        # One quick retry: after a Redis restart the first use of a pooled connection
+        # fails on the dead socket, and that alone is no outage.
         self.client = aioredis.Redis.from_url(
-            settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0
+            settings.redis_url,
+            socket_connect_timeout=1.0,
+            socket_timeout=2.0,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self.redis_ok = False
         self.pubsub_lag_seconds: float | None = None
@@ -75,6 +85,9 @@ class Relay:
         self._probe_sent_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        # Set when a publish failed: the subscriber re-subscribes, which re-checks
+        # Redis and wakes every stream to catch up from PostgreSQL.
+        self._resync = asyncio.Event()
 
     # ---- state seen by heartbeats and metrics ---------------------------------------
 
@@ -142,6 +155,7 @@ class Relay:
             self.telemetry.publish_failures.inc()
             self._missed_publish = True
             self._set_redis(False, type(exc).__name__)
+            self._resync.set()
             return False
 
     # ---- background loops -----------------------------------------------------------
@@ -150,14 +164,15 @@ class Relay:
         while not self._stopping.is_set():
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
+                self._resync.clear()
                 await pubsub.subscribe(CHANNEL)
                 # Anything published while we were not subscribed was missed here.
                 self._missed_publish = False
                 self._probe_sent_at = None
                 self._set_redis(True)
                 self.hub.wake_all()
-                while not self._stopping.is_set():
-                    message = await pubsub.get_message(timeout=1.0)
+                while not self._stopping.is_set() and not self._resync.is_set():
+                    message = await pubsub.get_message(timeout=0.5)
                     if message is not None:
                         self._handle(message["data"])
             except (TimeoutError, RedisError, OSError) as exc:
