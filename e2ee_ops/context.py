@@ -31,16 +31,24 @@ if TYPE_CHECKING:
     from e2ee_ops.config import LoadedConfig, Settings
 
 
-def make_console(file: IO[str], environ: Mapping[str, str]) -> Console:
-    """A rich console on `file` that honours NO_COLOR and plain output on non-TTYs."""
+def make_console(
+    file: IO[str] | None, environ: Mapping[str, str], *, stderr: bool = False
+) -> Console:
+    """A rich console that honours NO_COLOR and writes plainly to pipes and files.
+
+    With `file=None` it writes to whatever sys.stdout (or sys.stderr) is at the time
+    of writing, so a context made before CliRunner swaps the streams still works.
+    """
     from rich.console import Console
 
+    target = file if file is not None else (sys.stderr if stderr else sys.stdout)
     return Console(
         file=file,
+        stderr=stderr,
         no_color=bool(environ.get("NO_COLOR")),
         highlight=False,
         emoji=False,
-        width=None if file.isatty() else 160,  # pipes and CI logs: wide, no wrapping
+        width=None if target.isatty() else 160,  # pipes and CI logs: wide, no wrapping
     )
 
 
@@ -71,8 +79,8 @@ class AppContext:
     ) -> AppContext:
         environ = dict(os.environ) if environ is None else dict(environ)
         return cls(
-            out=make_console(stdout or sys.stdout, environ),
-            err=make_console(stderr or sys.stderr, environ),
+            out=make_console(stdout, environ),
+            err=make_console(stderr, environ, stderr=True),
             environ=environ,
             **options,
         )

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import redis
 import redis.exceptions as rx
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from e2ee_ops.config import RedisSettings, Secret
@@ -66,7 +68,8 @@ class RedisProbe:
         common: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
-            "retry_on_timeout": False,
+            # One attempt per call: a probe must report a dead Redis, not wait it out.
+            "retry": Retry(NoBackoff(), 0),
             "decode_responses": True,
         }
         self._client: redis.Redis
@@ -80,7 +83,11 @@ class RedisProbe:
             sentinels = [_host_port(h) for h in sentinel_hosts]
             sentinel = Sentinel(  # type: ignore[no-untyped-call]
                 sentinels,
-                sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+                sentinel_kwargs={
+                    "socket_timeout": timeout,
+                    "socket_connect_timeout": timeout,
+                    "retry": Retry(NoBackoff(), 0),
+                },
                 password=secret,
                 **common,
             )

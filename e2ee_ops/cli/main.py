@@ -110,6 +110,8 @@ def guarded(invoke: Callable[[], Any], *, debug: bool) -> int:
         )
         return ExitCode.UNKNOWN
     if isinstance(result, int) and not isinstance(result, bool):
+        if result == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into Exit(130)
+            _say("interrupted")
         return result
     return ExitCode.OK
 
