@@ -408,9 +408,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "down":
             down(args.state_dir)
         for s in status(args.state_dir):
-            print(
-                f"{s.name:9} {'running' if s.running else 'stopped':8} {s.pid or '-':>8}  {s.address}"
-            )
+            state = "running" if s.running else "stopped"
+            print(f"{s.name:9} {state:8} {s.pid or '-':>8}  {s.address}")
     except EmbeddedError as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 3

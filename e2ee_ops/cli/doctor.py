@@ -1,12 +1,42 @@
-"""`e2ee-ops doctor`: every read-only check at once (not implemented yet)."""
+"""`e2ee-ops doctor`: every read-only check at once."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from e2ee_ops.cli.common import not_implemented
+from e2ee_ops.cli.common import OutputOption, app_context, finish
 
 
-def doctor(ctx: typer.Context) -> None:
-    """Run all read-only checks concurrently, for CI smoke tests. [not implemented yet]"""
-    not_implemented("doctor")
+def doctor(
+    ctx: typer.Context,
+    junit: Annotated[
+        Path | None,
+        typer.Option("--junit", metavar="FILE", dir_okay=False, help="Also write JUnit XML here."),
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """Run every read-only check concurrently (API health, metrics, Redis, PostgreSQL,
+    schema at Alembic head, feature flag, OTPK pools, delivery lag); exit code by the worst."""
+    from e2ee_ops.adapters.migrations import Migrations
+    from e2ee_ops.cli.targets import api_clients, database, redis_probe
+    from e2ee_ops.procedures.doctor import DoctorTargets, run_doctor
+    from e2ee_ops.render import to_junit
+
+    env = app_context(ctx)
+    s = env.settings
+    db = database(env, required=False)
+    targets = DoctorTargets(
+        public_apis=api_clients(env, None),
+        admin_apis=api_clients(env, "admin"),
+        redis=redis_probe(env),
+        db=db,
+        migrations=Migrations(s.alembic.config, s.postgres.url) if s.postgres.url else None,
+        thresholds=s.thresholds,
+    )
+    report = run_doctor(targets, timeout=env.remaining())
+    if junit is not None:
+        junit.write_text(to_junit(report), encoding="utf-8")
+    finish(ctx, report, output=output)

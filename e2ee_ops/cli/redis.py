@@ -1,9 +1,107 @@
 """`e2ee-ops redis`: Redis outage: detect, recover and watch the pub/sub relay."""
 
-from e2ee_ops.cli.common import planned_group
+from __future__ import annotations
 
-app = planned_group(
-    "redis",
-    summary="Redis outage: detect, recover and watch the pub/sub relay.",
-    planned=["check", "recover", "watch"],
+import time
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from e2ee_ops.cli.common import OutputOption, app_context, finish
+from e2ee_ops.cli.confirm import confirm_execution
+
+app = typer.Typer(
+    name="redis",
+    help="Redis outage (runbook: Redis Outage Procedures): detect, recover, watch.",
+    no_args_is_help=True,
 )
+
+
+@app.command("check")
+def check(ctx: typer.Context, output: OutputOption = None) -> None:
+    """Gather every detection signal: /dm/metrics redis_status, PING and INFO, one SSE
+    heartbeat's relay_lag, and messages stored but not delivered. Exit code by the worst."""
+    from e2ee_ops.cli.targets import redis_targets
+    from e2ee_ops.procedures.redis_outage import check_redis
+
+    env = app_context(ctx)
+    report = check_redis(redis_targets(env), timeout=env.remaining())
+    finish(ctx, report, output=output)
+
+
+@app.command("recover")
+def recover(
+    ctx: typer.Context,
+    execute: Annotated[
+        bool, typer.Option("--execute", help="Act; without it only the plan is shown.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Restart Redis even if it answers PING.")
+    ] = False,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            "--since",
+            help="Start of the outage window (ISO time, UTC if no zone); "
+            "default: the oldest undelivered message of the last hour.",
+        ),
+    ] = None,
+    output: OutputOption = None,
+) -> None:
+    """Restart Redis (if down), wait for PING, watch metrics until relay_lag is false,
+    send a canary over SSE, compare stored vs delivered, record the outage."""
+    from datetime import UTC
+
+    from e2ee_ops.cli.targets import redis_targets
+    from e2ee_ops.procedures.redis_outage import recover_redis
+
+    env = app_context(ctx)
+    targets = redis_targets(env, with_restarter=True)
+    journal = env.journal()
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    plan = recover_redis(targets, execute=False, force=force)
+    if execute:
+        confirm_execution(env, plan, yes=yes)
+        journal.append(
+            "plan", command="redis recover", data={"steps": [s.description for s in plan.steps]}
+        )
+        plan = recover_redis(targets, execute=True, force=force, since=since, journal=journal)
+        journal.append(
+            "outcome",
+            command="redis recover",
+            data={"status": plan.status.name, "steps": [s.outcome for s in plan.steps]},
+        )
+    finish(ctx, plan, output=output)
+
+
+@app.command("watch")
+def watch(
+    ctx: typer.Context,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.5, help="Seconds between refreshes.")
+    ] = 5.0,
+    count: Annotated[
+        int | None, typer.Option("--count", min=1, help="Stop after this many refreshes.")
+    ] = None,
+) -> None:
+    """A live view of the detection signals, refreshed until interrupted (Ctrl-C)."""
+    from rich.live import Live
+
+    from e2ee_ops.cli.targets import redis_targets
+    from e2ee_ops.procedures.redis_outage import check_redis
+    from e2ee_ops.render import rich_renderable
+
+    env = app_context(ctx)
+    targets = redis_targets(env)
+    report = check_redis(targets, timeout=interval * 4)
+    refreshes = 1
+    with Live(rich_renderable(report), console=env.out, auto_refresh=False) as live:
+        while count is None or refreshes < count:
+            time.sleep(interval)
+            report = check_redis(targets, timeout=interval * 4)
+            live.update(rich_renderable(report), refresh=True)
+            refreshes += 1
+    raise typer.Exit(int(report.exit_code))

@@ -1,9 +1,116 @@
-"""`e2ee-ops sandbox`: Embedded Postgres, Redis and the reference server for trying things."""
+"""`e2ee-ops sandbox`: the whole stack on embedded servers, for trying commands safely."""
 
-from e2ee_ops.cli.common import planned_group
+from __future__ import annotations
 
-app = planned_group(
-    "sandbox",
-    summary="Embedded Postgres, Redis and the reference server for trying things.",
-    planned=["up", "down", "status"],
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from e2ee_ops.cli.common import OutputOption, app_context, finish
+from e2ee_ops.errors import ActionFailed
+
+app = typer.Typer(
+    name="sandbox",
+    help="Embedded PostgreSQL, Redis and the reference server, seeded and configured.",
+    no_args_is_help=True,
 )
+
+StateDir = Annotated[
+    Path,
+    typer.Option(
+        "--state-dir",
+        file_okay=False,
+        help="Where the sandbox keeps its data, logs, secrets and config.yaml.",
+    ),
+]
+DEFAULT_DIR = Path(".sandbox")
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    service: str
+    state: str
+    pid: str
+    address: str
+
+
+def _rows(state_dir: Path) -> list[ServiceRow]:
+    from e2ee_ops.sandbox import status
+
+    return [
+        ServiceRow(s.name, "running" if s.running else "stopped", str(s.pid or "-"), s.address)
+        for s in status(state_dir)
+    ]
+
+
+def _guard(action: str, call: object) -> None:
+    from e2ee_ops.embedded import EmbeddedError
+
+    try:
+        assert callable(call)
+        call()
+    except EmbeddedError as exc:
+        raise ActionFailed(f"sandbox {action} failed: {exc}") from None
+
+
+@app.command("up")
+def up(ctx: typer.Context, state_dir: StateDir = DEFAULT_DIR, output: OutputOption = None) -> None:
+    """Start PostgreSQL, Redis and the reference server; migrate; seed an admin, two canary
+    accounts and a demo user; write STATE_DIR/config.yaml."""
+    from e2ee_ops import sandbox
+
+    env = app_context(ctx)
+    _guard("up", lambda: sandbox.up(state_dir, progress=env.progress))
+    env.progress(f"config: {state_dir.resolve() / 'config.yaml'}")
+    env.progress(f"try:    e2ee-ops --config {state_dir.resolve() / 'config.yaml'} doctor")
+    finish(ctx, _rows(state_dir), output=output, title="sandbox")
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context, state_dir: StateDir = DEFAULT_DIR, output: OutputOption = None
+) -> None:
+    """Each sandbox process, its pid and its address."""
+    rows = []
+    _guard("status", lambda: rows.extend(_rows(state_dir)))
+    finish(ctx, rows, output=output, title="sandbox")
+
+
+@app.command("down")
+def down(
+    ctx: typer.Context, state_dir: StateDir = DEFAULT_DIR, output: OutputOption = None
+) -> None:
+    """Stop every sandbox process (data stays in STATE_DIR)."""
+    from e2ee_ops import sandbox
+
+    _guard("down", lambda: sandbox.down(state_dir))
+    finish(ctx, _rows(state_dir), output=output, title="sandbox")
+
+
+def _service_command(action: str) -> None:
+    def command(
+        ctx: typer.Context,
+        service: Annotated[str, typer.Argument(help="postgres, redis or api")],
+        state_dir: StateDir = DEFAULT_DIR,
+        output: OutputOption = None,
+    ) -> None:
+        from e2ee_ops import sandbox
+
+        if service not in sandbox.SERVICES:
+            raise typer.BadParameter(f"one of {', '.join(sandbox.SERVICES)}", param_hint="SERVICE")
+        call = {
+            "start": sandbox.start_service,
+            "stop": sandbox.stop_service,
+            "restart": sandbox.restart_service,
+        }[action]
+        _guard(action, lambda: call(state_dir.resolve(), service))
+        finish(ctx, _rows(state_dir), output=output, title="sandbox")
+
+    command.__doc__ = f"{action.capitalize()} one sandbox service (for outage drills)."
+    app.command(action)(command)
+
+
+for _action in ("start", "stop", "restart"):
+    _service_command(_action)
