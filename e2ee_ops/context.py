@@ -13,17 +13,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from e2ee_ops.errors import TimedOutError, redact
 from e2ee_ops.journal import Journal, utc_now
 from e2ee_ops.render import OutputFormat, Result, render
 from e2ee_ops.status import ExitCode, Plan, Report, Status
+
+
+class _HasClose(Protocol):
+    def close(self) -> None: ...
+
+
+_Closeable = TypeVar("_Closeable", bound=_HasClose)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -67,6 +74,8 @@ class AppContext:
     cwd: Path | None = None
     loaded: LoadedConfig | None = None  # set to skip loading (tests)
     started: float = field(default=0.0)
+    # Clients a command opened (HTTP, Redis); closed when the command ends.
+    resources: ExitStack = field(default_factory=ExitStack)
 
     @classmethod
     def create(
@@ -111,6 +120,11 @@ class AppContext:
             clock=self.clock,
             actor=self.environ.get("E2EE_OPS_ACTOR") or None,
         )
+
+    def closing(self, resource: _Closeable) -> _Closeable:
+        """Close `resource` when the command ends, whatever happens."""
+        self.resources.callback(resource.close)
+        return resource
 
     # ----------------------------------------------------------------- output
 

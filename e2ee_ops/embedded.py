@@ -47,6 +47,17 @@ def redis_server_binary() -> Path:
     return binary
 
 
+def detach(proc: subprocess.Popen[bytes] | None) -> int:
+    """Hand a started child over to pid-based management (the sandbox) and return its pid.
+
+    The child runs in its own session and outlives this process; this Popen object is
+    told not to wait for it, so its garbage collection does not warn about it.
+    """
+    assert proc is not None
+    proc.returncode = 0
+    return proc.pid
+
+
 def _stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
     if proc is None or proc.poll() is not None:
         return

@@ -31,6 +31,7 @@ from e2ee_ops.embedded import (
     EmbeddedPostgres,
     EmbeddedRedis,
     ReferenceServerProcess,
+    detach,
     free_port,
 )
 
@@ -167,8 +168,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 def _start_redis(state: SandboxState) -> None:
     redis = EmbeddedRedis(state.dir / "redis", port=state.redis_port)
     redis.start()
-    assert redis.proc is not None
-    state.redis_pid = redis.proc.pid
+    state.redis_pid = detach(redis.proc)
 
 
 def _start_api(state: SandboxState) -> None:
@@ -180,8 +180,7 @@ def _start_api(state: SandboxState) -> None:
         env=read_env_file(state.api_env_path),
     )
     server.start()
-    assert server.proc is not None
-    state.api_pid = server.proc.pid
+    state.api_pid = detach(server.proc)
 
 
 def _pg(state: SandboxState, keep_running: bool = True) -> EmbeddedPostgres:

@@ -196,6 +196,7 @@ def main(
     env.debug = env.debug or debug
     ctx.obj = env
     ctx.with_resource(env.deadline())
+    ctx.call_on_close(env.resources.close)
 
 
 for group in (redis, rollback, devices, abuse, alerts, incident, postmortem, runbook, sandbox):

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 def api_clients(env: AppContext, token: str | None) -> list[ApiClient]:
     from e2ee_ops.adapters.api import clients_for
 
-    return clients_for(env.settings, token=token, environ=env.environ)
+    return [env.closing(c) for c in clients_for(env.settings, token=token, environ=env.environ)]
 
 
 def database(env: AppContext, *, required: bool = True) -> OpsDatabase | None:
@@ -45,7 +45,7 @@ def database(env: AppContext, *, required: bool = True) -> OpsDatabase | None:
 def redis_probe(env: AppContext) -> RedisProbe:
     from e2ee_ops.adapters.redis_client import RedisProbe
 
-    return RedisProbe.from_settings(env.settings.redis, environ=env.environ)
+    return env.closing(RedisProbe.from_settings(env.settings.redis, environ=env.environ))
 
 
 def restarter(env: AppContext, service: str) -> Restarter:
@@ -81,11 +81,13 @@ def canary(env: AppContext) -> Canary | None:
     base = s.api.base_urls[0]
 
     def client(name: str) -> ApiClient:
-        return ApiClient(
-            base,
-            token=s.tokens.resolve(name, environ=env.environ),
-            timeout=s.api.timeout_seconds,
-            retries=s.api.retries,
+        return env.closing(
+            ApiClient(
+                base,
+                token=s.tokens.resolve(name, environ=env.environ),
+                timeout=s.api.timeout_seconds,
+                retries=s.api.retries,
+            )
         )
 
     assert c.device_a and c.account_b and c.device_b
