@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/ruff check e2ee_ops tests
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -59,7 +59,9 @@ def _create_database(server_url: str, name: str) -> str:
     from psycopg import sql
 
     with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return with_database(server_url, name)
 
@@ -110,7 +112,9 @@ def controllable_redis(redis_server: EmbeddedRedis | None) -> Iterator[EmbeddedR
 def reference_server(
     database_url: str, redis_url: str, workdir: Path
 ) -> Iterator[ReferenceServerProcess]:
-    server = ReferenceServerProcess(database_url, redis_url, workdir / "server", env=dict(SERVER_ENV))
+    server = ReferenceServerProcess(
+        database_url, redis_url, workdir / "server", env=dict(SERVER_ENV)
+    )
     server.start()
     try:
         yield server

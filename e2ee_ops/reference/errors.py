@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -12,6 +13,8 @@ from e2ee_ops.reference.crypto import KeyError_
 from e2ee_ops.reference.store import Conflict, NotFound
 
 DM_DISABLED_DETAIL = "E2EE DM is not enabled"
+LOGGED_STATUSES = frozenset({403, 409, 429})
+log = logging.getLogger("e2ee_ops.reference.api")
 
 
 class ApiError(Exception):
@@ -31,6 +34,11 @@ class ApiError(Exception):
 
 def _respond(request: Request, err: ApiError) -> JSONResponse:
     request.state.error_code = err.code
+    if err.status in LOGGED_STATUSES:
+        # The runbook: "Log all 409, 429, 403 errors with context" (never bodies or tokens).
+        log.warning(
+            "refused %s %s -> %s %s", request.method, request.url.path, err.status, err.code or "-"
+        )
     body: dict[str, Any] = {"detail": err.detail}
     if err.code is not None and err.code != "DM_DISABLED":
         # The runbook's rollback check expects exactly {"detail": "E2EE DM is not enabled"}.

@@ -108,7 +108,9 @@ async def change_identity(
     spk = _signed_prekey(identity, body.signed_prekey)
     old_fp, new_fp = fingerprint(bytes(device["identity_key"])), fingerprint(identity)
     if old_fp == new_fp:
-        return {"device_id": str(device_id), "changed": False}
+        # Same identity: nothing to record; use signed-prekey rotation to change the prekey.
+        version = await app_state(request).store.bundle_version(device_id)
+        return {"device_id": str(device_id), "changed": False, "bundle_version": version}
     version = await app_state(request).store.change_identity(
         device_id, who.user_id, old_fp, new_fp, identity, spk
     )

@@ -289,6 +289,16 @@ class Store:
             )
             return int(row["bundle_version"])
 
+    async def bundle_version(self, device_id: uuid.UUID) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT bundle_version FROM e2ee_key_bundles WHERE device_id = %s", (device_id,)
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no device {device_id}")
+        return int(row["bundle_version"])
+
     async def revoke_device(self, device_id: uuid.UUID) -> None:
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(

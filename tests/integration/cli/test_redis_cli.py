@@ -75,8 +75,10 @@ def test_outage_detected_then_recovered_with_nothing_lost(
     assert findings["redis ping"]["status"] == "CRITICAL"
     assert findings["sse heartbeat relay_lag"]["value"] is True
     assert findings["undelivered messages (5 min)"]["value"] >= 5
-    assert any(n.startswith("api redis_status") and f["value"] == "unavailable"
-               for n, f in findings.items())
+    assert any(
+        n.startswith("api redis_status") and f["value"] == "unavailable"
+        for n, f in findings.items()
+    )
     assert collector.message_ids() == [before]  # nothing pushed during the outage
 
     plan = run(sandbox_config, "--output", "json", "redis", "recover")
@@ -93,7 +95,9 @@ def test_outage_detected_then_recovered_with_nothing_lost(
     assert collector.wait_for(lambda evs: len([e for e in evs if e.event == "message"]) >= 6, 10)
     assert collector.message_ids() == [before, *during]  # each exactly once
 
-    journal = [json.loads(line) for line in (sandbox_state.dir / "journal.jsonl").read_text().splitlines()]
+    journal = [
+        json.loads(line) for line in (sandbox_state.dir / "journal.jsonl").read_text().splitlines()
+    ]
     outage = [e for e in journal if e["kind"] == "redis_outage"][-1]["data"]
     assert outage["was_down"] is True and outage["all_delivered"] is True
     assert outage["stored_not_delivered"] == 0 and outage["stored"] >= 5

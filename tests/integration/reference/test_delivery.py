@@ -14,34 +14,30 @@ from e2ee_ops.reference.dburl import libpq_url
 from .streams import StreamCollector
 
 
-@pytest.fixture
-def pair(users):  # type: ignore[no-untyped-def]
-    alice_id, alice = users.new("alice")
-    bob_id, bob = users.new("bob")
-    a_dev = alice.register_device("alice-phone")["device_id"]
-    b_dev = bob.register_device("bob-phone")["device_id"]
-    conv = alice.open_conversation(bob_id)
-    return {"alice": alice, "bob": bob, "bob_id": bob_id, "a_dev": a_dev, "b_dev": b_dev,
-            "conv": conv, "bob_token": bob.http.headers["Authorization"].split()[1]}
-
-
 def test_stream_delivers_each_message_once_with_its_id(reference_server, pair) -> None:
     collector = StreamCollector(reference_server.url, pair["bob_token"], pair["b_dev"]).start()
     try:
-        sent = [pair["alice"].send(pair["conv"], pair["a_dev"], pair["bob_id"])["message_id"]
-                for _ in range(5)]
-        assert collector.wait_for(lambda evs: len([e for e in evs if e.event == "message"]) >= 5, 10)
+        sent = [
+            pair["alice"].send(pair["conv"], pair["a_dev"], pair["bob_id"])["message_id"]
+            for _ in range(5)
+        ]
+        assert collector.wait_for(
+            lambda evs: len([e for e in evs if e.event == "message"]) >= 5, 10
+        )
         assert collector.message_ids() == sent
-        assert all(e.id == str(e.data["message_id"]) for e in collector.snapshot()
-                   if e.event == "message")
+        assert all(
+            e.id == str(e.data["message_id"]) for e in collector.snapshot() if e.event == "message"
+        )
         assert all(hb.data["relay_lag"] is False for hb in collector.heartbeats())
     finally:
         collector.close()
 
 
 def test_ack_marks_delivery_and_poll_serves_only_unacked(reference_server, pair, clean_db) -> None:
-    ids = [pair["alice"].send(pair["conv"], pair["a_dev"], pair["bob_id"])["message_id"]
-           for _ in range(3)]
+    ids = [
+        pair["alice"].send(pair["conv"], pair["a_dev"], pair["bob_id"])["message_id"]
+        for _ in range(3)
+    ]
     polled = pair["bob"].poll(pair["b_dev"])
     assert [m["message_id"] for m in polled["messages"]] == ids
     assert polled["relay_lag"] is False
@@ -56,8 +52,10 @@ def test_ack_marks_delivery_and_poll_serves_only_unacked(reference_server, pair,
 
 
 def test_last_event_id_resumes_after_that_message(reference_server, pair) -> None:
-    ids = [pair["alice"].send(pair["conv"], pair["a_dev"], pair["bob_id"])["message_id"]
-           for _ in range(4)]
+    ids = [
+        pair["alice"].send(pair["conv"], pair["a_dev"], pair["bob_id"])["message_id"]
+        for _ in range(4)
+    ]
     seen = []
     for event in pair["bob"].stream(pair["b_dev"], last_event_id=str(ids[1]), read_timeout=5):
         if event.event == "message":
@@ -71,7 +69,9 @@ def test_last_event_id_resumes_after_that_message(reference_server, pair) -> Non
 def second_server(database_url, redis_url, workdir) -> Iterator[ReferenceServerProcess]:  # type: ignore[no-untyped-def]
     from tests.conftest import SERVER_ENV
 
-    server = ReferenceServerProcess(database_url, redis_url, workdir / "server-b", env=dict(SERVER_ENV))
+    server = ReferenceServerProcess(
+        database_url, redis_url, workdir / "server-b", env=dict(SERVER_ENV)
+    )
     server.start()
     yield server
     server.stop()

@@ -277,11 +277,6 @@ def test_device_revocation_is_logged(reference_server, users) -> None:  # type: 
     assert f"device revoked user={alice_id} device={device_id}" in log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: refused requests (403/409/429) are not logged unless --access-log; "
-    "the runbook says 'Log all 409, 429, 403 errors with context' and greps the log for 429",
-)
 def test_refusals_are_logged_with_context(reference_server, scenario) -> None:  # type: ignore[no-untyped-def]
     alice, _, ids = scenario
     r = alice.http.post(f"/e2ee/devices/{ids['spare']}/claim")

@@ -10,7 +10,6 @@ import psycopg
 from e2ee_ops.reference.dburl import libpq_url
 
 from .streams import StreamCollector
-from .test_delivery import pair  # noqa: F401 - fixture
 
 
 def _admin_metrics(url: str, token: str) -> dict:  # type: ignore[type-arg]
@@ -29,13 +28,21 @@ def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
 
 
 def test_messages_sent_during_outage_are_stored_then_delivered_once(
-    reference_server, controllable_redis, pair, admin_token, clean_db  # noqa: F811
+    reference_server,
+    controllable_redis,
+    pair,
+    admin_token,
+    clean_db,
 ) -> None:
     p = pair
     collector = StreamCollector(reference_server.url, p["bob_token"], p["b_dev"]).start()
     try:
-        before = [p["alice"].send(p["conv"], p["a_dev"], p["bob_id"])["message_id"] for _ in range(3)]
-        assert collector.wait_for(lambda evs: len([e for e in evs if e.event == "message"]) >= 3, 10)
+        before = [
+            p["alice"].send(p["conv"], p["a_dev"], p["bob_id"])["message_id"] for _ in range(3)
+        ]
+        assert collector.wait_for(
+            lambda evs: len([e for e in evs if e.event == "message"]) >= 3, 10
+        )
 
         controllable_redis.stop()
         during = []
@@ -63,7 +70,9 @@ def test_messages_sent_during_outage_are_stored_then_delivered_once(
         assert health["redis"] == "unavailable" and health["status"] == "degraded"
 
         controllable_redis.start()
-        assert collector.wait_for(lambda evs: len([e for e in evs if e.event == "message"]) >= 8, 15)
+        assert collector.wait_for(
+            lambda evs: len([e for e in evs if e.event == "message"]) >= 8, 15
+        )
         time.sleep(0.5)  # anything duplicated would show up by now
         ids = collector.message_ids()
         assert ids == before + during  # every message, exactly once, in order
@@ -75,10 +84,12 @@ def test_messages_sent_during_outage_are_stored_then_delivered_once(
             10,
         )
         assert _wait(
-            lambda: _admin_metrics(reference_server.url, admin_token)["message_stats"][
-                "undelivered_last_5_minutes"
-            ]
-            == 0,
+            lambda: (
+                _admin_metrics(reference_server.url, admin_token)["message_stats"][
+                    "undelivered_last_5_minutes"
+                ]
+                == 0
+            ),
             10,
         )
         assert collector.error is None
