@@ -1,12 +1,43 @@
-"""`e2ee-ops demo`: the whole stack on embedded servers (not implemented yet)."""
+"""`e2ee-ops demo`: the whole runbook, walked through on the sandbox."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from e2ee_ops.cli.common import not_implemented
+from e2ee_ops.cli.common import app_context
+from e2ee_ops.status import ExitCode
 
 
-def demo(ctx: typer.Context) -> None:
-    """Start the sandbox and walk through the runbook against it. [not implemented yet]"""
-    not_implemented("demo")
+def demo(
+    ctx: typer.Context,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Leave the sandbox running afterwards.")
+    ] = False,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir", file_okay=False, help="Sandbox directory (default: a temp dir)."
+        ),
+    ] = None,
+) -> None:
+    """Start the sandbox, seed realistic data and walk through every runbook section:
+    detect, act, verify. Exits 2 if any verification fails."""
+    from e2ee_ops.demo import run_demo
+
+    env = app_context(ctx)
+    results = run_demo(
+        state_dir=state_dir,
+        keep=keep,
+        say=lambda m: env.out.print(m, markup=False, highlight=False),
+    )
+    failed = [r for r in results if not r.ok]
+    env.out.print(
+        f"\n{len(results) - len(failed)} of {len(results)} steps verified"
+        + (f"; FAILED: {', '.join(r.title for r in failed)}" if failed else ""),
+        markup=False,
+        highlight=False,
+    )
+    raise typer.Exit(int(ExitCode.CRITICAL if failed else ExitCode.OK))

@@ -247,3 +247,56 @@ class ReferenceClient:
             for sse in source.iter_sse():
                 data = json.loads(sse.data) if sse.data else {}
                 yield StreamEvent(sse.event, sse.id or None, data)
+
+
+class OnlineDevice:
+    """A device that stays online: it follows its SSE stream in a thread, acknowledges
+    every message, and reconnects with Last-Event-ID when the server goes away, as a
+    real client does. It records the message ids it received, in order."""
+
+    def __init__(self, base_url: str, token: str, device_id: str) -> None:
+        import threading
+
+        self.base_url, self.token, self.device_id = base_url, token, device_id
+        self.received: list[int] = []
+        self.heartbeats: list[dict[str, Any]] = []
+        self.reconnects = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=f"device-{device_id}")
+
+    def start(self) -> OnlineDevice:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        last_id: str | None = None
+        while not self._stop.is_set():
+            try:
+                with ReferenceClient(self.base_url, self.token) as client:
+                    events = client.stream(self.device_id, last_event_id=last_id, read_timeout=5)
+                    for event in events:
+                        if self._stop.is_set():
+                            return
+                        if event.event == "heartbeat":
+                            with self._lock:
+                                self.heartbeats.append(event.data)
+                        elif event.event == "message":
+                            message_id = int(event.data["message_id"])
+                            last_id = str(message_id)
+                            with self._lock:
+                                if message_id not in self.received:
+                                    self.received.append(message_id)
+                            client.ack(self.device_id, [message_id])
+            except (httpx.HTTPError, ApiFailure):
+                pass  # the server restarted or refused: retry like a client would
+            self.reconnects += 1
+            self._stop.wait(0.5)
+
+    def messages(self) -> list[int]:
+        with self._lock:
+            return list(self.received)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

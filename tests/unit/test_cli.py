@@ -71,13 +71,6 @@ def test_planned_groups_say_they_are_not_implemented(
     assert result.stderr.count("\n") == 1 and result.stdout == ""
 
 
-@pytest.mark.parametrize("command", ["demo"])
-def test_unbuilt_commands_exit_unknown(command: str, isolated_env: dict[str, str]) -> None:
-    result = cli(command)
-    assert result.exit_code == 3
-    assert "not implemented yet" in result.stderr
-
-
 def test_version(isolated_env: dict[str, str]) -> None:
     result = cli("--version")
     assert result.exit_code == 0 and result.stdout.startswith("e2ee-ops 0.")
