@@ -196,8 +196,10 @@ def run_demo(
             mark = "ok " if result.ok else "FAIL"
             code = "-" if result.exit_code is None else str(result.exit_code)
             say(f"[{mark}] {result.title}")
+            expected = "/".join(map(str, result.expected))
             say(
-                f"       $ {result.command}   -> exit {code} (expected {'/'.join(map(str, result.expected))}) in {result.seconds:.1f}s"
+                f"       $ {result.command}   -> exit {code} (expected {expected})"
+                f" in {result.seconds:.1f}s"
             )
             if result.detail:
                 say(f"       {result.detail}")
