@@ -14,7 +14,8 @@ def test_command_reference_matches_the_cli() -> None:
     readme = (ROOT / "README.md").read_text()
     start, end = readme.index(BEGIN), readme.index(END) + len(END)
     assert readme[start:end] == command_reference(), (
-        "README's command reference is stale: regenerate with `python -m e2ee_ops.cli.docs --update README.md`"
+        "README's command reference is stale: regenerate it with "
+        "`python -m e2ee_ops.cli.docs --update README.md`"
     )
 
 
