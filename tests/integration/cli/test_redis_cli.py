@@ -135,3 +135,9 @@ def test_unreachable_api_and_wrong_token_are_unknown_not_tracebacks(
     health = [f for f in result.json["findings"] if f["name"].startswith("api health")]
     assert health[0]["status"] == "UNKNOWN" and "127.0.0.1:9" in health[0]["summary"]
     assert "Traceback" not in result.stderr
+
+
+def test_redis_watch_refreshes_and_exits_by_the_last_status(sandbox_config: Path) -> None:
+    result = run(sandbox_config, "redis", "watch", "--interval", "0.5", "--count", "2")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "redis ping" in result.stdout and "sse heartbeat relay_lag" in result.stdout
