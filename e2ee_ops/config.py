@@ -324,6 +324,17 @@ class Thresholds(_Section):
     undelivered_window_minutes: float = Field(default=5, gt=0)
     device_inactive_days: float = Field(default=30, gt=0)
     recover_deadline_seconds: float = Field(default=300, gt=0)
+    # Abuse bursts: per sender, per hour (counts over another --window are scaled to an hour).
+    # The runbook gives no numbers; these sit well above a person chatting and well below
+    # the reference server's own rate limit (60 messages a minute).
+    abuse_messages_per_hour_warning: float = Field(default=200, gt=0)
+    abuse_messages_per_hour_critical: float = Field(default=1000, gt=0)
+    abuse_fanout_per_hour_warning: float = Field(default=20, gt=0)  # distinct recipients
+    abuse_fanout_per_hour_critical: float = Field(default=50, gt=0)
+    abuse_new_conversations_per_hour_warning: float = Field(default=10, gt=0)  # churn
+    abuse_new_conversations_per_hour_critical: float = Field(default=30, gt=0)
+    abuse_rate_limited_per_hour_warning: float = Field(default=1, gt=0)  # 429s; above 1 warns
+    abuse_rate_limited_per_hour_critical: float = Field(default=20, gt=0)
 
     @model_validator(mode="after")
     def _warning_above_critical(self) -> Thresholds:
@@ -338,20 +349,24 @@ class Thresholds(_Section):
 class WebhookSettings(_Section):
     url: str
     slack_compatible: bool = False
+    timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class SmtpSettings(_Section):
     host: str
     port: int = Field(default=587, gt=0, lt=65536)
     starttls: bool = True
+    use_ssl: bool = False  # implicit TLS (port 465) instead of STARTTLS
     username: str | None = None
     password: SecretRef | None = None
     from_address: str = Field(alias="from")
+    timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class PushSettings(_Section):
     url: str
     token: SecretRef | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
 
 
 class NotifierSettings(_Section):
@@ -359,6 +374,7 @@ class NotifierSettings(_Section):
     smtp: SmtpSettings | None = None
     push: PushSettings | None = None
     dedup_window_hours: float = Field(default=24, gt=0)
+    lock_wait_seconds: float = Field(default=120, gt=0)  # a concurrent run waits this long
 
 
 class JournalSettings(_Section):

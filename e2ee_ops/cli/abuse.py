@@ -1,9 +1,183 @@
-"""`e2ee-ops abuse`: Abuse bursts: top senders by metadata, block and unblock."""
+"""`e2ee-ops abuse`: abuse bursts (runbook: Abuse Burst Response), metadata only."""
 
-from e2ee_ops.cli.common import planned_group
+from __future__ import annotations
 
-app = planned_group(
-    "abuse",
-    summary="Abuse bursts: top senders by metadata, block and unblock.",
-    planned=["top-senders", "block", "unblock"],
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from e2ee_ops.cli.common import OutputOption, app_context, finish
+
+if TYPE_CHECKING:
+    from e2ee_ops.adapters.api import ApiClient
+    from e2ee_ops.context import AppContext
+
+app = typer.Typer(
+    name="abuse",
+    help="Abuse bursts (runbook: Abuse Burst Response): top senders by metadata "
+    "(messages, fan-out, churn, 429s), block and unblock through the admin API.",
+    no_args_is_help=True,
 )
+
+ExecuteOption = Annotated[
+    bool, typer.Option("--execute", help="Act; without it only the plan is shown.")
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+VerifyTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--verify-token",
+        metavar="NAME",
+        help="A configured token of this user (tokens.NAME: user, canary_a, canary_b) to "
+        "prove the block by the user's own send; without it the admin API verifies.",
+    ),
+]
+
+
+@app.command("top-senders")
+def top_senders(
+    ctx: typer.Context,
+    window: Annotated[str, typer.Option("--window", help="How far back: 30m, 1h, 2d, ...")] = "1h",
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Senders to show.")] = 10,
+    output: OutputOption = None,
+) -> None:
+    """Per sender in the window: messages, distinct recipients (fan-out), new
+    conversations (churn) and 429s. Exit code by the worst sender against the
+    thresholds.abuse_* rates (per hour)."""
+    from e2ee_ops.adapters.abuse_db import AbuseDatabase
+    from e2ee_ops.cli.targets import database
+    from e2ee_ops.procedures.abuse import parse_window
+    from e2ee_ops.procedures.abuse import top_senders as procedure
+
+    env = app_context(ctx)
+    seconds = parse_window(window)
+    db = database(env)
+    assert db is not None
+    report = procedure(
+        db=AbuseDatabase(db),
+        thresholds=env.settings.thresholds,
+        window_seconds=seconds,
+        limit=limit,
+    )
+    finish(ctx, report, output=output)
+
+
+def _verifier(env: AppContext, name: str | None) -> ApiClient | None:
+    if name is None:
+        return None
+    from e2ee_ops.adapters.api import ApiClient
+    from e2ee_ops.errors import UsageError
+
+    if name not in ("user", "canary_a", "canary_b"):
+        raise UsageError(f"--verify-token {name!r}: choose user, canary_a or canary_b")
+    s = env.settings
+    return env.closing(
+        ApiClient(
+            s.api.base_urls[0],
+            token=s.tokens.resolve(name, environ=env.environ),
+            timeout=s.api.timeout_seconds,
+            retries=s.api.retries,
+        )
+    )
+
+
+def _run(
+    ctx: typer.Context,
+    *,
+    account_id: int,
+    reason: str | None,
+    block: bool,
+    execute: bool,
+    yes: bool,
+    verify_token: str | None,
+    output: OutputOption,
+) -> None:
+    from e2ee_ops.cli.confirm import confirm_execution
+    from e2ee_ops.cli.targets import api_clients
+    from e2ee_ops.procedures.abuse import block_user
+
+    env = app_context(ctx)
+    admin = api_clients(env, "admin")[0]
+    verifier = _verifier(env, verify_token)
+    command = f"abuse {'block' if block else 'unblock'} {account_id}"
+
+    def run(do: bool):  # type: ignore[no-untyped-def]
+        return block_user(
+            admin=admin,
+            account_id=account_id,
+            reason=reason,
+            execute=do,
+            block=block,
+            verifier=verifier,
+            verifier_name=verify_token,
+        )
+
+    plan = run(False)
+    if execute:
+        confirm_execution(env, plan, yes=yes)
+        journal = env.journal()
+        journal.append(
+            "plan",
+            command=command,
+            data={"reason": reason, "steps": [s.description for s in plan.steps]},
+        )
+        plan = run(True)
+        journal.append(
+            "outcome",
+            command=command,
+            data={
+                "status": plan.status.name,
+                "reason": reason,
+                "steps": [s.outcome for s in plan.steps],
+            },
+        )
+    finish(ctx, plan, output=output)
+
+
+@app.command("block")
+def block(
+    ctx: typer.Context,
+    user: Annotated[int, typer.Argument(metavar="ACCOUNT_ID", help="The user to block.")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why: stored by the service and in the journal.")
+    ],
+    execute: ExecuteOption = False,
+    yes: YesOption = False,
+    verify_token: VerifyTokenOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Block a user from all messaging through the admin API, then verify it: the admin
+    API shows the block, and (with --verify-token) the user's send answers 403."""
+    _run(
+        ctx,
+        account_id=user,
+        reason=reason,
+        block=True,
+        execute=execute,
+        yes=yes,
+        verify_token=verify_token,
+        output=output,
+    )
+
+
+@app.command("unblock")
+def unblock(
+    ctx: typer.Context,
+    user: Annotated[int, typer.Argument(metavar="ACCOUNT_ID", help="The user to unblock.")],
+    execute: ExecuteOption = False,
+    yes: YesOption = False,
+    verify_token: VerifyTokenOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Lift an admin block, then verify it: the admin API shows it lifted, and (with
+    --verify-token) the user's send passes the block check again."""
+    _run(
+        ctx,
+        account_id=user,
+        reason=None,
+        block=False,
+        execute=execute,
+        yes=yes,
+        verify_token=verify_token,
+        output=output,
+    )

@@ -1,9 +1,176 @@
-"""`e2ee-ops devices`: low one-time prekey pools, stale signed prekeys, inactivity."""
+"""`e2ee-ops devices`: stuck devices (runbook: Stuck Device Remediation)."""
 
-from e2ee_ops.cli.common import planned_group
+from __future__ import annotations
 
-app = planned_group(
-    "devices",
-    summary="Stuck devices: low one-time prekey pools, stale signed prekeys, inactivity.",
-    planned=["stuck"],
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from e2ee_ops.cli.common import OutputOption, app_context, finish
+from e2ee_ops.errors import UsageError
+
+if TYPE_CHECKING:
+    from e2ee_ops.adapters.devices_db import DevicesDatabase
+    from e2ee_ops.context import AppContext
+
+app = typer.Typer(
+    name="devices",
+    help="Stuck devices (runbook: Stuck Device Remediation): low one-time prekey pools, "
+    "stale signed prekeys, inactivity; remind the owners, watch them refill.",
+    no_args_is_help=True,
 )
+
+CHANNELS = ("push", "email", "webhook")
+
+
+def _devices_db(env: AppContext) -> DevicesDatabase:
+    from e2ee_ops.adapters.devices_db import DevicesDatabase
+    from e2ee_ops.cli.targets import database
+
+    db = database(env)
+    assert db is not None
+    return DevicesDatabase(db)
+
+
+def _channels(text: str) -> list[str]:
+    channels = [c.strip().lower() for c in text.split(",") if c.strip()]
+    unknown = [c for c in channels if c not in CHANNELS]
+    if not channels or unknown:
+        raise UsageError(f"--notify {text!r}: choose from {', '.join(CHANNELS)} (comma-separated)")
+    return list(dict.fromkeys(channels))
+
+
+@app.command("stuck")
+def stuck(
+    ctx: typer.Context,
+    user: Annotated[
+        int | None, typer.Option("--user", metavar="ACCOUNT_ID", help="Only this user's devices.")
+    ] = None,
+    threshold: Annotated[
+        int | None,
+        typer.Option(
+            "--threshold",
+            min=0,
+            help="List pools below this many prekeys (default: thresholds.otpk_warning, 10); "
+            "below thresholds.otpk_critical (5) is CRITICAL.",
+        ),
+    ] = None,
+    inactive_days: Annotated[
+        float | None,
+        typer.Option(
+            "--inactive-days",
+            min=0.0,
+            help="Not seen for longer is listed (default: thresholds.device_inactive_days).",
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, help="Show at most this many, worst first.")
+    ] = 50,
+    notify: Annotated[
+        str | None,
+        typer.Option(
+            "--notify",
+            metavar="CHANNELS",
+            help="Remind each owner through push,email,webhook (plan unless --execute).",
+        ),
+    ] = None,
+    execute: Annotated[
+        bool, typer.Option("--execute", help="With --notify: send; without, only the plan.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="Follow the listed devices until they refill or time out."),
+    ] = False,
+    watch_timeout: Annotated[
+        float, typer.Option("--watch-timeout", min=0.0, help="Seconds --watch waits at most.")
+    ] = 900.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.1, help="Seconds between --watch checks.")
+    ] = 30.0,
+    output: OutputOption = None,
+) -> None:
+    """Active devices with a one-time prekey pool under the thresholds, a signed prekey
+    older than the maximum age, or not seen for a while; worst first, exit code by the
+    worst. --notify reminds their owners (once per device and channel per window, safe
+    under concurrent cron runs); --watch follows them until they refill."""
+    from e2ee_ops.procedures import devices as procedure
+
+    env = app_context(ctx)
+    if notify and watch:
+        raise UsageError("--notify and --watch are two steps: run them as two commands")
+    if execute and not notify:
+        raise UsageError("--execute only applies to --notify")
+    settings = env.settings
+    options = procedure.stuck_options(
+        settings.thresholds,
+        threshold=threshold,
+        inactive_days=inactive_days,
+        user_id=user,
+        limit=limit,
+    )
+    db = _devices_db(env)
+    if watch:
+        report = procedure.watch_stuck_devices(
+            db=db,
+            options=options,
+            timeout_seconds=watch_timeout,
+            interval_seconds=interval,
+            progress=env.progress,
+        )
+        finish(ctx, report, output=output)
+    if not notify:
+        finish(ctx, procedure.find_stuck_devices(db=db, options=options), output=output)
+    _notify(ctx, env, db, options, _channels(notify), execute=execute, yes=yes, output=output)
+
+
+def _notify(
+    ctx: typer.Context,
+    env: AppContext,
+    db: DevicesDatabase,
+    options: object,
+    channels: list[str],
+    *,
+    execute: bool,
+    yes: bool,
+    output: OutputOption,
+) -> None:
+    from e2ee_ops.adapters.notifiers import notifiers_for
+    from e2ee_ops.cli.confirm import confirm_execution
+    from e2ee_ops.procedures import devices as procedure
+
+    assert isinstance(options, procedure.StuckOptions)
+    n = env.settings.notifiers
+    notifiers = [env.closing(x) for x in notifiers_for(n, channels, environ=env.environ)]
+
+    def run(do: bool) -> object:
+        return procedure.notify_stuck_devices(
+            db=db,
+            notifiers=notifiers,
+            options=options,
+            notify=procedure.NotifyOptions(
+                channels=channels,
+                dedup_window_hours=n.dedup_window_hours,
+                lock_wait_seconds=n.lock_wait_seconds,
+                progress=env.progress,
+            ),
+            execute=do,
+        )
+
+    plan = run(False)
+    if execute:
+        from e2ee_ops.status import Plan
+
+        assert isinstance(plan, Plan)
+        confirm_execution(env, plan, yes=yes)
+        journal = env.journal()
+        command = f"devices stuck --notify {','.join(channels)}"
+        journal.append("plan", command=command, data={"steps": [s.description for s in plan.steps]})
+        plan = run(True)
+        assert isinstance(plan, Plan)
+        journal.append(
+            "outcome",
+            command=command,
+            data={"status": plan.status.name, "summary": plan.one_line_summary()},
+        )
+    finish(ctx, plan, output=output)  # type: ignore[arg-type]

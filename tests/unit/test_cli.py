@@ -15,8 +15,6 @@ from tests.unit.clihelper import cli
 
 PLANNED_GROUPS = [
     "rollback",
-    "devices",
-    "abuse",
     "alerts",
     "incident",
     "postmortem",

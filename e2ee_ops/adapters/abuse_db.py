@@ -1,0 +1,89 @@
+"""Abuse bursts in the service's PostgreSQL: who sent how much, to how many, how often refused.
+
+Metadata only: sender ids, usernames, counts and times. Recipients are found through
+conversation membership; nothing here reads a ciphertext or touches dm_envelopes.
+Index-driven (migration 0004_operator_indexes); tests/integration/devices/test_explain.py
+checks the plans.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from e2ee_ops.adapters.postgres import OpsDatabase
+
+# Candidates: the top senders by messages (the runbook's own query), plus the top
+# openers of conversations and the most rate-limited senders, so a sender who churns
+# conversations or hammers the limit shows up even without many stored messages.
+# Each count then comes from the index of its own table, for those few senders only.
+TOP_SENDERS_SQL = """
+WITH by_messages AS (
+    SELECT sender_user_id AS user_id, count(*) AS messages
+    FROM dm_messages
+    WHERE created_at > now() - make_interval(secs => %(window_seconds)s)
+    GROUP BY sender_user_id
+    ORDER BY messages DESC
+    LIMIT %(limit)s
+), by_churn AS (
+    SELECT created_by AS user_id FROM dm_conversations
+    WHERE created_at > now() - make_interval(secs => %(window_seconds)s)
+    GROUP BY created_by ORDER BY count(*) DESC LIMIT %(limit)s
+), by_refusals AS (
+    SELECT user_id FROM dm_rate_limit_events
+    WHERE occurred_at > now() - make_interval(secs => %(window_seconds)s)
+    GROUP BY user_id ORDER BY count(*) DESC LIMIT %(limit)s
+), candidates AS (
+    SELECT user_id FROM by_messages UNION SELECT user_id FROM by_churn
+    UNION SELECT user_id FROM by_refusals
+)
+SELECT c.user_id, u.username, u.blocked_at IS NOT NULL AS blocked,
+    (SELECT count(*) FROM dm_messages m
+      WHERE m.sender_user_id = c.user_id
+        AND m.created_at > now() - make_interval(secs => %(window_seconds)s)) AS messages,
+    (SELECT count(DISTINCT cm.user_id) FROM dm_messages m
+      JOIN dm_conversation_members cm ON cm.conversation_id = m.conversation_id
+      WHERE m.sender_user_id = c.user_id AND cm.user_id <> c.user_id
+        AND m.created_at > now() - make_interval(secs => %(window_seconds)s)) AS recipients,
+    (SELECT count(*) FROM dm_conversations dc
+      WHERE dc.created_by = c.user_id
+        AND dc.created_at > now() - make_interval(secs => %(window_seconds)s))
+      AS new_conversations,
+    (SELECT count(*) FROM dm_rate_limit_events r
+      WHERE r.user_id = c.user_id
+        AND r.occurred_at > now() - make_interval(secs => %(window_seconds)s)) AS rate_limited
+FROM candidates c
+JOIN users u ON u.account_id = c.user_id
+"""
+
+
+@dataclass(frozen=True)
+class SenderActivity:
+    user_id: int
+    username: str
+    blocked: bool
+    messages: int
+    recipients: int  # distinct recipients: fan-out
+    new_conversations: int  # conversations opened: churn
+    rate_limited: int  # 429 answers recorded
+
+
+def top_senders_params(*, window_seconds: float, limit: int) -> dict[str, Any]:
+    return {"window_seconds": window_seconds, "limit": limit}
+
+
+class AbuseDatabase:
+    def __init__(self, db: OpsDatabase) -> None:
+        self.db = db
+        self.host = db.host
+
+    def top_senders(self, *, window_seconds: float, limit: int) -> list[SenderActivity]:
+        """Candidate senders of the window with their counts, unsorted (the caller ranks)."""
+        params = top_senders_params(window_seconds=window_seconds, limit=limit)
+        with self.db.connect() as conn:
+            rows = conn.execute(TOP_SENDERS_SQL, params).fetchall()
+        return [
+            SenderActivity(int(r[0]), str(r[1]), bool(r[2]), *(int(v) for v in r[3:7]))
+            for r in rows
+        ]

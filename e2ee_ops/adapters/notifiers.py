@@ -1,0 +1,293 @@
+"""Reminders to a device's owner: a webhook, email over SMTP, a push gateway.
+
+Each notifier sends one `Reminder` per call, with a timeout, and raises the e2ee-ops
+error tree on failure. Messages name the host only: a webhook URL (Slack's carry a
+secret in their path), a gateway token or an SMTP password never appears in an error.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from e2ee_ops import __version__
+from e2ee_ops.errors import (
+    ActionFailed,
+    AuthError,
+    ConfigError,
+    E2eeOpsError,
+    TimedOutError,
+    UnreachableError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+    from e2ee_ops.config import NotifierSettings, Secret
+
+CHANNELS = ("push", "email", "webhook")
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """What one device's owner is told. Metadata only."""
+
+    user_id: int
+    username: str
+    email: str | None
+    device_id: str
+    device_name: str
+    prekeys_remaining: int
+    severity: str  # CRITICAL or WARNING
+    subject: str
+    text: str
+
+
+class SkipReminder(E2eeOpsError):
+    """This channel cannot reach this owner (e.g. no email address): not a failure."""
+
+
+class Notifier(Protocol):
+    channel: str
+
+    def send(self, reminder: Reminder) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}" if parts.port else (parts.hostname or "?")
+
+
+class _HttpNotifier:
+    channel = ""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        token: Secret | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        import httpx
+
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"notifiers.{self.channel}.url is not an http(s) URL")
+        self.url = url
+        self.host = _host(url)
+        self.timeout = timeout
+        self._token = token
+        self._http = httpx.Client(
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+            headers={"User-Agent": f"e2ee-ops/{__version__}"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _post(self, body: Mapping[str, Any]) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self._token.reveal()}"} if self._token else {}
+        what = f"the {self.channel} endpoint at {self.host}"
+        try:
+            response = self._http.post(self.url, json=dict(body), headers=headers)
+        except httpx.TimeoutException:
+            raise TimedOutError(
+                f"{what} did not answer within {self.timeout:g} s", host=self.host
+            ) from None
+        except httpx.HTTPError as exc:
+            raise UnreachableError(
+                f"cannot reach {what} ({type(exc).__name__})", host=self.host
+            ) from None
+        if response.status_code in (401, 403):
+            raise AuthError(
+                f"{what} refused the reminder (HTTP {response.status_code})",
+                status_code=response.status_code,
+                hint=f"check notifiers.{self.channel} credentials",
+            )
+        if response.status_code >= 300:
+            raise ActionFailed(f"{what} answered HTTP {response.status_code}")
+
+
+class WebhookNotifier(_HttpNotifier):
+    """A JSON POST per reminder; Slack-compatible bodies are `{"text": ...}`."""
+
+    channel = "webhook"
+
+    def __init__(self, url: str, *, slack_compatible: bool = False, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.slack_compatible = slack_compatible
+
+    def send(self, reminder: Reminder) -> None:
+        if self.slack_compatible:
+            body: dict[str, Any] = {
+                "text": f"{reminder.severity}: {reminder.username}'s device "
+                f"{reminder.device_name!r} ({reminder.device_id}): {reminder.text}"
+            }
+        else:
+            body = {
+                "event": "e2ee_ops.device_reminder",
+                "severity": reminder.severity,
+                "user_id": reminder.user_id,
+                "username": reminder.username,
+                "device_id": reminder.device_id,
+                "device_name": reminder.device_name,
+                "prekeys_remaining": reminder.prekeys_remaining,
+                "subject": reminder.subject,
+                "text": reminder.text,
+            }
+        self._post(body)
+
+
+class PushNotifier(_HttpNotifier):
+    """A push gateway's HTTP endpoint: it knows how to reach the user's device."""
+
+    channel = "push"
+
+    def send(self, reminder: Reminder) -> None:
+        self._post(
+            {
+                "user_id": reminder.user_id,
+                "device_id": reminder.device_id,
+                "title": reminder.subject,
+                "body": reminder.text,
+                "category": "e2ee_key_refresh",
+            }
+        )
+
+
+class SmtpNotifier:
+    """Email through an SMTP relay (stdlib smtplib): STARTTLS or implicit TLS, optional auth."""
+
+    channel = "email"
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        port: int,
+        from_address: str,
+        starttls: bool = True,
+        use_ssl: bool = False,
+        username: str | None = None,
+        password: Secret | None = None,
+        timeout: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.host, self.port = host, port
+        self.from_address = from_address
+        self.starttls, self.use_ssl = starttls, use_ssl
+        self.username, self._password = username, password
+        self.timeout = timeout
+        self._context = ssl_context
+
+    def close(self) -> None:
+        """Nothing held open: one SMTP session per reminder keeps failures apart."""
+
+    def send(self, reminder: Reminder) -> None:
+        if not reminder.email:
+            raise SkipReminder(f"user {reminder.username} has no email address")
+        message = EmailMessage()
+        message["From"] = self.from_address
+        message["To"] = reminder.email
+        message["Subject"] = reminder.subject
+        message.set_content(reminder.text + "\n")
+        where = f"SMTP server {self.host}:{self.port}"
+        context = self._context or ssl.create_default_context()
+        try:
+            smtp: smtplib.SMTP = (
+                smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
+                if self.use_ssl
+                else smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            )
+            with smtp:
+                if self.starttls and not self.use_ssl:
+                    smtp.starttls(context=context)
+                if self.username:
+                    password = self._password.reveal() if self._password else ""
+                    smtp.login(self.username, password)
+                smtp.send_message(message)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise AuthError(
+                f"{where} rejected the login for {self.username} (SMTP {exc.smtp_code})",
+                hint="check notifiers.smtp.username and password",
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise ActionFailed(
+                f"{where} does not offer STARTTLS or AUTH",
+                hint="check notifiers.smtp.starttls, use_ssl and username",
+            ) from None
+        except smtplib.SMTPRecipientsRefused:
+            raise ActionFailed(
+                f"{where} refused the recipient of user {reminder.username}"
+            ) from None
+        except smtplib.SMTPException as exc:
+            raise ActionFailed(f"{where} failed: {type(exc).__name__}") from None
+        except TimeoutError:
+            raise TimedOutError(
+                f"{where} did not answer within {self.timeout:g} s", host=self.host
+            ) from None
+        except (OSError, ssl.SSLError) as exc:
+            raise UnreachableError(
+                f"cannot reach {where} ({type(exc).__name__})", host=self.host
+            ) from None
+
+
+def notifiers_for(
+    settings: NotifierSettings,
+    channels: list[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> list[Notifier]:
+    """One notifier per requested channel, refusing a channel that is not configured."""
+    built: list[Notifier] = []
+    for channel in channels:
+        if channel == "webhook" and settings.webhook:
+            w = settings.webhook
+            built.append(
+                WebhookNotifier(
+                    w.url, slack_compatible=w.slack_compatible, timeout=w.timeout_seconds
+                )
+            )
+        elif channel == "push" and settings.push:
+            p = settings.push
+            token = (
+                p.token.resolve(key="notifiers.push.token", environ=environ) if p.token else None
+            )
+            built.append(PushNotifier(p.url, token=token, timeout=p.timeout_seconds))
+        elif channel == "email" and settings.smtp:
+            s = settings.smtp
+            password = (
+                s.password.resolve(key="notifiers.smtp.password", environ=environ)
+                if s.password
+                else None
+            )
+            built.append(
+                SmtpNotifier(
+                    s.host,
+                    port=s.port,
+                    from_address=s.from_address,
+                    starttls=s.starttls,
+                    use_ssl=s.use_ssl,
+                    username=s.username,
+                    password=password,
+                    timeout=s.timeout_seconds,
+                )
+            )
+        else:
+            key = {"email": "smtp"}.get(channel, channel)
+            raise ConfigError(
+                f"--notify {channel}: notifiers.{key} is not configured",
+                hint="configure it in the config file or drop it from --notify",
+            )
+    return built

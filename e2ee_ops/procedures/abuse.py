@@ -1,0 +1,279 @@
+"""Runbook: Abuse Burst Response. Who is bursting (`top_senders`), and the manual block
+(`block_user`, `unblock_user`) through the admin API, verified.
+
+Metadata only, as the runbook insists: message counts, distinct recipients (fan-out),
+conversations opened (churn) and 429s. Nothing here reads or decrypts a message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from e2ee_ops.errors import AuthError, E2eeOpsError, RefusedError, UsageError
+from e2ee_ops.status import Finding, Plan, Report, Status, Step, classify
+
+if TYPE_CHECKING:
+    from e2ee_ops.adapters.abuse_db import AbuseDatabase, SenderActivity
+    from e2ee_ops.adapters.api import ApiClient
+    from e2ee_ops.config import Thresholds
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# No conversation has id 0 (BIGSERIAL starts at 1): a send there is refused by the block
+# check (403 USER_BLOCKED) or, for a sender who may send, by the conversation lookup
+# (404). Either way nothing is stored and no one receives anything.
+PROBE_CONVERSATION = "0"
+PROBE_DEVICE = "00000000-0000-0000-0000-000000000000"
+BLOCKED_CODE = "USER_BLOCKED"
+
+
+def parse_window(text: str) -> float:
+    """`90s`, `30m`, `1h`, `2d` (or plain seconds) → seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise UsageError(f"--window {text!r} is not a duration such as 30m, 1h or 2d")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+# ---- detection --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Measure:
+    label: str
+    value: int
+    warn: float
+    crit: float
+
+
+def _measures(s: SenderActivity, th: Thresholds, hours: float) -> list[_Measure]:
+    return [
+        _Measure(
+            "messages",
+            s.messages,
+            th.abuse_messages_per_hour_warning * hours,
+            th.abuse_messages_per_hour_critical * hours,
+        ),
+        _Measure(
+            "recipients",
+            s.recipients,
+            th.abuse_fanout_per_hour_warning * hours,
+            th.abuse_fanout_per_hour_critical * hours,
+        ),
+        _Measure(
+            "new conversations",
+            s.new_conversations,
+            th.abuse_new_conversations_per_hour_warning * hours,
+            th.abuse_new_conversations_per_hour_critical * hours,
+        ),
+        _Measure(
+            "429s",
+            s.rate_limited,
+            th.abuse_rate_limited_per_hour_warning * hours,
+            th.abuse_rate_limited_per_hour_critical * hours,
+        ),
+    ]
+
+
+def top_senders(
+    *, db: AbuseDatabase, thresholds: Thresholds, window_seconds: float, limit: int
+) -> Report:
+    hours = window_seconds / 3600.0
+    senders = db.top_senders(window_seconds=window_seconds, limit=limit)
+    judged = []
+    for s in senders:
+        measures = _measures(s, thresholds, hours)
+        statuses = [classify(m.value, warn=m.warn, crit=m.crit) for m in measures]
+        status = Status.worst(statuses)
+        over = [
+            f"{m.label} {m.value} > {m.crit if st is Status.CRITICAL else m.warn:g}"
+            for m, st in zip(measures, statuses, strict=True)
+            if st is not Status.OK
+        ]
+        judged.append((s, status, over))
+    # Worst first, then the runbook's order: most messages first.
+    judged.sort(key=lambda j: (-j[1].severity, -j[0].messages, -j[0].recipients, j[0].user_id))
+    judged = judged[:limit]
+    window = _window_text(window_seconds)
+    findings = [
+        Finding(
+            name=f"{s.username} (#{s.user_id})",
+            status=status,
+            value=s.messages,
+            summary=(
+                f"{s.username} (#{s.user_id}) in {window}: {s.messages} messages to "
+                f"{s.recipients} recipients, {s.new_conversations} new conversations, "
+                f"{s.rate_limited} 429s"
+                + (" [blocked]" if s.blocked else "")
+                + (f"; over: {', '.join(over)}" if over else "")
+            ),
+            threshold_warn=thresholds.abuse_messages_per_hour_warning * hours,
+            threshold_crit=thresholds.abuse_messages_per_hour_critical * hours,
+        )
+        for s, status, over in judged
+    ]
+    if not findings:
+        findings = [Finding("senders", Status.OK, 0, f"no messages in {window}")]
+    flagged = [f for f in findings if f.status is not Status.OK]
+    report = Report(
+        title="abuse top-senders",
+        findings=findings,
+        summary=(
+            f"{len(flagged)} sender(s) over the thresholds in {window}; review their metadata, "
+            "then `e2ee-ops abuse block USER --reason ...` if severe"
+            if flagged
+            else f"no sender over the thresholds in {window}"
+        ),
+        data={
+            "window_seconds": window_seconds,
+            "senders": [
+                {
+                    "user_id": s.user_id,
+                    "username": s.username,
+                    "blocked": s.blocked,
+                    "messages": s.messages,
+                    "recipients": s.recipients,
+                    "new_conversations": s.new_conversations,
+                    "rate_limited": s.rate_limited,
+                    "status": status.value,
+                }
+                for s, status, _ in judged
+            ],
+        },
+    )
+    return report
+
+
+def _window_text(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"the last {seconds / size:g}{unit}"
+    return f"the last {seconds:g}s"
+
+
+# ---- block / unblock --------------------------------------------------------------------
+
+
+def _probe_send(client: ApiClient) -> str:
+    """Try a send that stores nothing: 'blocked' (403 USER_BLOCKED) or 'allowed'."""
+    try:
+        client.send_message(
+            PROBE_CONVERSATION,
+            sender_device_id=PROBE_DEVICE,
+            client_message_id="e2ee-ops-block-probe",
+            # One opaque byte to a device that does not exist: no message content at all.
+            envelopes=[{"device_id": PROBE_DEVICE, "bundle_version": 1, "ciphertext": "AA=="}],
+        )
+    except RefusedError as exc:
+        if exc.status_code == 403 and exc.code == BLOCKED_CODE:
+            return "blocked"
+        if exc.status_code in (404, 429):
+            return "allowed"  # past the block check: refused for the conversation or the rate
+        raise
+    return "allowed"
+
+
+def block_user(
+    *,
+    admin: ApiClient,
+    account_id: int,
+    reason: str | None,
+    execute: bool,
+    block: bool = True,
+    verifier: ApiClient | None = None,
+    verifier_name: str | None = None,
+) -> Plan:
+    """Block (or, with block=False, unblock) a user through the admin API, then verify.
+
+    Verification: the admin API must show the new state with its reason. When a token
+    of that user is configured (`verifier`), the user's own send is tried too: it must
+    answer 403 USER_BLOCKED after a block and pass the block check after an unblock.
+    Production rarely has the user's token, so that proof is optional and the plan says
+    which verification runs.
+    """
+    verb = "block" if block else "unblock"
+    if block and not (reason and reason.strip()):
+        raise UsageError("abuse block needs --reason: it goes to the service and the journal")
+    before = admin.get_user(str(account_id))
+    name = f"{before.get('username')} (#{account_id})"
+    state = (
+        f"blocked since {before.get('blocked_at')} ({before.get('block_reason')})"
+        if before.get("blocked")
+        else "not blocked"
+    )
+    probe_text = (
+        f"verify by the user's own send with tokens.{verifier_name}: "
+        + ("expect 403 USER_BLOCKED" if block else "expect it to pass the block check")
+        + " (a probe to a conversation that does not exist: nothing is stored)"
+        if verifier is not None
+        else "no token of this user is configured (--verify-token): the admin API's "
+        "answer is the verification; the user's next send is not tried"
+    )
+    endpoint = "POST" if block else "DELETE"
+    plan = Plan(
+        title=f"abuse {verb}",
+        steps=[
+            Step(f"user {name} is {state} now"),
+            Step(
+                f"{verb} {name} through the admin API ({endpoint} /admin/users/{account_id}/block)"
+                + (f" with reason {reason!r}" if block else "")
+            ),
+            Step(
+                f"verify through the admin API: GET /admin/users/{account_id} shows "
+                + ("blocked=true with the reason" if block else "blocked=false")
+            ),
+            Step(probe_text),
+        ],
+        data={"account_id": account_id, "username": before.get("username"), "reason": reason},
+    )
+    plan.steps[0].status = Status.OK
+    if not execute:
+        return plan
+    plan.executed = True
+    lookup, act, check, probe = plan.steps
+    lookup.executed, lookup.outcome = True, state
+    try:
+        answer = (
+            admin.block_user(str(account_id), reason=reason or "")
+            if block
+            else admin.unblock_user(str(account_id))
+        )
+    except E2eeOpsError as exc:
+        act.executed, act.status, act.outcome = True, Status.CRITICAL, f"failed: {exc.sentence}"
+        check.outcome = probe.outcome = "not run: the action failed"
+        return plan
+    act.executed, act.status = True, Status.OK
+    act.outcome = f"the admin API answered blocked={str(answer.get('blocked')).lower()}"
+    after = admin.get_user(str(account_id))
+    held = bool(after.get("blocked")) is block and (
+        not block or after.get("block_reason") == reason
+    )
+    check.executed = True
+    check.status = Status.OK if held else Status.CRITICAL
+    check.outcome = (
+        f"GET /admin/users/{account_id}: blocked={str(after.get('blocked')).lower()}"
+        + (f", reason {after.get('block_reason')!r}" if after.get("blocked") else "")
+    )
+    if verifier is None:
+        probe.status, probe.outcome = Status.OK, "skipped: no token of this user configured"
+    else:
+        probe.executed = True
+        try:
+            seen = _probe_send(verifier)
+        except (AuthError, RefusedError) as exc:
+            probe.status, probe.outcome = Status.CRITICAL, f"the probe failed: {exc.sentence}"
+        else:
+            want = "blocked" if block else "allowed"
+            probe.status = Status.OK if seen == want else Status.CRITICAL
+            probe.outcome = (
+                "the user's send answers 403 USER_BLOCKED"
+                if seen == "blocked"
+                else "the user's send passes the block check"
+            ) + ("" if seen == want else f" (expected {want}: is --verify-token this user's?)")
+    plan.summary = (
+        f"{name} {verb}ed and verified"
+        if plan.status is Status.OK
+        else f"{name}: {verb} NOT verified; see the steps"
+    )
+    return plan
