@@ -144,7 +144,7 @@ class EmbeddedPostgres:
                 "the pgserver package is not installed (pip install pgserver)"
             ) from None
         self.datadir.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(
+        self._server = pgserver.get_server(  # type: ignore[attr-defined]
             str(self.datadir), cleanup_mode=None if self.keep_running else "stop"
         )
         return self.url
@@ -196,8 +196,8 @@ class ReferenceServerProcess:
     def log_path(self) -> Path:
         return self.workdir / f"reference-{self.port}.log"
 
-    def start(self, timeout: float = 30.0, **overrides: str) -> None:
-        self.env.update(overrides)
+    def start(self, timeout: float = 30.0, overrides: dict[str, str] | None = None) -> None:
+        self.env.update(overrides or {})
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
@@ -236,6 +236,6 @@ class ReferenceServerProcess:
         _stop_process(self.proc, timeout=15)
         self.proc = None
 
-    def restart(self, **overrides: str) -> None:
+    def restart(self, overrides: dict[str, str] | None = None) -> None:
         self.stop()
-        self.start(**overrides)
+        self.start(overrides=overrides)

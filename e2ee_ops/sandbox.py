@@ -228,7 +228,8 @@ def _stop_postgres(state: SandboxState) -> None:
 
     user = "pgserver" if os.geteuid() == 0 else None
     try:
-        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=datadir, user=user)
+        stop = ["-w", "-m", "fast", "stop"]
+        pgserver.pg_ctl(stop, pgdata=datadir, user=user)  # type: ignore[attr-defined]
     except Exception as exc:  # noqa: BLE001 - already stopped is fine
         if (datadir / "postmaster.pid").exists():
             raise SandboxError(f"could not stop the sandbox's PostgreSQL: {exc}") from None

@@ -91,6 +91,7 @@ class OpsDatabase:
         except psycopg.OperationalError as exc:
             raise UnreachableError(
                 f"could not connect to PostgreSQL at {self.host}: {_first_line(exc)}",
+                host=self.host,
                 hint="check postgres.url, the network and the server",
             ) from None
         try:
@@ -106,7 +107,9 @@ class OpsDatabase:
                 hint="check that postgres.url names the service's database and its migrations ran",
             ) from None
         except psycopg.OperationalError as exc:
-            raise UnreachableError(f"lost PostgreSQL at {self.host}: {_first_line(exc)}") from None
+            raise UnreachableError(
+                f"lost PostgreSQL at {self.host}: {_first_line(exc)}", host=self.host
+            ) from None
         finally:
             conn.close()
 

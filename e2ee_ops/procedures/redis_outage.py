@@ -483,10 +483,13 @@ def _settled_window(
     if t.db is None:
         return None
     db = t.db
-    end_probe = lambda: db.delivery_window(start, datetime.now(UTC) + timedelta(seconds=1))  # noqa: E731
-    window = end_probe()
+
+    def probe() -> DeliveryWindow:
+        return db.delivery_window(start, datetime.now(UTC) + timedelta(seconds=1))
+
+    window = probe()
     deadline = t.monotonic() + settle_seconds
     while not window.all_delivered and t.monotonic() < deadline:
         t.sleep(1.0)
-        window = end_probe()
+        window = probe()
     return window

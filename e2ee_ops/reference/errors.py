@@ -72,7 +72,8 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         code = "DM_DISABLED" if exc.detail == DM_DISABLED_DETAIL else None
         return _respond(
-            request, ApiError(exc.status_code, str(exc.detail), code, headers=exc.headers)
+            request,
+            ApiError(exc.status_code, str(exc.detail), code, headers=dict(exc.headers or {})),
         )
 
     app.add_exception_handler(ApiError, api_error)

@@ -180,7 +180,7 @@ class Relay:
                 await asyncio.sleep(self.settings.redis_retry_seconds)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _handle(self, raw: bytes | str) -> None:
         try:

@@ -9,12 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from e2ee_ops.reference.dburl import libpq_url
 
-Row = dict[str, Any]
+Row = DictRow
 
 
 class Conflict(Exception):
@@ -45,8 +45,9 @@ class OneTimePrekey:
 
 class Store:
     def __init__(self, database_url: str, *, max_size: int = 10) -> None:
-        self.pool = AsyncConnectionPool(
+        self.pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
             libpq_url(database_url),
+            connection_class=AsyncConnection[Row],
             min_size=1,
             max_size=max_size,
             open=False,

@@ -1,45 +1,5 @@
-"""A real sandbox (embedded PostgreSQL, Redis, reference server) for CLI tests."""
+"""CLI tests use the session sandbox of tests/integration/conftest.py."""
 
-from __future__ import annotations
+from tests.integration.conftest import token_of
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-import yaml
-
-from e2ee_ops import sandbox
-from e2ee_ops.reference.client import ReferenceClient
-
-
-@pytest.fixture(scope="session")
-def sandbox_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sandbox.SandboxState]:
-    state_dir = tmp_path_factory.mktemp("sandbox")
-    state = sandbox.up(state_dir)
-    try:
-        yield state
-    finally:
-        sandbox.down(state_dir)
-
-
-@pytest.fixture
-def sandbox_config(sandbox_state: sandbox.SandboxState) -> Iterator[Path]:
-    """The sandbox's config; Redis and the API are running again after each test."""
-    yield sandbox_state.config_path
-    for service in ("redis", "api"):
-        sandbox.start_service(sandbox_state.dir, service)
-
-
-@pytest.fixture
-def sandbox_settings(sandbox_state: sandbox.SandboxState) -> dict:  # type: ignore[type-arg]
-    return yaml.safe_load(sandbox_state.config_path.read_text())  # type: ignore[no-any-return]
-
-
-def token_of(state: sandbox.SandboxState, key: str) -> str:
-    return Path(state.accounts[key].token_file).read_text().strip()
-
-
-@pytest.fixture
-def admin_client(sandbox_state: sandbox.SandboxState) -> Iterator[ReferenceClient]:
-    with ReferenceClient(sandbox_state.api_url, token_of(sandbox_state, "admin")) as client:
-        yield client
+__all__ = ["token_of"]  # imported by the CLI test modules

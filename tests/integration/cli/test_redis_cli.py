@@ -136,6 +136,15 @@ def test_unreachable_api_and_wrong_token_are_unknown_not_tracebacks(
     assert health[0]["status"] == "UNKNOWN" and "127.0.0.1:9" in health[0]["summary"]
     assert "Traceback" not in result.stderr
 
+    config["postgres"]["url"] = "postgresql://ops@127.0.0.1:9/e2ee"
+    no_db = tmp_path / "no-db.yaml"
+    no_db.write_text(yaml.safe_dump(config))
+    result = run(no_db, "--output", "json", "doctor")
+    assert result.exit_code == 3
+    postgres = {f["name"]: f for f in result.json["findings"]}["postgres"]
+    assert postgres["status"] == "UNKNOWN"
+    assert "could not connect to PostgreSQL at 127.0.0.1:9" in postgres["summary"]
+
 
 def test_redis_watch_refreshes_and_exits_by_the_last_status(sandbox_config: Path) -> None:
     result = run(sandbox_config, "redis", "watch", "--interval", "0.5", "--count", "2")

@@ -340,7 +340,7 @@ def test_stream_gets_closing_on_shutdown_then_flag_refuses(
         assert reader.ended_at - asked < 2.5
         assert stopped - asked < 4.0
 
-        server.start(E2EE_DM_ENABLED="false")
+        server.start(overrides={"E2EE_DM_ENABLED": "false"})
         with ReferenceClient(server.url, token) as bob, pytest.raises(ApiFailure) as refused:
             next(iter(bob.stream(pair["b_dev"], read_timeout=5)))
         assert refused.value.status_code == 403
