@@ -58,6 +58,8 @@ ATOMIC_KEYS = (
     "services.*.restart",
     "notifiers.smtp.password",
     "notifiers.push.token",
+    "incident.webhook",
+    "incident.pagerduty.routing_key",
 )
 # Path-valued keys: relative values in a YAML file are relative to that file.
 PATH_KEYS = ("*.file", "alembic.config", "rollback.env_file", "journal.path")
@@ -377,6 +379,19 @@ class NotifierSettings(_Section):
     lock_wait_seconds: float = Field(default=120, gt=0)  # a concurrent run waits this long
 
 
+class PagerDutySettings(_Section):
+    routing_key: SecretRef  # the integration key of an Events API v2 integration
+    events_url: str = "https://events.pagerduty.com/v2/enqueue"
+
+
+class IncidentSettings(_Section):
+    """Where `incident open` and `incident close` announce themselves."""
+
+    webhook: SecretRef | None = None  # a Slack-compatible webhook URL: the URL is the secret
+    pagerduty: PagerDutySettings | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
 class JournalSettings(_Section):
     path: Path
 
@@ -394,6 +409,7 @@ class Settings(_Section):
     rollback: RollbackSettings = Field(default_factory=RollbackSettings)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     notifiers: NotifierSettings = Field(default_factory=NotifierSettings)
+    incident: IncidentSettings = Field(default_factory=IncidentSettings)
     journal: JournalSettings
 
 

@@ -28,6 +28,8 @@ NOTE = "note"
 OUTAGE = "outage"
 INCIDENT_OPEN = "incident_open"
 INCIDENT_CLOSE = "incident_close"
+INCIDENT_LOG = "incident_log"  # a note the operator adds to the open incident's timeline
+INCIDENT_NOTIFY = "incident_notify"  # the outcome of announcing an incident (webhook, pager)
 
 Clock = Callable[[], datetime]
 

@@ -1,9 +1,71 @@
 """`e2ee-ops alerts`: Prometheus rules from the thresholds; evaluate every threshold now."""
 
-from e2ee_ops.cli.common import planned_group
+from __future__ import annotations
 
-app = planned_group(
-    "alerts",
-    summary="Monitoring: Prometheus rules from the thresholds, evaluate every threshold now.",
-    planned=["rules", "check"],
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from e2ee_ops.cli.common import OutputOption, app_context, finish
+
+app = typer.Typer(
+    name="alerts",
+    help="Monitoring (runbook: Monitoring and Alerting Setup): Prometheus rules from the "
+    "thresholds, and every threshold evaluated now.",
+    no_args_is_help=True,
 )
+
+
+@app.command("rules")
+def rules(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", dir_okay=False, help="Write here, not stdout."),
+    ] = None,
+) -> None:
+    """Print (or write) a Prometheus rule file with every critical and warning threshold
+    of the runbook, taken from the configured thresholds; valid for `promtool check rules`."""
+    from e2ee_ops.procedures.alerts import rules_yaml
+
+    env = app_context(ctx)
+    text = rules_yaml(env.settings.thresholds)
+    if out is None:
+        env.out.file.write(text)
+        env.out.file.flush()
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        from e2ee_ops.errors import ActionFailed
+
+        raise ActionFailed(f"cannot write {out} ({exc.strerror})") from None
+    env.progress(f"wrote {out}")
+
+
+@app.command("check")
+def check(ctx: typer.Context, output: OutputOption = None) -> None:
+    """Evaluate every alert threshold now against each API instance's /metrics (and
+    PostgreSQL to date a Redis outage): one line each; exit code by the worst."""
+    from e2ee_ops.cli.targets import api_clients, database
+    from e2ee_ops.procedures.alerts import check_alerts
+
+    env = app_context(ctx)
+    report = check_alerts(
+        apis=api_clients(env, None),
+        db=database(env, required=False),
+        thresholds=env.settings.thresholds,
+        timeout=env.remaining(),
+    )
+    journal = env.journal()
+    if journal.open_incident_id() is not None:  # cron runs between incidents stay out
+        journal.append(
+            "outcome",
+            command="alerts check",
+            data={
+                "status": report.status.name,
+                "failing": [f.summary for f in report.findings if f.status.name != "OK"],
+            },
+        )
+    finish(ctx, report, output=output)

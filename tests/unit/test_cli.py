@@ -15,10 +15,6 @@ from tests.unit.clihelper import cli
 
 PLANNED_GROUPS = [
     "rollback",
-    "alerts",
-    "incident",
-    "postmortem",
-    "runbook",
 ]
 
 

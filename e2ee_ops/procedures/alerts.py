@@ -1,0 +1,411 @@
+"""Runbook: Monitoring and Alerting Setup. Prometheus rules (`alert_rules`, `rules_yaml`)
+and the same thresholds evaluated now (`check_alerts`).
+
+Both are written against the metric names the reference server exports on `/metrics`
+and take every number from `Thresholds`. Where the server exports a count that bakes
+in its own threshold (`e2ee_otpk_devices_below_critical` counts pools under the
+SERVER's 5), the rules use a threshold-free metric instead (`e2ee_otpk_remaining_min`,
+`e2ee_signed_prekey_age_max_days`, `e2ee_identity_changes_max_per_user_24h`), so a
+configured threshold other than the runbook's default still means what it says.
+
+`check_alerts` has no history, unlike Prometheus: the SSE failure rate is the ratio
+of the counters since the server started, the p99 comes from the histogram's buckets
+since start (as `histogram_quantile` computes it), and how long Redis has been down is
+dated from PostgreSQL (the oldest message of the last hour not yet delivered).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from e2ee_ops.config import Thresholds
+from e2ee_ops.errors import E2eeOpsError, ServiceError
+from e2ee_ops.procedures.probes import Probe, run_probes
+from e2ee_ops.status import Finding, Report, Status, classify
+
+if TYPE_CHECKING:
+    from e2ee_ops.adapters.api import ApiClient
+    from e2ee_ops.adapters.postgres import OpsDatabase
+
+GROUP = "e2ee_alerts"
+# How long a condition other than "Redis down" must hold before it fires: long enough
+# that a refill or a single slow scrape does not page, short enough to matter.
+SUSTAIN = "5m"
+RATE_WINDOW = "5m"
+OUTAGE_LOOKBACK = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    name: str
+    severity: str  # "critical" | "warning"
+    expr: str
+    for_: str
+    summary: str
+    description: str
+    threshold: str  # the Thresholds field this rule takes its number from
+
+
+def _num(value: float) -> str:
+    """A threshold as PromQL and prose write it: 5, 0.1, 0.5 (never 5.0)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _duration(seconds: float) -> str:
+    return f"{max(1, math.ceil(seconds))}s"
+
+
+def alert_rules(t: Thresholds) -> list[AlertRule]:
+    """Every critical and warning threshold of the runbook as a Prometheus alert rule."""
+    active = "and e2ee_otpk_devices_active > 0"  # min is 0 when there is no device at all
+    sse_rate = (
+        f"rate(e2ee_sse_failures_total[{RATE_WINDOW}])"
+        f" / rate(e2ee_sse_connects_total[{RATE_WINDOW}])"
+    )
+    p99 = (
+        "histogram_quantile(0.99, sum by (job, le) "
+        f"(rate(e2ee_delivery_latency_seconds_bucket[{RATE_WINDOW}])))"
+    )
+    return [
+        AlertRule(
+            "E2eeRedisDown",
+            "critical",
+            "redis_up == 0",
+            _duration(t.redis_down_seconds),
+            "Redis unavailable on {{ $labels.instance }}",
+            f"Redis has been unreachable for more than {_num(t.redis_down_seconds)} s: messages "
+            "are stored but not pushed over SSE. Run `e2ee-ops redis check`, then "
+            "`e2ee-ops redis recover --execute`.",
+            "redis_down_seconds",
+        ),
+        AlertRule(
+            "E2eeOtpkPoolCritical",
+            "critical",
+            f"e2ee_otpk_remaining_min < {_num(t.otpk_critical)} {active}",
+            SUSTAIN,
+            f"A device has fewer than {_num(t.otpk_critical)} one-time prekeys",
+            "The smallest one-time prekey pool of an active device is {{ $value }}. "
+            "Run `e2ee-ops devices stuck`.",
+            "otpk_critical",
+        ),
+        AlertRule(
+            "E2eeIdentityChangesHigh",
+            "critical",
+            f"e2ee_identity_changes_max_per_user_24h > {_num(t.identity_changes_per_day)}",
+            SUSTAIN,
+            f"A user changed identity keys more than {_num(t.identity_changes_per_day)} "
+            "times in 24 h",
+            "The most identity key changes by one user in 24 h is {{ $value }}: "
+            "a possible account takeover. Review the security events.",
+            "identity_changes_per_day",
+        ),
+        AlertRule(
+            "E2eeSseFailureRateHigh",
+            "critical",
+            f"({sse_rate}) > {_num(t.sse_failure_rate)}",
+            SUSTAIN,
+            f"More than {_num(t.sse_failure_rate * 100)} % of SSE connections fail "
+            "on {{ $labels.instance }}",
+            "The SSE stream failure rate over 5 minutes is {{ $value }}.",
+            "sse_failure_rate",
+        ),
+        AlertRule(
+            "E2eeOtpkPoolLow",
+            "warning",
+            f"e2ee_otpk_remaining_min < {_num(t.otpk_warning)} {active}",
+            SUSTAIN,
+            f"A device has fewer than {_num(t.otpk_warning)} one-time prekeys",
+            "The smallest one-time prekey pool of an active device is {{ $value }}. "
+            "Run `e2ee-ops devices stuck` to remind its owner.",
+            "otpk_warning",
+        ),
+        AlertRule(
+            "E2eeSignedPrekeyStale",
+            "warning",
+            f"e2ee_signed_prekey_age_max_days > {_num(t.signed_prekey_max_age_days)}",
+            SUSTAIN,
+            f"A signed prekey is older than {_num(t.signed_prekey_max_age_days)} days",
+            "The oldest signed prekey of an active device is {{ $value }} days old. "
+            "Run `e2ee-ops devices stuck`.",
+            "signed_prekey_max_age_days",
+        ),
+        AlertRule(
+            "E2eeDeliveryLatencyP99High",
+            "warning",
+            f"{p99} > {_num(t.delivery_p99_ms / 1000.0)}",
+            SUSTAIN,
+            f"Message delivery p99 is above {_num(t.delivery_p99_ms)} ms",
+            "The 99th percentile of delivery latency over 5 minutes is {{ $value }} s.",
+            "delivery_p99_ms",
+        ),
+        AlertRule(
+            "E2eePubsubLagHigh",
+            "warning",
+            f"e2ee_pubsub_lag_seconds > {_num(t.pubsub_lag_seconds)}",
+            SUSTAIN,
+            f"Redis pub/sub lag is above {_num(t.pubsub_lag_seconds)} s "
+            "on {{ $labels.instance }}",
+            "The relay's pub/sub round trip is {{ $value }} s.",
+            "pubsub_lag_seconds",
+        ),
+    ]
+
+
+RULES_HEADER = """\
+# Prometheus alert rules for the E2EE DM service, generated by `e2ee-ops alerts rules`
+# from the configured thresholds (runbook: Monitoring and Alerting Setup).
+# Check with `promtool check rules FILE`. Do not edit by hand: change the thresholds
+# in the e2ee-ops config and regenerate.
+"""
+
+
+def rules_document(t: Thresholds) -> dict[str, object]:
+    rules = [
+        {
+            "alert": r.name,
+            "expr": r.expr,
+            "for": r.for_,
+            "labels": {"severity": r.severity, "service": "e2ee-dm"},
+            "annotations": {
+                "summary": r.summary,
+                "description": r.description,
+                "threshold": f"thresholds.{r.threshold}",
+            },
+        }
+        for r in alert_rules(t)
+    ]
+    return {"groups": [{"name": GROUP, "rules": rules}]}
+
+
+def rules_yaml(t: Thresholds) -> str:
+    """The rule file's text; the same thresholds always give the same bytes."""
+    import yaml
+
+    body = yaml.safe_dump(rules_document(t), sort_keys=False, width=100, allow_unicode=True)
+    return RULES_HEADER + body
+
+
+# ---- evaluation now -----------------------------------------------------------------------
+
+Samples = Mapping[str, Sequence[tuple[dict[str, str], float]]]
+
+
+def parse_exposition(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Samples by name from Prometheus text exposition (prometheus_client's parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                samples.setdefault(s.name, []).append((dict(s.labels), float(s.value)))
+    except ValueError as exc:
+        raise ServiceError(f"/metrics is not Prometheus text exposition ({exc})") from None
+    return samples
+
+
+def _one(samples: Samples, name: str) -> float | None:
+    values = [v for _, v in samples.get(name, ())]
+    return values[0] if values else None
+
+
+def histogram_p99(samples: Samples, name: str) -> float | None:
+    """The 0.99 quantile of a histogram's cumulative buckets, interpolated as Prometheus does."""
+    buckets = sorted(
+        (float(labels["le"]), value) for labels, value in samples.get(f"{name}_bucket", ())
+    )
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = 0.99 * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if math.isinf(bound):
+                return lower_bound  # as histogram_quantile: the highest finite bucket
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count
+            )
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def _missing(name: str, metric: str, where: str) -> Finding:
+    return Finding(name, Status.UNKNOWN, None, f"{where} does not export {metric}")
+
+
+def evaluate_samples(
+    samples: Samples,
+    t: Thresholds,
+    *,
+    host: str,
+    redis_down_for: Callable[[], float | None] = lambda: None,
+) -> list[Finding]:
+    """One finding per threshold from one instance's `/metrics` samples."""
+    where = f"/metrics on {host}"
+    found: list[Finding] = []
+
+    up = _one(samples, "redis_up")
+    name = f"redis down > {_num(t.redis_down_seconds)} s ({host})"
+    if up is None:
+        found.append(_missing(name, "redis_up", where))
+    elif up >= 1:
+        found.append(Finding(name, Status.OK, 0, f"{where}: redis_up=1", unit="s"))
+    else:
+        seconds = redis_down_for()
+        if seconds is None:
+            # Without a date we cannot tell a blip from an outage; assume the worse.
+            found.append(
+                Finding(
+                    name,
+                    Status.CRITICAL,
+                    None,
+                    f"{where}: redis_up=0, for an unknown time (no undelivered message dates it)",
+                    threshold_crit=t.redis_down_seconds,
+                    unit="s",
+                )
+            )
+        else:
+            found.append(
+                Finding(
+                    name,
+                    Status.CRITICAL if seconds > t.redis_down_seconds else Status.WARNING,
+                    round(seconds, 1),
+                    f"{where}: redis_up=0 for at least {seconds:.0f} s",
+                    threshold_crit=t.redis_down_seconds,
+                    unit="s",
+                )
+            )
+
+    active = _one(samples, "e2ee_otpk_devices_active")
+    pool = _one(samples, "e2ee_otpk_remaining_min")
+    name = f"otpk pool min ({host})"
+    if pool is None:
+        found.append(_missing(name, "e2ee_otpk_remaining_min", where))
+    elif not active:
+        found.append(Finding(name, Status.OK, None, f"{where}: no active device"))
+    else:
+        status = classify(pool, warn=t.otpk_warning, crit=t.otpk_critical, higher_is_worse=False)
+        found.append(
+            Finding(
+                name,
+                status,
+                int(pool),
+                f"smallest one-time prekey pool is {pool:g} (critical below "
+                f"{_num(t.otpk_critical)}, warning below {_num(t.otpk_warning)})",
+                threshold_warn=t.otpk_warning,
+                threshold_crit=t.otpk_critical,
+            )
+        )
+
+    def above(
+        label: str, metric: str, value: float | None, limit: float, status: Status, unit: str = ""
+    ) -> None:
+        if value is None:
+            found.append(_missing(f"{label} ({host})", metric, where))
+            return
+        bad = value > limit
+        found.append(
+            Finding(
+                f"{label} ({host})",
+                status if bad else Status.OK,
+                round(value, 4),
+                f"{label} is {value:.4g}{(' ' + unit) if unit else ''} "
+                f"({status.value.lower()} above {_num(limit)})",
+                threshold_warn=limit if status is Status.WARNING else None,
+                threshold_crit=limit if status is Status.CRITICAL else None,
+                unit=unit,
+            )
+        )
+
+    above(
+        "identity changes per user per day",
+        "e2ee_identity_changes_max_per_user_24h",
+        _one(samples, "e2ee_identity_changes_max_per_user_24h"),
+        t.identity_changes_per_day,
+        Status.CRITICAL,
+    )
+    connects = _one(samples, "e2ee_sse_connects_total")
+    failures = _one(samples, "e2ee_sse_failures_total")
+    rate = (
+        None if connects is None or failures is None else (failures / connects if connects else 0)
+    )
+    above(
+        "sse failure rate",
+        "e2ee_sse_failures_total",
+        rate,
+        t.sse_failure_rate,
+        Status.CRITICAL,
+    )
+    above(
+        "signed prekey age max",
+        "e2ee_signed_prekey_age_max_days",
+        _one(samples, "e2ee_signed_prekey_age_max_days"),
+        t.signed_prekey_max_age_days,
+        Status.WARNING,
+        "days",
+    )
+    p99 = histogram_p99(samples, "e2ee_delivery_latency_seconds")
+    if p99 is None and "e2ee_delivery_latency_seconds_bucket" in samples:
+        found.append(
+            Finding(f"delivery p99 ({host})", Status.OK, None, f"{where}: no delivery yet")
+        )
+    else:
+        above(
+            "delivery p99",
+            "e2ee_delivery_latency_seconds",
+            None if p99 is None else p99 * 1000.0,
+            t.delivery_p99_ms,
+            Status.WARNING,
+            "ms",
+        )
+    above(
+        "pub/sub lag",
+        "e2ee_pubsub_lag_seconds",
+        _one(samples, "e2ee_pubsub_lag_seconds"),
+        t.pubsub_lag_seconds,
+        Status.WARNING,
+        "s",
+    )
+    return found
+
+
+def redis_down_since(db: OpsDatabase | None, now: datetime | None = None) -> float | None:
+    """Seconds since the oldest message of the last hour that is still undelivered."""
+    if db is None:
+        return None
+    now = now or datetime.now(UTC)
+    try:
+        window = db.delivery_window(now - OUTAGE_LOOKBACK, now + timedelta(minutes=1), list_limit=1)
+    except E2eeOpsError:
+        return None
+    if not window.undelivered:
+        return None
+    return max(0.0, (now - window.undelivered[0].created_at).total_seconds())
+
+
+def check_alerts(
+    *,
+    apis: Sequence[ApiClient],
+    db: OpsDatabase | None,
+    thresholds: Thresholds,
+    timeout: float | None = None,
+) -> Report:
+    """Every alert threshold evaluated now, per API instance; the worst decides."""
+
+    def probe(api: ApiClient) -> list[Finding]:
+        samples = parse_exposition(api.prometheus_metrics())
+        return evaluate_samples(
+            samples, thresholds, host=api.host, redis_down_for=lambda: redis_down_since(db)
+        )
+
+    probes: dict[str, Probe] = {
+        f"metrics ({api.host})": (lambda api=api: probe(api))  # type: ignore[misc]
+        for api in apis
+    }
+    report = Report(title="alerts check", findings=run_probes(probes, timeout=timeout))
+    report.data["thresholds"] = thresholds.model_dump()
+    return report
