@@ -310,6 +310,14 @@ class AlembicSettings(_Section):
 
 class RollbackSettings(_Section):
     env_file: Path | None = None
+    # `rollback flag`: the user's device whose SSE stream must be closed by the server
+    # (default: the user token's first active device), and how long to wait for things.
+    verify_device: str | None = None
+    health_deadline_seconds: float = Field(default=60, gt=0)  # API back on /health
+    stream_close_seconds: float = Field(default=15, gt=0)  # open stream closed by the server
+    # `rollback migration` refuses to drop or empty these tables while they hold rows.
+    protected_tables: list[str] = Field(default_factory=lambda: ["e2ee_*", "dm_*"])
+    git_timeout_seconds: float = Field(default=60, gt=0)  # each git command (push, ls-remote)
 
 
 class Thresholds(_Section):

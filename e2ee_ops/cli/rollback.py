@@ -1,9 +1,294 @@
 """`e2ee-ops rollback`: Rollback and hotfix: feature flag, Alembic migration, git."""
 
-from e2ee_ops.cli.common import planned_group
+from __future__ import annotations
 
-app = planned_group(
-    "rollback",
-    summary="Rollback and hotfix: feature flag, Alembic migration, git.",
-    planned=["flag", "migration", "git"],
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from e2ee_ops.cli.common import OutputOption, app_context, finish
+from e2ee_ops.cli.confirm import confirm_execution
+from e2ee_ops.errors import ConfigError, E2eeOpsError, UsageError
+
+if TYPE_CHECKING:
+    from e2ee_ops.render import OutputFormat
+    from e2ee_ops.status import Plan
+
+app = typer.Typer(
+    name="rollback",
+    help="Rollback and hotfix (runbook: Rollback/Hotfix Procedures): feature flag, "
+    "Alembic migration, git. Each command shows its plan; --execute acts.",
+    no_args_is_help=True,
 )
+
+Execute = Annotated[bool, typer.Option("--execute", help="Act; without it only the plan is shown.")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+# What the outcome entry of the journal keeps of a plan's data, beside the steps.
+_OUTCOME_KEYS = ("backup", "value", "target", "commit", "branch")
+
+
+def _carry_out(
+    ctx: typer.Context,
+    *,
+    command: str,
+    plan: Plan,
+    execute: bool,
+    confirm: Callable[[Plan], None],
+    act: Callable[[], Plan],
+    output: OutputFormat | None,
+) -> NoReturn:
+    """Show the plan; with --execute: confirm, journal the plan, act, journal the outcome."""
+    if execute:
+        confirm(plan)
+        journal = app_context(ctx).journal()
+        journal.append(
+            "plan",
+            command=command,
+            data={"steps": [s.description for s in plan.steps], **plan.data},
+        )
+        try:
+            plan = act()
+        except E2eeOpsError as exc:  # refused at the last check: nothing was changed
+            journal.append(
+                "outcome", command=command, data={"status": "REFUSED", "error": exc.sentence}
+            )
+            raise
+        journal.append(
+            "outcome",
+            command=command,
+            data={
+                "status": plan.status.name,
+                "steps": [s.outcome for s in plan.steps],
+                **{k: v for k, v in plan.data.items() if k in _OUTCOME_KEYS},
+            },
+        )
+    finish(ctx, plan, output=output)
+
+
+# ---- flag -------------------------------------------------------------------------------
+
+
+@app.command("flag")
+def flag(
+    ctx: typer.Context,
+    disable: Annotated[
+        bool, typer.Option("--disable", help="Set E2EE_DM_ENABLED=false (the rollback).")
+    ] = False,
+    enable: Annotated[
+        bool, typer.Option("--enable", help="Set E2EE_DM_ENABLED=true (undo the rollback).")
+    ] = False,
+    env_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--env-file",
+            metavar="PATH",
+            dir_okay=False,
+            help="The service's env file (default: rollback.env_file from the config).",
+        ),
+    ] = None,
+    execute: Execute = False,
+    yes: Yes = False,
+    output: OutputOption = None,
+) -> None:
+    """Set E2EE_DM_ENABLED in the env file (that one line rewritten, a backup kept), restart
+    the API, then verify: with --disable GET /dm/conversations must answer 403 "E2EE DM is
+    not enabled" and an open SSE stream must be closed by the server; with --enable, 200."""
+    from e2ee_ops.cli.targets import api_clients, restarter
+    from e2ee_ops.procedures.rollback_flag import FlagTargets, rollback_flag
+
+    if disable == enable:
+        raise UsageError("give exactly one of --disable or --enable")
+    env = app_context(ctx)
+    s = env.settings.rollback
+    path = env_file or s.env_file
+    if path is None:
+        raise ConfigError(
+            "no env file to edit", hint="give --env-file PATH or set rollback.env_file"
+        )
+    targets = FlagTargets(
+        env_file=path,
+        apis=api_clients(env, "user"),
+        stream_apis=api_clients(env, "user"),
+        restarter=restarter(env, "api"),
+        verify_device=s.verify_device,
+        health_deadline_seconds=s.health_deadline_seconds,
+        stream_close_seconds=s.stream_close_seconds,
+        clock=env.clock,
+        progress=env.progress,
+    )
+    _carry_out(
+        ctx,
+        command=f"rollback flag --{'enable' if enable else 'disable'}",
+        plan=rollback_flag(targets, enable=enable, execute=False),
+        execute=execute,
+        confirm=lambda plan: confirm_execution(env, plan, yes=yes),
+        act=lambda: rollback_flag(targets, enable=enable, execute=True),
+        output=output,
+    )
+
+
+# ---- migration --------------------------------------------------------------------------
+
+
+@app.command("migration")
+def migration(
+    ctx: typer.Context,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, metavar="N", help="Undo N revisions.")
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", metavar="REV", help="Undo down to this revision (or `base`)."),
+    ] = None,
+    allow_data_loss: Annotated[
+        bool,
+        typer.Option(
+            "--allow-data-loss",
+            help="Allow dropping or emptying protected (E2EE) tables that hold rows; their "
+            "names must then be typed back, or given with --confirm-tables.",
+        ),
+    ] = False,
+    confirm_tables: Annotated[
+        str | None,
+        typer.Option(
+            "--confirm-tables",
+            metavar="T1,T2",
+            help="With --allow-data-loss, unattended: the tables that will lose rows, "
+            "comma-separated, exactly as the plan lists them.",
+        ),
+    ] = None,
+    execute: Execute = False,
+    yes: Yes = False,
+    output: OutputOption = None,
+) -> None:
+    """Without options: `alembic current` and `history`. With --steps N or --to REV: plan
+    the downgrade (revisions, offline SQL, every table dropped or emptied with its row
+    count); refuse to lose rows of E2EE tables; with --execute, downgrade and verify."""
+    from e2ee_ops.adapters.migrations import Migrations
+    from e2ee_ops.adapters.schema_db import SchemaDatabase
+    from e2ee_ops.cli.targets import database
+    from e2ee_ops.procedures.rollback_migration import (
+        MigrationTargets,
+        migration_status,
+        rollback_migration,
+    )
+
+    if steps is not None and to is not None:
+        raise UsageError("give --steps N or --to REV, not both")
+    if confirm_tables is not None and not allow_data_loss:
+        raise UsageError("--confirm-tables goes with --allow-data-loss")
+    env = app_context(ctx)
+    s = env.settings
+    db = database(env)
+    assert db is not None
+    targets = MigrationTargets(
+        migrations=Migrations(
+            s.alembic.config,
+            db.url,
+            password=db.password,
+            connect_timeout=s.postgres.connect_timeout_seconds,
+        ),
+        schema=SchemaDatabase(db),
+        protected=s.rollback.protected_tables,
+        progress=env.progress,
+    )
+    if steps is None and to is None:
+        if execute:
+            raise UsageError("--execute needs --steps N or --to REV")
+        finish(ctx, migration_status(targets), output=output)
+
+    plan = rollback_migration(
+        targets, steps=steps, to=to, execute=False, allow_data_loss=allow_data_loss
+    )
+    at_risk: list[str] = plan.data.get("at_risk_tables", [])
+
+    def confirm(plan: Plan) -> None:
+        if at_risk and not allow_data_loss:
+            return  # the procedure refuses, with the reason, before anything is done
+        if not at_risk:
+            confirm_execution(env, plan, yes=yes)
+            return
+        typed = ",".join(at_risk)
+        if confirm_tables is None:  # --yes does not waive typing the names back
+            confirm_execution(env, plan, yes=yes, typed=typed)
+            return
+        given = {name.strip() for name in confirm_tables.split(",") if name.strip()}
+        if given != set(at_risk):
+            raise UsageError(
+                f"--confirm-tables does not name the tables that would lose rows ({typed}); "
+                "nothing was changed"
+            )
+        confirm_execution(env, plan, yes=yes)
+
+    _carry_out(
+        ctx,
+        command="rollback migration",
+        plan=plan,
+        execute=execute,
+        confirm=confirm,
+        # Only the tables confirmed from the plan shown; rows that appear elsewhere since
+        # make the procedure refuse.
+        act=lambda: rollback_migration(
+            targets,
+            steps=steps,
+            to=to,
+            execute=True,
+            allow_data_loss=allow_data_loss,
+            confirmed_tables=set(at_risk),
+        ),
+        output=output,
+    )
+
+
+# ---- git --------------------------------------------------------------------------------
+
+
+@app.command("git")
+def git(
+    ctx: typer.Context,
+    to: Annotated[str, typer.Option("--to", metavar="COMMIT", help="The commit to go back to.")],
+    repo: Annotated[
+        Path | None,
+        typer.Option(
+            "--repo", metavar="PATH", file_okay=False, help="The repository (default: here)."
+        ),
+    ] = None,
+    remote: Annotated[
+        str, typer.Option("--remote", metavar="NAME", help="The remote to push to.")
+    ] = "origin",
+    branch: Annotated[
+        str | None,
+        typer.Option(
+            "--branch", metavar="NAME", help="The branch (default: rollback-e2ee-YYYYMMDD)."
+        ),
+    ] = None,
+    execute: Execute = False,
+    yes: Yes = False,
+    output: OutputOption = None,
+) -> None:
+    """Check the commit exists and the work tree is clean, show the commits undone, create
+    the rollback branch, reset it to the commit, push it with --force-with-lease, verify
+    with git ls-remote that the remote branch points at the commit."""
+    from e2ee_ops.adapters.git import GitRepo
+    from e2ee_ops.procedures.rollback_git import GitTargets, rollback_git
+
+    env = app_context(ctx)
+    targets = GitTargets(
+        repo=GitRepo(
+            repo or env.cwd or Path.cwd(), timeout=env.settings.rollback.git_timeout_seconds
+        ),
+        remote=remote,
+        branch=branch or f"rollback-e2ee-{env.clock().astimezone():%Y%m%d}",
+        progress=env.progress,
+    )
+    _carry_out(
+        ctx,
+        command="rollback git",
+        plan=rollback_git(targets, to=to, execute=False),
+        execute=execute,
+        confirm=lambda plan: confirm_execution(env, plan, yes=yes),
+        act=lambda: rollback_git(targets, to=to, execute=True),
+        output=output,
+    )

@@ -1,0 +1,188 @@
+"""`rollback migration` against real PostgreSQL with the reference server's migrations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.integration.rollback.conftest import current_revision, seed_rows, tables, write_config
+from tests.unit.clihelper import CliResult, cli
+
+DM_TABLES = {
+    "dm_conversations",
+    "dm_conversation_members",
+    "dm_messages",
+    "dm_envelopes",
+    "dm_delivery",
+    "dm_blocks",
+    "dm_rate_limit_events",
+}
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Callable[..., CliResult]:
+    def invoke(url: str, *args: str) -> CliResult:
+        config = write_config(tmp_path, postgres={"url": url})
+        return cli("--config", str(config), "rollback", "migration", *args)
+
+    return invoke
+
+
+def journal(tmp_path: Path) -> list[dict]:  # type: ignore[type-arg]
+    path = tmp_path / "journal.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_without_options_shows_current_and_history(migrated, run) -> None:  # type: ignore[no-untyped-def]
+    url = migrated("0003_dm_messages")
+    before = tables(url)
+    result = run(url, "-o", "json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json["data"]
+    assert data["current"] == "0003_dm_messages"
+    history = [r["revision"] for r in data["history"]]
+    assert history[-3:] == ["0003_dm_messages", "0002_e2ee_keys", "0001_accounts"]
+    current = {f["name"]: f for f in result.json["findings"]}["0003_dm_messages"]
+    assert "current" in current["value"]
+    assert tables(url) == before and current_revision(url) == "0003_dm_messages"
+
+
+def test_one_step_on_empty_tables_plans_then_downgrades_and_verifies(
+    migrated, run, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    url = migrated("0003_dm_messages")
+    before = tables(url)
+
+    plan = run(url, "--steps", "1", "-o", "json")
+    assert plan.exit_code == 0, plan.stderr
+    assert plan.json["executed"] is False
+    data = plan.json["data"]
+    assert data["target"] == "0002_e2ee_keys"
+    assert [r["revision"] for r in data["revisions"]] == ["0003_dm_messages"]
+    assert "DROP TABLE dm_messages;" in data["sql"]
+    assert "DROP TABLE dm_messages;" in data["revisions"][0]["sql"]
+    assert {t["table"] for t in data["tables"]} == DM_TABLES
+    assert all(t["action"] == "drop" and t["rows"] == 0 for t in data["tables"])
+    assert data["at_risk_tables"] == []
+    assert tables(url) == before  # a plan changes nothing
+
+    unconfirmed = run(url, "--steps", "1", "--execute")
+    assert unconfirmed.exit_code == 64 and "--yes" in unconfirmed.stderr
+    assert current_revision(url) == "0003_dm_messages"
+
+    done = run(url, "--steps", "1", "--execute", "--yes", "-o", "json")
+    assert done.exit_code == 0, done.stdout + done.stderr
+    assert all(s["status"] == "OK" for s in done.json["steps"]), done.json["steps"]
+    assert current_revision(url) == "0002_e2ee_keys"
+    assert tables(url) == before - DM_TABLES
+
+    kinds = [e["kind"] for e in journal(tmp_path) if e["command"] == "rollback migration"]
+    assert kinds == ["plan", "outcome"]
+
+
+def test_refuses_to_drop_e2ee_tables_that_hold_rows(migrated, run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url = migrated("0003_dm_messages")
+    seed_rows(url, messages=3)
+    before = tables(url)
+
+    plan = run(url, "--steps", "1", "-o", "json")
+    assert plan.exit_code == 2  # the plan says it would be refused
+    rows = {t["table"]: t["rows"] for t in plan.json["data"]["tables"]}
+    assert rows["dm_messages"] == 3 and rows["dm_conversations"] == 1 and rows["dm_blocks"] == 0
+    assert sorted(plan.json["data"]["at_risk_tables"]) == ["dm_conversations", "dm_messages"]
+    assert "refusing" in plan.json["steps"][0]["outcome"]
+
+    refused = run(url, "--steps", "1", "--execute", "--yes")
+    assert refused.exit_code == 64
+    assert refused.stderr.count("\n") == 1
+    assert "dm_messages (3 rows)" in refused.stderr
+    assert "rollback flag --disable" in refused.stderr
+    assert current_revision(url) == "0003_dm_messages" and tables(url) == before
+    outcome = [e for e in journal(tmp_path) if e["kind"] == "outcome"][-1]
+    assert outcome["data"]["status"] == "REFUSED"
+
+    # --allow-data-loss still wants the names typed back; --yes does not waive that.
+    no_tty = run(url, "--steps", "1", "--allow-data-loss", "--execute", "--yes")
+    assert no_tty.exit_code == 64 and "terminal" in no_tty.stderr
+    wrong = run(
+        url, "--steps", "1", "--allow-data-loss", "--confirm-tables", "dm_messages",
+        "--execute", "--yes",
+    )  # fmt: skip
+    assert wrong.exit_code == 64 and "does not name" in wrong.stderr
+    assert current_revision(url) == "0003_dm_messages" and tables(url) == before
+
+    allowed = run(
+        url, "--steps", "1", "--allow-data-loss",
+        "--confirm-tables", "dm_messages,dm_conversations", "--execute", "--yes", "-o", "json",
+    )  # fmt: skip
+    assert allowed.exit_code == 1, allowed.stdout + allowed.stderr  # WARNING: data was lost
+    assert allowed.json["steps"][0]["status"] == "WARNING"
+    assert all(s["status"] == "OK" for s in allowed.json["steps"][1:])
+    assert current_revision(url) == "0002_e2ee_keys"
+    assert tables(url) == before - DM_TABLES
+
+
+def test_only_protected_tables_are_guarded_down_to_base(migrated, run) -> None:  # type: ignore[no-untyped-def]
+    url = migrated("head")
+    seed_rows(url)  # two users, no E2EE rows: dropping `users` is not what the runbook guards
+
+    plan = run(url, "--to", "base", "-o", "json")
+    assert plan.exit_code == 0, plan.stderr
+    rows = {t["table"]: (t["rows"], t["protected"]) for t in plan.json["data"]["tables"]}
+    assert rows["users"] == (2, False) and rows["e2ee_devices"] == (0, True)
+    assert "alembic_version" not in rows
+    assert plan.json["data"]["at_risk_tables"] == []
+
+    done = run(url, "--to", "base", "--execute", "--yes", "-o", "json")
+    assert done.exit_code == 0, done.stdout + done.stderr
+    assert current_revision(url) is None
+    assert tables(url) <= {"alembic_version"}
+
+
+def test_e2ee_key_tables_with_rows_are_named(migrated, run) -> None:  # type: ignore[no-untyped-def]
+    url = migrated("head")
+    seed_rows(url, devices=2)
+    plan = run(url, "--to", "0001_accounts", "-o", "json")
+    assert plan.exit_code == 2
+    assert plan.json["data"]["at_risk_tables"] == ["e2ee_devices"]
+    assert plan.json["data"]["target"] == "0001_accounts"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--to", "nosuch"], "unknown Alembic revision 'nosuch'"),
+        (["--steps", "9"], "cannot go down 9 step(s)"),
+        (["--to", "0003_dm_messages"], "is not below the current revision 0002_e2ee_keys"),
+        (["--steps", "1", "--to", "base"], "not both"),
+        (["--execute", "--yes"], "--execute needs --steps N or --to REV"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_changes_nothing(  # type: ignore[no-untyped-def]
+    migrated, run, args: list[str], said: str
+) -> None:
+    url = migrated("0002_e2ee_keys")
+    before = tables(url)
+    result = run(url, *args, "--execute", "--yes") if "--execute" not in args else run(url, *args)
+    assert result.exit_code == 64, result.stdout + result.stderr
+    assert said in result.stderr and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+    assert current_revision(url) == "0002_e2ee_keys" and tables(url) == before
+
+
+def test_already_at_the_target_is_nothing_to_do(migrated, run) -> None:  # type: ignore[no-untyped-def]
+    url = migrated("0002_e2ee_keys")
+    result = run(url, "--to", "0002_e2ee_keys", "--execute", "--yes", "-o", "json")
+    assert result.exit_code == 0
+    assert "nothing to do" in result.json["summary"]
+
+
+def test_unreachable_database_is_unknown(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("postgresql://ops@127.0.0.1:9/e2ee", "--steps", "1")
+    assert result.exit_code == 3
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
