@@ -39,8 +39,16 @@ SELECT d.device_id, d.user_id, u.username, u.email, d.device_name, kb.prekeys_re
        count(*) OVER () AS total,
        count(*) FILTER (WHERE kb.prekeys_remaining < %(critical)s) OVER () AS critical_total
 FROM candidates c
-JOIN e2ee_devices d ON d.device_id = c.device_id
-JOIN e2ee_key_bundles kb ON kb.device_id = d.device_id
+-- OFFSET 0 keeps these per-candidate primary-key lookups: candidates are few, and a
+-- hash join would read every device and every bundle.
+CROSS JOIN LATERAL (
+    SELECT device_id, user_id, device_name, last_seen_at, status FROM e2ee_devices e
+    WHERE e.device_id = c.device_id OFFSET 0
+) d
+CROSS JOIN LATERAL (
+    SELECT prekeys_remaining, signed_prekey_uploaded_at FROM e2ee_key_bundles b
+    WHERE b.device_id = c.device_id OFFSET 0
+) kb
 JOIN users u ON u.account_id = d.user_id
 WHERE d.status = 'active'
   AND (%(user_id)s::bigint IS NULL OR d.user_id = %(user_id)s::bigint)

@@ -31,6 +31,8 @@ INDEXES = {
     "dm_messages_sender_created_idx": "dm_messages (sender_user_id, created_at)",
     # abuse top-senders: conversations opened in the window (churn)
     "dm_conversations_created_at_idx": "dm_conversations (created_at, created_by)",
+    # abuse top-senders: one sender's 429s of the window
+    "dm_rate_limit_events_user_idx": "dm_rate_limit_events (user_id, occurred_at)",
 }
 
 
