@@ -1,0 +1,104 @@
+"""Seed a scale into PostgreSQL and time each operator query beside the runbook's raw one.
+
+    .venv/bin/python -m bench.operator_queries                    # 100k devices, 1M messages
+    .venv/bin/python -m bench.operator_queries --devices 1000000 --messages 10000000
+    .venv/bin/python -m bench.operator_queries --url postgresql://... (an EMPTY database)
+
+Without --url an embedded PostgreSQL (pgserver) is started in a temporary directory.
+Prints figures only; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.seed_scale import seed
+from e2ee_ops.adapters.abuse_db import TOP_SENDERS_SQL, top_senders_params
+from e2ee_ops.adapters.devices_db import STUCK_DEVICES_SQL, stuck_params
+from e2ee_ops.reference.bootstrap import migrate
+from e2ee_ops.reference.dburl import libpq_url, with_database
+
+# The runbook's raw queries ("Stuck Device Remediation", "Abuse Burst Response").
+RUNBOOK_STUCK = (
+    "SELECT d.device_id, d.user_id, d.device_name, kb.prekeys_remaining FROM e2ee_devices d "
+    "JOIN e2ee_key_bundles kb ON d.device_id = kb.device_id "
+    "WHERE kb.prekeys_remaining < 5 AND d.status = 'active'"
+)
+RUNBOOK_TOP = (
+    "SELECT sender_user_id, COUNT(*) as msg_count FROM dm_messages "
+    "WHERE created_at > NOW() - INTERVAL '1 hour' GROUP BY sender_user_id "
+    "ORDER BY msg_count DESC LIMIT 10"
+)
+
+
+def _time(conn: Any, sql: str, params: Any = None, runs: int = 5) -> float:
+    conn.execute(sql, params).fetchall()  # warm the cache
+    samples = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        conn.execute(sql, params).fetchall()
+        samples.append((time.perf_counter() - began) * 1000)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", help="an empty PostgreSQL database (default: embedded)")
+    parser.add_argument("--devices", type=int, default=100_000)
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="e2ee-bench-") as tmp:
+        server = None
+        url = args.url
+        if url is None:
+            from e2ee_ops.embedded import EmbeddedPostgres
+
+            server = EmbeddedPostgres(Path(tmp) / "pg")
+            server.start()
+            with psycopg.connect(libpq_url(server.url), autocommit=True) as c:
+                c.execute("CREATE DATABASE bench")
+            url = with_database(server.url, "bench")
+        try:
+            migrate(url)
+            with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+                began = time.perf_counter()
+                sizes = seed(conn, devices=args.devices, messages=args.messages)
+                print(f"seeded {sizes} in {time.perf_counter() - began:.1f} s")
+                now = datetime.now(UTC)
+                stuck = stuck_params(
+                    critical=5,
+                    warning=10,
+                    spk_cutoff=now - timedelta(days=90),
+                    seen_cutoff=now - timedelta(days=30),
+                    user_id=None,
+                    limit=50,
+                )
+                rows = [
+                    ("devices stuck", _time(conn, STUCK_DEVICES_SQL, stuck), RUNBOOK_STUCK),
+                    (
+                        "abuse top-senders 1h",
+                        _time(
+                            conn, TOP_SENDERS_SQL, top_senders_params(window_seconds=3600, limit=10)
+                        ),
+                        RUNBOOK_TOP,
+                    ),
+                ]
+                print(f"{'operator query':<24}{'ours ms':>10}{'runbook ms':>12}{'ratio':>8}")
+                for name, ours, raw_sql in rows:
+                    raw = _time(conn, raw_sql)
+                    print(f"{name:<24}{ours:>10.1f}{raw:>12.1f}{ours / raw:>8.2f}")
+        finally:
+            if server is not None:
+                server.stop()
+
+
+if __name__ == "__main__":
+    main()
