@@ -85,7 +85,8 @@ def read_env_text(path: Path) -> tuple[Path, str]:
     """The file's real path and text; a missing or unreadable file is a ConfigError."""
     real = path.expanduser().resolve()
     try:
-        return real, real.read_text(encoding="utf-8")
+        with real.open(encoding="utf-8", newline="") as fh:  # keep \r\n as it is
+            return real, fh.read()
     except FileNotFoundError:
         raise ConfigError(
             f"the env file {path} does not exist",

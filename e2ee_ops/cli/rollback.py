@@ -120,7 +120,7 @@ def flag(
     )
     _carry_out(
         ctx,
-        command=f"rollback flag --{'enable' if enable else 'disable'}",
+        command="rollback flag",  # the direction is in the entries' data ("value")
         plan=rollback_flag(targets, enable=enable, execute=False),
         execute=execute,
         confirm=lambda plan: confirm_execution(env, plan, yes=yes),

@@ -144,6 +144,17 @@ def rollback_flag(t: FlagTargets, *, enable: bool, execute: bool) -> Plan:
     plan = _plan(t, a, enable)
     if not execute:
         return plan
+    watchers: list[_StreamWatch] = []
+    try:
+        return _execute(t, a, plan, enable, watchers)
+    finally:
+        for w in watchers:
+            w.stop()
+
+
+def _execute(
+    t: FlagTargets, a: _Assessment, plan: Plan, enable: bool, watchers: list[_StreamWatch]
+) -> Plan:
     run = StepRunner(plan, t.progress)
     word = _word(enable)
     watch = not enable and a.restart_needed(enable)
@@ -158,9 +169,9 @@ def rollback_flag(t: FlagTargets, *, enable: bool, execute: bool) -> Plan:
         run.done(f"{FLAG}={word} written to {a.edit.path} (backup {backup.name})")
         plan.data["backup"] = str(backup)
 
-    watchers: list[_StreamWatch] = []
     if watch:
-        watchers, outcome, status = _open_streams(t)
+        opened, outcome, status = _open_streams(t)
+        watchers.extend(opened)
         run.done(outcome, status)
 
     if a.restart_needed(enable):
@@ -243,6 +254,12 @@ class _StreamWatch:
     def start(self) -> _StreamWatch:
         self.thread.start()
         return self
+
+    def stop(self) -> None:
+        """End a stream the server left open: closing its client breaks the read."""
+        if not self.ended.is_set():
+            self.api.close()
+        self.thread.join(timeout=5)
 
     def _run(self) -> None:
         started = time.monotonic()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from e2ee_ops import sandbox
 from e2ee_ops.reference.client import ReferenceClient
@@ -80,9 +81,9 @@ def test_disable_then_enable_with_the_runbook_checks(flag_restored) -> None:  # 
     assert answer.json() == {"detail": "E2EE DM is not enabled"}
 
     journal = [json.loads(x) for x in (state.dir / "journal.jsonl").read_text().splitlines()]
-    mine = [e for e in journal if e["command"] == "rollback flag --disable"]
+    mine = [e for e in journal if e["command"] == "rollback flag"]
     assert [e["kind"] for e in mine][-2:] == ["plan", "outcome"]
-    assert mine[-1]["data"]["status"] == "OK"
+    assert mine[-1]["data"]["status"] == "OK" and mine[-1]["data"]["value"] == "false"
 
     pid = api_pid(state)
     again = run(config, "--disable", "--execute", "--yes", "-o", "json")
@@ -111,3 +112,23 @@ def test_missing_env_file_is_one_clear_error_and_nothing_is_done(
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert api_pid(state) == pid and dm_enabled(state)
     assert state.api_env_path.read_text() == original
+
+
+def test_a_restart_that_does_not_restart_fails_the_verification(
+    flag_restored, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    state, config, original = flag_restored
+    settings = yaml.safe_load(config.read_text())
+    settings["services"]["api"]["restart"] = {"method": "command", "command": ["true"]}
+    settings["rollback"].update(health_deadline_seconds=1, stream_close_seconds=1)
+    broken = tmp_path / "no-op-restart.yaml"
+    broken.write_text(yaml.safe_dump(settings))
+    pid = api_pid(state)
+
+    result = run(broken, "--disable", "--execute", "--yes", "-o", "json")
+    assert result.exit_code == 2, result.stdout + result.stderr
+    steps = result.json["steps"]
+    failed = next(s for s in steps if s["status"] == "CRITICAL")
+    assert "e2ee_dm_enabled=true" in failed["outcome"]  # the API still runs with DM on
+    assert steps[-1]["outcome"].startswith("not run")
+    assert api_pid(state) == pid and dm_enabled(state)

@@ -186,3 +186,27 @@ def test_unreachable_database_is_unknown(run) -> None:  # type: ignore[no-untype
     result = run("postgresql://ops@127.0.0.1:9/e2ee", "--steps", "1")
     assert result.exit_code == 3
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_at_a_terminal_the_table_names_are_typed_back(
+    migrated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    import types
+
+    import e2ee_ops.cli.confirm
+
+    terminal = types.SimpleNamespace(stdin=types.SimpleNamespace(isatty=lambda: True))
+    monkeypatch.setattr(e2ee_ops.cli.confirm, "sys", terminal)
+    url = migrated("0003_dm_messages")
+    seed_rows(url, messages=1)
+    config = write_config(tmp_path, postgres={"url": url})
+    args = ("--config", str(config), "rollback", "migration", "--steps", "1", "--execute")
+
+    wrong = cli(*args, "--allow-data-loss", "--yes", input="dm_messages\n")
+    assert wrong.exit_code == 64 and "did not match" in wrong.stderr
+    assert current_revision(url) == "0003_dm_messages"
+
+    typed = cli(*args, "--allow-data-loss", input="dm_messages,dm_conversations\n")
+    assert typed.exit_code == 1, typed.stdout + typed.stderr
+    assert "Type 'dm_messages,dm_conversations' to go ahead" in typed.stderr
+    assert current_revision(url) == "0002_e2ee_keys"
