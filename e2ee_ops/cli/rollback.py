@@ -50,9 +50,12 @@ def _carry_out(
         )
         try:
             plan = act()
-        except E2eeOpsError as exc:  # refused at the last check: nothing was changed
+        except E2eeOpsError as exc:
+            # A UsageError is a refusal by the last checks, before any change; anything
+            # else (lost connection, --timeout) leaves the state unknown.
+            status = "REFUSED" if isinstance(exc, UsageError) else "UNKNOWN"
             journal.append(
-                "outcome", command=command, data={"status": "REFUSED", "error": exc.sentence}
+                "outcome", command=command, data={"status": status, "error": exc.sentence}
             )
             raise
         journal.append(
