@@ -27,8 +27,9 @@ def test_postmortem_after_a_redis_outage(
         return cli("--config", str(config), *args)
 
     receiver_id = admin_client.create_user(f"pm-{uuid.uuid4().hex[:8]}")
-    with ReferenceClient(sandbox_state.api_url, admin_client.issue_token(receiver_id)) as r:
-        r.register_device("phone", prekeys=20)
+    receiver_token = admin_client.issue_token(receiver_id)
+    with ReferenceClient(sandbox_state.api_url, receiver_token) as r:
+        receiver_device = r.register_device("phone", prekeys=20)["device_id"]
 
     opened = run("incident", "open", "--severity", "P1", "--title", "Redis down")
     assert opened.exit_code == 0, opened.stdout + opened.stderr
@@ -65,3 +66,9 @@ def test_postmortem_after_a_redis_outage(
     status = run("--output", "json", "incident", "status").json["data"]
     assert status["open"] is False and status["steps"]["postmortem"]
     assert Path(sandbox_state.dir).exists()
+
+    # The receiver comes online and takes its messages: the shared sandbox is left clean.
+    with ReferenceClient(sandbox_state.api_url, receiver_token) as r:
+        pending = [m["message_id"] for m in r.poll(receiver_device)["messages"]]
+        assert len(pending) == 3
+        assert r.ack(receiver_device, pending) == 3
