@@ -72,8 +72,14 @@ class _Assessment:
     def restart_needed(self, enable: bool) -> bool:
         return self.edit.changes or any(v is not enable for v in self.running.values())
 
-    def streams_possible(self) -> bool:
-        return any(v is True for v in self.running.values())
+    def watch_streams(self, enable: bool) -> bool:
+        """Whether to see the server close a stream: switching off, by a restart, and only
+        while some instance still serves streams (a disabled one refuses to open one)."""
+        return (
+            not enable
+            and self.restart_needed(enable)
+            and any(v is True for v in self.running.values())
+        )
 
 
 def _assess(t: FlagTargets, enable: bool) -> _Assessment:
@@ -83,7 +89,7 @@ def _assess(t: FlagTargets, enable: bool) -> _Assessment:
 def _plan(t: FlagTargets, a: _Assessment, enable: bool) -> Plan:
     word = _word(enable)
     steps = [Step(a.edit.describe())]
-    watch = not enable and a.restart_needed(enable)
+    watch = a.watch_streams(enable)
     if watch:
         device = t.verify_device or "the user's first active device"
         steps.append(
@@ -157,7 +163,7 @@ def _execute(
 ) -> Plan:
     run = StepRunner(plan, t.progress)
     word = _word(enable)
-    watch = not enable and a.restart_needed(enable)
+    watch = a.watch_streams(enable)
 
     try:
         backup = apply_env_edit(a.edit, now=t.clock())
