@@ -34,11 +34,13 @@ SEED_SQL = [
     # Skewed senders: a power-ish law so a few users dominate, like a burst.
     "INSERT INTO dm_messages (conversation_id, sender_user_id, sender_device_id, "
     "client_message_id, created_at) "
-    "SELECT c.conversation_id, c.created_by, gen_random_uuid(), 'm' || g, "
+    # The random conversation is drawn once per message in a subquery: a volatile
+    # expression in the join condition would be drawn once per row pair instead.
+    "SELECT c.conversation_id, c.created_by, gen_random_uuid(), 'm' || r.g, "
     "now() - random() * interval '24 hours' "
-    "FROM generate_series(1, %(messages)s) g "
-    "JOIN dm_conversations c ON c.conversation_id = "
-    "1 + floor(power(random(), 3) * %(conversations)s)::bigint",
+    "FROM (SELECT g, 1 + floor(power(random(), 3) * %(conversations)s)::bigint AS conv "
+    "      FROM generate_series(1, %(messages)s) g) r "
+    "JOIN dm_conversations c ON c.conversation_id = r.conv",
     "INSERT INTO dm_rate_limit_events (user_id, occurred_at) "
     "SELECT 1 + floor(power(random(), 4) * %(users)s)::bigint, "
     "now() - random() * interval '24 hours' FROM generate_series(1, %(rate_limited)s) g",

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 # Candidates: the top senders by messages (the runbook's own query), plus the top
 # openers of conversations and the most rate-limited senders, so a sender who churns
 # conversations or hammers the limit shows up even without many stored messages.
-# Each count then comes from the index of its own table, for those few senders only.
+# Each count then comes from the index of its own table, for those few senders only;
+# fan-out groups a sender's messages by conversation before meeting the members, so a
+# spammer's hundred thousand messages become a few hundred conversation rows first.
 TOP_SENDERS_SQL = """
 WITH by_messages AS (
     SELECT sender_user_id AS user_id, count(*) AS messages
@@ -37,15 +39,23 @@ WITH by_messages AS (
 ), candidates AS (
     SELECT user_id FROM by_messages UNION SELECT user_id FROM by_churn
     UNION SELECT user_id FROM by_refusals
+), sent AS (
+    SELECT m.sender_user_id AS user_id, m.conversation_id, count(*) AS messages
+    FROM dm_messages m
+    WHERE m.sender_user_id IN (SELECT user_id FROM candidates)
+      AND m.created_at > now() - make_interval(secs => %(window_seconds)s)
+    GROUP BY m.sender_user_id, m.conversation_id
+), per_sender AS (
+    SELECT user_id, sum(messages)::bigint AS messages FROM sent GROUP BY user_id
+), fan_out AS (
+    SELECT s.user_id, count(DISTINCT cm.user_id) AS recipients
+    FROM sent s
+    JOIN dm_conversation_members cm
+      ON cm.conversation_id = s.conversation_id AND cm.user_id <> s.user_id
+    GROUP BY s.user_id
 )
 SELECT c.user_id, u.username, u.blocked_at IS NOT NULL AS blocked,
-    (SELECT count(*) FROM dm_messages m
-      WHERE m.sender_user_id = c.user_id
-        AND m.created_at > now() - make_interval(secs => %(window_seconds)s)) AS messages,
-    (SELECT count(DISTINCT cm.user_id) FROM dm_messages m
-      JOIN dm_conversation_members cm ON cm.conversation_id = m.conversation_id
-      WHERE m.sender_user_id = c.user_id AND cm.user_id <> c.user_id
-        AND m.created_at > now() - make_interval(secs => %(window_seconds)s)) AS recipients,
+    COALESCE(ps.messages, 0) AS messages, COALESCE(fo.recipients, 0) AS recipients,
     (SELECT count(*) FROM dm_conversations dc
       WHERE dc.created_by = c.user_id
         AND dc.created_at > now() - make_interval(secs => %(window_seconds)s))
@@ -55,6 +65,8 @@ SELECT c.user_id, u.username, u.blocked_at IS NOT NULL AS blocked,
         AND r.occurred_at > now() - make_interval(secs => %(window_seconds)s)) AS rate_limited
 FROM candidates c
 JOIN users u ON u.account_id = c.user_id
+LEFT JOIN per_sender ps ON ps.user_id = c.user_id
+LEFT JOIN fan_out fo ON fo.user_id = c.user_id
 """
 
 
