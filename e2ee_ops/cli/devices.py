@@ -118,6 +118,16 @@ def stuck(
             interval_seconds=interval,
             progress=env.progress,
         )
+        # Devices that refilled are the remediation the post-mortem counts.
+        env.journal().append(
+            "outcome",
+            command="devices stuck --watch",
+            data={
+                "status": report.status.name,
+                "remediated": report.data.get("recovered", []),
+                "still_stuck": report.data.get("still_stuck", []),
+            },
+        )
         finish(ctx, report, output=output)
     if not notify:
         finish(ctx, procedure.find_stuck_devices(db=db, options=options), output=output)
@@ -171,6 +181,16 @@ def _notify(
         journal.append(
             "outcome",
             command=command,
-            data={"status": plan.status.name, "summary": plan.one_line_summary()},
+            data={
+                "status": plan.status.name,
+                "summary": plan.one_line_summary(),
+                "notified": sorted(
+                    {
+                        str(n["device_id"])
+                        for n in plan.data.get("notifications", [])
+                        if n.get("result") == "sent"
+                    }
+                ),
+            },
         )
     finish(ctx, plan, output=output)  # type: ignore[arg-type]
