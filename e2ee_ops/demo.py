@@ -100,7 +100,7 @@ def execute_step(ctx: DemoContext, step: Step) -> StepResult:
     try:
         if step.before is not None:
             step.before()
-        run = run_cli(ctx.state.config_path, step.args)
+        run = run_cli(ctx.marks.get("config", ctx.state.config_path), step.args)
     except Exception as exc:  # noqa: BLE001 - reported as this step's failure
         return StepResult(
             step.section,
@@ -130,12 +130,66 @@ def execute_step(ctx: DemoContext, step: Step) -> StepResult:
     )
 
 
+class Receiver:
+    """A local HTTP endpoint standing in for the team's chat webhook: it keeps every POST."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received: list[tuple[str, Any]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    received.append((self.path, json.loads(body)))
+                except ValueError:
+                    received.append((self.path, body.decode("utf-8", "replace")))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def posts(self, path: str) -> list[Any]:
+        return [body for p, body in self.received if p == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def demo_config(state: sandbox.SandboxState, receiver: Receiver, workdir: Path) -> Path:
+    """The sandbox's config plus notifiers pointing at the local receiver."""
+    import yaml
+
+    from e2ee_ops.config import write_secret_file
+
+    config = yaml.safe_load(state.config_path.read_text())
+    hook_file = workdir / "secrets" / "incident-webhook.url"
+    write_secret_file(hook_file, receiver.url + "/incident")
+    config["notifiers"] = {"webhook": {"url": receiver.url + "/devices", "slack_compatible": True}}
+    config["incident"] = {"webhook": {"file": str(hook_file)}}
+    path = workdir / "demo-config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
 def build_steps(ctx: DemoContext) -> list[Step]:
     state, world = ctx.state, ctx.world
     api = state.api_url
+    receiver: Receiver = ctx.marks["receiver"]
+    spammer = world.users[seed.SPAMMER]
+    postmortem = ctx.workdir / "postmortem.md"
 
     def stop_redis_and_send() -> None:
-        ctx.marks["outage_start"] = datetime.now(UTC).isoformat()
+        ctx.marks["outage_start"] = datetime.now(UTC).isoformat(timespec="seconds")
         sandbox.stop_service(state.dir, "redis")
         ctx.marks["during"] = seed.send(world, api, "alice", "bob", count=5)
 
@@ -150,8 +204,74 @@ def build_steps(ctx: DemoContext) -> list[Step]:
             time.sleep(0.2)
         return f"bob's device received {got}, expected {expected} exactly once"
 
+    def dm_refused(run: Run) -> str | None:
+        from e2ee_ops.reference.client import ApiFailure, ReferenceClient
+
+        with ReferenceClient(api, world.users["carol"].token) as carol:
+            try:
+                carol.conversations()
+            except ApiFailure as exc:
+                if exc.status_code == 403 and exc.body == {"detail": "E2EE DM is not enabled"}:
+                    return None
+                return f"expected 403 'E2EE DM is not enabled', got {exc}"
+        return "DM still answers after the flag was disabled"
+
+    def dm_works_and_traffic_flows(run: Run) -> str | None:
+        ids = seed.send(world, api, "carol", "dave")
+        deadline = time.monotonic() + 15  # dave's client reconnects after the restart
+        while time.monotonic() < deadline:
+            if ids[0] in world.online["dave"].messages():
+                return None
+            time.sleep(0.2)
+        return "a message sent after re-enabling did not reach dave's device"
+
+    def schema_unchanged(run: Run) -> str | None:
+        body = run.json
+        text = json.dumps(body) if body is not None else run.stderr
+        return None if "dm_messages" in text or "refus" in text.lower() else "no refusal shown"
+
+    def reminders_delivered(run: Run) -> str | None:
+        texts = json.dumps(receiver.posts("/devices"))
+        missing = [
+            name
+            for name in seed.STUCK
+            if world.users[name].device_id not in texts and name not in texts
+        ]
+        if not receiver.posts("/devices"):
+            return "the local webhook received no reminder"
+        return f"no reminder mentions {missing}" if missing else None
+
+    def spammer_refused(run: Run) -> str | None:
+        from e2ee_ops.reference.client import ApiFailure
+
+        try:
+            seed.send(world, api, seed.SPAMMER, "alice")
+        except ApiFailure as exc:
+            if exc.status_code == 403 and exc.code == "USER_BLOCKED":
+                return None
+            return f"expected 403 USER_BLOCKED, got {exc}"
+        return "the blocked sender could still send"
+
+    def incident_announced(run: Run) -> str | None:
+        return None if receiver.posts("/incident") else "the incident channel heard nothing"
+
+    def postmortem_written(run: Run) -> str | None:
+        if not postmortem.exists():
+            return f"{postmortem} was not written"
+        text = postmortem.read_text()
+        return None if "- [x]" in text else "the checklist has nothing measured"
+
     return [
-        Step("Start", "Everything healthy before the incident?", ["doctor"], expect=(0, 1, 2)),
+        Step(
+            "Incident",
+            "Open a (drill) incident: every later step joins its timeline",
+            ["incident", "open", "--severity", "P2", "--title", "E2EE DM walkthrough", "--drill"],
+            verify=incident_announced,
+        ),
+        Step(
+            "Monitoring", "Every alert threshold, evaluated now", ["alerts", "check"], expect=(1, 2)
+        ),
+        Step("Monitoring", "Every read-only check at once", ["doctor"], expect=(1, 2)),
         Step(
             "Redis outage",
             "Redis goes down mid-traffic; detection says CRITICAL",
@@ -167,6 +287,72 @@ def build_steps(ctx: DemoContext) -> list[Step]:
             verify=all_delivered,
         ),
         Step("Redis outage", "Detection is green again", ["redis", "check"], expect=(0, 1)),
+        Step(
+            "Rollback",
+            "Feature-flag rollback: E2EE DM off, API restarted, 403 verified",
+            ["rollback", "flag", "--disable", "--execute", "--yes"],
+            verify=dm_refused,
+        ),
+        Step(
+            "Rollback",
+            "And back on: DM answers and traffic flows again",
+            ["rollback", "flag", "--enable", "--execute", "--yes"],
+            verify=dm_works_and_traffic_flows,
+        ),
+        Step("Rollback", "Migration history (read-only)", ["rollback", "migration"]),
+        Step(
+            "Rollback",
+            "A migration rollback that would drop tables holding messages is refused",
+            ["rollback", "migration", "--to", "0002_e2ee_keys"],
+            expect=(2,),
+            verify=schema_unchanged,
+        ),
+        Step(
+            "Stuck devices",
+            "Devices under 5 / 10 prekeys and a 120-day-old signed prekey",
+            ["devices", "stuck"],
+            expect=(2,),
+        ),
+        Step(
+            "Stuck devices",
+            "Remind their owners through the webhook (de-duplicated)",
+            ["devices", "stuck", "--notify", "webhook", "--execute", "--yes"],
+            expect=(0, 1, 2),
+            verify=reminders_delivered,
+        ),
+        Step(
+            "Abuse burst",
+            "Who sends the most, to how many, with how many new conversations",
+            ["abuse", "top-senders", "--window", "1h"],
+            expect=(1, 2),
+            before=lambda: ctx.marks.setdefault("burst", seed.abuse_burst(world, api)),
+        ),
+        Step(
+            "Abuse burst",
+            "Block the abusive sender; the next send answers 403",
+            [
+                "abuse",
+                "block",
+                str(spammer.account_id),
+                "--reason",
+                "demo: fan-out burst",
+                "--execute",
+                "--yes",
+            ],
+            verify=spammer_refused,
+        ),
+        Step("Monitoring", "Alerts after the remediation", ["alerts", "check"], expect=(0, 1, 2)),
+        Step(
+            "Incident",
+            "Close the incident",
+            ["incident", "close", "--resolution", "walkthrough complete"],
+        ),
+        Step(
+            "Post-mortem",
+            "The checklist, prefilled with what the commands measured",
+            ["postmortem", "checklist", "--out", str(postmortem)],
+            verify=postmortem_written,
+        ),
     ]
 
 
@@ -185,7 +371,9 @@ def run_demo(
         say("seeding users, devices (healthy, stuck, stale), traffic")
         admin_token = Path(state.accounts["admin"].token_file).read_text().strip()
         world = seed.seed(state.api_url, admin_token, state.database_url)
-        ctx = DemoContext(state=state, world=world, workdir=workdir)
+        receiver = Receiver()
+        ctx = DemoContext(state=state, world=world, workdir=workdir, marks={"receiver": receiver})
+        ctx.marks["config"] = demo_config(state, receiver, workdir)
         section = ""
         for step in build_steps(ctx):
             if step.section != section:
@@ -206,6 +394,9 @@ def run_demo(
     finally:
         if world is not None:
             world.stop()
+        receiver_ = locals().get("receiver")
+        if receiver_ is not None:
+            receiver_.close()
         if keep:
             say(f"\nsandbox kept: e2ee-ops --config {state.config_path} doctor")
         else:

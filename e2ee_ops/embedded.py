@@ -14,12 +14,27 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class EmbeddedError(RuntimeError):
     """An embedded server could not be started or stopped."""
+
+
+def import_pgserver() -> Any:
+    try:
+        with warnings.catch_warnings():
+            # platformdirs, under pgserver, warns on machines without XDG_RUNTIME_DIR.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            import pgserver
+    except ImportError:
+        raise EmbeddedError(
+            "the pgserver package is not installed (pip install pgserver)"
+        ) from None
+    return pgserver
 
 
 def free_port() -> int:
@@ -138,7 +153,10 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         try:
-            import pgserver
+            with warnings.catch_warnings():
+                # platformdirs, under pgserver, warns on machines without XDG_RUNTIME_DIR.
+                warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+                import pgserver
         except ImportError:
             raise EmbeddedError(
                 "the pgserver package is not installed (pip install pgserver)"

@@ -33,6 +33,7 @@ from e2ee_ops.embedded import (
     ReferenceServerProcess,
     detach,
     free_port,
+    import_pgserver,
 )
 
 DEFAULT_STATE_DIR = Path(".sandbox")
@@ -224,12 +225,11 @@ def _stop_postgres(state: SandboxState) -> None:
     datadir = Path(state.pg_datadir)
     if not (datadir / "postmaster.pid").exists():
         return
-    import pgserver
-
+    pgserver = import_pgserver()
     user = "pgserver" if os.geteuid() == 0 else None
     try:
         stop = ["-w", "-m", "fast", "stop"]
-        pgserver.pg_ctl(stop, pgdata=datadir, user=user)  # type: ignore[attr-defined]
+        pgserver.pg_ctl(stop, pgdata=datadir, user=user)
     except Exception as exc:  # noqa: BLE001 - already stopped is fine
         if (datadir / "postmaster.pid").exists():
             raise SandboxError(f"could not stop the sandbox's PostgreSQL: {exc}") from None

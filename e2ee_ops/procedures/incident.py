@@ -267,11 +267,16 @@ def close_incident(*, journal: Journal, resolution: str, channels: Channels, now
 # ---- status -------------------------------------------------------------------------------
 
 
-def _outcome_ok(entry: Entry, commands: tuple[str, ...]) -> bool:
+def runs_command(command: str, names: tuple[str, ...]) -> bool:
+    """Whether a journaled command line is one of `names` ("abuse block 14" is "abuse block")."""
+    return any(command == name or command.startswith(name + " ") for name in names)
+
+
+def _outcome_ok(entry: Entry, commands: tuple[str, ...], *, any_status: bool = False) -> bool:
     return (
         entry.kind == "outcome"
-        and entry.command in commands
-        and str(entry.data.get("status", "OK")) in ("OK", "WARNING")
+        and runs_command(entry.command, commands)
+        and (any_status or str(entry.data.get("status", "OK")) in ("OK", "WARNING"))
     )
 
 
@@ -289,7 +294,8 @@ def response_steps(incident: Incident) -> dict[str, str | None]:
             ("contain", CONTAIN_COMMANDS),
             ("resolve", RESOLVE_COMMANDS),
         ):
-            if done[step] is None and _outcome_ok(e, commands):
+            # A check that found CRITICAL has still assessed; an action must have succeeded.
+            if done[step] is None and _outcome_ok(e, commands, any_status=step == "assess"):
                 done[step] = f"`{e.command}` at {when}"
         if e.kind == INCIDENT_NOTIFY and e.data.get("event") == "close" and e.data.get("ok"):
             done["communicate"] = done["communicate"] or f"resolution posted at {when}"

@@ -29,6 +29,7 @@ from e2ee_ops.procedures.incident import (
     describe_entry,
     load_incident,
     response_steps,
+    runs_command,
 )
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def users_blocked(entries: list[Entry]) -> tuple[int, list[str]] | None:
         _ids_or_count(_first(e.data, "blocked", "account_ids", "account_id"))
         for e in entries
         if e.kind == "outcome"
-        and e.command == "abuse block"
+        and runs_command(e.command, ("abuse block",))
         and str(e.data.get("status", "OK")) in ("OK", "WARNING")
     ]
     if not found:

@@ -26,6 +26,8 @@ class SeededUser:
 @dataclass
 class DemoWorld:
     users: dict[str, SeededUser] = field(default_factory=dict)
+    # Offline recipients of the abuse burst: people who never asked for those messages.
+    bystanders: dict[str, SeededUser] = field(default_factory=dict)
     online: dict[str, OnlineDevice] = field(default_factory=dict)
     conversations: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -38,19 +40,20 @@ HEALTHY = ("alice", "bob", "carol", "dave", "erin", "frank")
 STUCK = {"grace": 3, "heidi": 8}  # one-time prekeys left: critical and warning
 OLD_SIGNED_PREKEY = "ivan"
 SPAMMER = "mallory"
+BYSTANDERS = 24
 
 
 def seed(api_url: str, admin_token: str, database_url: str) -> DemoWorld:
     world = DemoWorld()
     with ReferenceClient(api_url, admin_token) as admin:
 
-        def add(name: str, prekeys: int) -> SeededUser:
+        def add(name: str, prekeys: int, group: dict[str, SeededUser] | None = None) -> SeededUser:
             account_id = admin.create_user(name, email=f"{name}@example.test")
             token = admin.issue_token(account_id)
             with ReferenceClient(api_url, token) as client:
                 device = client.register_device(f"{name}-phone", prekeys=prekeys)["device_id"]
             user = SeededUser(account_id, name, token, device)
-            world.users[name] = user
+            (world.users if group is None else group)[name] = user
             return user
 
         for name in HEALTHY:
@@ -59,6 +62,8 @@ def seed(api_url: str, admin_token: str, database_url: str) -> DemoWorld:
             add(name, left)
         add(OLD_SIGNED_PREKEY, 50)
         add(SPAMMER, 50)
+        for i in range(BYSTANDERS):
+            add(f"bystander{i:02d}", 20, world.bystanders)
 
     with psycopg.connect(libpq_url(database_url)) as conn:
         conn.execute(
@@ -76,7 +81,8 @@ def seed(api_url: str, admin_token: str, database_url: str) -> DemoWorld:
 def send(
     world: DemoWorld, api_url: str, sender: str, recipient: str, *, count: int = 1
 ) -> list[int]:
-    s, r = world.users[sender], world.users[recipient]
+    s = world.users[sender]
+    r = world.users.get(recipient) or world.bystanders[recipient]
     ids = []
     with ReferenceClient(api_url, s.token) as client:
         key = (sender, recipient)
@@ -92,7 +98,7 @@ def send(
 def abuse_burst(world: DemoWorld, api_url: str, *, per_recipient: int = 3) -> int:
     """The spammer fans out to everyone: many messages, many recipients, new conversations."""
     sent = 0
-    for name in world.users:
+    for name in [*world.users, *world.bystanders]:
         if name != SPAMMER:
             sent += len(send(world, api_url, SPAMMER, name, count=per_recipient))
     return sent
