@@ -13,7 +13,18 @@ from e2ee_ops.context import AppContext
 from e2ee_ops.errors import UsageError, VerificationFailed
 from tests.unit.clihelper import cli
 
-PLANNED_GROUPS: list[str] = []  # every group has its commands now
+GROUPS = [
+    "redis",
+    "rollback",
+    "devices",
+    "abuse",
+    "alerts",
+    "incident",
+    "postmortem",
+    "runbook",
+    "sandbox",
+    "config",
+]
 
 
 class FailingContext(AppContext):
@@ -43,24 +54,9 @@ def raiser(exc: BaseException) -> Any:
 def test_help_lists_every_group(isolated_env: dict[str, str]) -> None:
     result = cli("--help")
     assert result.exit_code == 0
-    for name in [*PLANNED_GROUPS, "redis", "sandbox", "config", "doctor", "demo"]:
+    for name in [*GROUPS, "doctor", "demo"]:
         assert name in result.stdout
     assert "--output" in result.stdout and "--install-completion" in result.stdout
-
-
-@pytest.mark.parametrize("group", PLANNED_GROUPS)
-def test_planned_groups_say_they_are_not_implemented(
-    group: str, isolated_env: dict[str, str]
-) -> None:
-    help_result = cli(group, "--help")
-    assert help_result.exit_code == 0
-    assert "Not implemented yet" in " ".join(help_result.stdout.split())
-    assert "Commands" not in help_result.stdout  # no fake commands
-
-    result = cli(group)
-    assert result.exit_code == 3
-    assert result.stderr.startswith(f"e2ee-ops: error: `e2ee-ops {group}` is not implemented yet")
-    assert result.stderr.count("\n") == 1 and result.stdout == ""
 
 
 def test_version(isolated_env: dict[str, str]) -> None:
