@@ -65,20 +65,12 @@ def top_senders(
 def _verifier(env: AppContext, name: str | None) -> ApiClient | None:
     if name is None:
         return None
-    from e2ee_ops.adapters.api import ApiClient
+    from e2ee_ops.cli.targets import api_client
     from e2ee_ops.errors import UsageError
 
     if name not in ("user", "canary_a", "canary_b"):
         raise UsageError(f"--verify-token {name!r}: choose user, canary_a or canary_b")
-    s = env.settings
-    return env.closing(
-        ApiClient(
-            s.api.base_urls[0],
-            token=s.tokens.resolve(name, environ=env.environ),
-            timeout=s.api.timeout_seconds,
-            retries=s.api.retries,
-        )
-    )
+    return api_client(env, name)
 
 
 def _run(
@@ -92,7 +84,7 @@ def _run(
     verify_token: str | None,
     output: OutputOption,
 ) -> None:
-    from e2ee_ops.cli.confirm import confirm_execution
+    from e2ee_ops.cli.acting import carry_out
     from e2ee_ops.cli.targets import api_clients
     from e2ee_ops.procedures.abuse import block_user
 
@@ -112,26 +104,16 @@ def _run(
             verifier_name=verify_token,
         )
 
-    plan = run(False)
-    if execute:
-        confirm_execution(env, plan, yes=yes)
-        journal = env.journal()
-        journal.append(
-            "plan",
-            command=command,
-            data={"reason": reason, "steps": [s.description for s in plan.steps]},
-        )
-        plan = run(True)
-        journal.append(
-            "outcome",
-            command=command,
-            data={
-                "status": plan.status.name,
-                "reason": reason,
-                "steps": [s.outcome for s in plan.steps],
-            },
-        )
-    finish(ctx, plan, output=output)
+    carry_out(
+        ctx,
+        command=command,
+        plan=run(False),
+        execute=execute,
+        yes=yes,
+        act=lambda: run(True),
+        journal_data={"reason": reason, "account_id": account_id},
+        output=output,
+    )
 
 
 @app.command("block")

@@ -146,14 +146,15 @@ def _notify(
     output: OutputOption,
 ) -> None:
     from e2ee_ops.adapters.notifiers import notifiers_for
-    from e2ee_ops.cli.confirm import confirm_execution
+    from e2ee_ops.cli.acting import carry_out
     from e2ee_ops.procedures import devices as procedure
+    from e2ee_ops.status import Plan
 
     assert isinstance(options, procedure.StuckOptions)
     n = env.settings.notifiers
     notifiers = [env.closing(x) for x in notifiers_for(n, channels, environ=env.environ)]
 
-    def run(do: bool) -> object:
+    def run(do: bool) -> Plan:
         return procedure.notify_stuck_devices(
             db=db,
             notifiers=notifiers,
@@ -167,30 +168,13 @@ def _notify(
             execute=do,
         )
 
-    plan = run(False)
-    if execute:
-        from e2ee_ops.status import Plan
-
-        assert isinstance(plan, Plan)
-        confirm_execution(env, plan, yes=yes)
-        journal = env.journal()
-        command = f"devices stuck --notify {','.join(channels)}"
-        journal.append("plan", command=command, data={"steps": [s.description for s in plan.steps]})
-        plan = run(True)
-        assert isinstance(plan, Plan)
-        journal.append(
-            "outcome",
-            command=command,
-            data={
-                "status": plan.status.name,
-                "summary": plan.one_line_summary(),
-                "notified": sorted(
-                    {
-                        str(n["device_id"])
-                        for n in plan.data.get("notifications", [])
-                        if n.get("result") == "sent"
-                    }
-                ),
-            },
-        )
-    finish(ctx, plan, output=output)  # type: ignore[arg-type]
+    carry_out(
+        ctx,
+        command=f"devices stuck --notify {','.join(channels)}",
+        plan=run(False),
+        execute=execute,
+        yes=yes,
+        act=lambda: run(True),
+        outcome_keys=("notified",),
+        output=output,
+    )

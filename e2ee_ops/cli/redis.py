@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
+from e2ee_ops.cli.acting import carry_out
 from e2ee_ops.cli.common import OutputOption, app_context, finish
-from e2ee_ops.cli.confirm import confirm_execution
 
 app = typer.Typer(
     name="redis",
@@ -59,22 +59,19 @@ def recover(
 
     env = app_context(ctx)
     targets = redis_targets(env, with_restarter=True)
-    journal = env.journal()
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    plan = recover_redis(targets, execute=False, force=force)
-    if execute:
-        confirm_execution(env, plan, yes=yes)
-        journal.append(
-            "plan", command="redis recover", data={"steps": [s.description for s in plan.steps]}
-        )
-        plan = recover_redis(targets, execute=True, force=force, since=since, journal=journal)
-        journal.append(
-            "outcome",
-            command="redis recover",
-            data={"status": plan.status.name, "steps": [s.outcome for s in plan.steps]},
-        )
-    finish(ctx, plan, output=output)
+    carry_out(
+        ctx,
+        command="redis recover",
+        plan=recover_redis(targets, execute=False, force=force),
+        execute=execute,
+        yes=yes,
+        act=lambda: recover_redis(
+            targets, execute=True, force=force, since=since, journal=env.journal()
+        ),
+        output=output,
+    )
 
 
 @app.command("watch")

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from e2ee_ops.cli.acting import carry_out
 from e2ee_ops.cli.common import OutputOption, app_context, finish
 from e2ee_ops.cli.confirm import confirm_execution
-from e2ee_ops.errors import ConfigError, E2eeOpsError, UsageError
+from e2ee_ops.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
-    from e2ee_ops.render import OutputFormat
     from e2ee_ops.status import Plan
 
 app = typer.Typer(
@@ -25,49 +24,8 @@ app = typer.Typer(
 
 Execute = Annotated[bool, typer.Option("--execute", help="Act; without it only the plan is shown.")]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
-# What the outcome entry of the journal keeps of a plan's data, beside the steps.
-_OUTCOME_KEYS = ("backup", "value", "target", "commit", "branch")
-
-
-def _carry_out(
-    ctx: typer.Context,
-    *,
-    command: str,
-    plan: Plan,
-    execute: bool,
-    confirm: Callable[[Plan], None],
-    act: Callable[[], Plan],
-    output: OutputFormat | None,
-) -> NoReturn:
-    """Show the plan; with --execute: confirm, journal the plan, act, journal the outcome."""
-    if execute:
-        confirm(plan)
-        journal = app_context(ctx).journal()
-        journal.append(
-            "plan",
-            command=command,
-            data={"steps": [s.description for s in plan.steps], **plan.data},
-        )
-        try:
-            plan = act()
-        except E2eeOpsError as exc:
-            # A UsageError is a refusal by the last checks, before any change; anything
-            # else (lost connection, --timeout) leaves the state unknown.
-            status = "REFUSED" if isinstance(exc, UsageError) else "UNKNOWN"
-            journal.append(
-                "outcome", command=command, data={"status": status, "error": exc.sentence}
-            )
-            raise
-        journal.append(
-            "outcome",
-            command=command,
-            data={
-                "status": plan.status.name,
-                "steps": [s.outcome for s in plan.steps],
-                **{k: v for k, v in plan.data.items() if k in _OUTCOME_KEYS},
-            },
-        )
-    finish(ctx, plan, output=output)
+# What the journal's outcome entry keeps of an executed plan's data, beside its steps.
+OUTCOME_KEYS = ("backup", "value", "target", "commit", "branch")
 
 
 # ---- flag -------------------------------------------------------------------------------
@@ -121,13 +79,14 @@ def flag(
         clock=env.clock,
         progress=env.progress,
     )
-    _carry_out(
+    carry_out(
         ctx,
         command="rollback flag",  # the direction is in the entries' data ("value")
         plan=rollback_flag(targets, enable=enable, execute=False),
         execute=execute,
-        confirm=lambda plan: confirm_execution(env, plan, yes=yes),
+        yes=yes,
         act=lambda: rollback_flag(targets, enable=enable, execute=True),
+        outcome_keys=OUTCOME_KEYS,
         output=output,
     )
 
@@ -225,12 +184,13 @@ def migration(
             )
         confirm_execution(env, plan, yes=yes)
 
-    _carry_out(
+    carry_out(
         ctx,
         command="rollback migration",
         plan=plan,
         execute=execute,
         confirm=confirm,
+        outcome_keys=OUTCOME_KEYS,
         # Only the tables confirmed from the plan shown; rows that appear elsewhere since
         # make the procedure refuse.
         act=lambda: rollback_migration(
@@ -286,12 +246,13 @@ def git(
         branch=branch or f"rollback-e2ee-{env.clock().astimezone():%Y%m%d}",
         progress=env.progress,
     )
-    _carry_out(
+    carry_out(
         ctx,
         command="rollback git",
         plan=rollback_git(targets, to=to, execute=False),
         execute=execute,
-        confirm=lambda plan: confirm_execution(env, plan, yes=yes),
+        yes=yes,
         act=lambda: rollback_git(targets, to=to, execute=True),
+        outcome_keys=OUTCOME_KEYS,
         output=output,
     )

@@ -25,6 +25,21 @@ def api_clients(env: AppContext, token: str | None) -> list[ApiClient]:
     return [env.closing(c) for c in clients_for(env.settings, token=token, environ=env.environ)]
 
 
+def api_client(env: AppContext, token: str) -> ApiClient:
+    """A client of the first API instance acting with the configured token `token`."""
+    from e2ee_ops.adapters.api import ApiClient
+
+    s = env.settings
+    return env.closing(
+        ApiClient(
+            s.api.base_urls[0],
+            token=s.tokens.resolve(token, environ=env.environ),
+            timeout=s.api.timeout_seconds,
+            retries=s.api.retries,
+        )
+    )
+
+
 def database(env: AppContext, *, required: bool = True) -> OpsDatabase | None:
     from e2ee_ops.adapters.postgres import OpsDatabase
 
@@ -58,7 +73,6 @@ def restarter(env: AppContext, service: str) -> Restarter:
 
 def canary(env: AppContext) -> Canary | None:
     """The canary pair, or None when it is not configured at all."""
-    from e2ee_ops.adapters.api import ApiClient
     from e2ee_ops.procedures.redis_outage import Canary
 
     s = env.settings
@@ -78,23 +92,11 @@ def canary(env: AppContext) -> Canary | None:
     ]
     if missing:
         raise ConfigError(f"the canary is half configured: {', '.join(missing)} missing")
-    base = s.api.base_urls[0]
-
-    def client(name: str) -> ApiClient:
-        return env.closing(
-            ApiClient(
-                base,
-                token=s.tokens.resolve(name, environ=env.environ),
-                timeout=s.api.timeout_seconds,
-                retries=s.api.retries,
-            )
-        )
-
     assert c.device_a and c.account_b and c.device_b
     return Canary(
-        sender=client("canary_a"),
+        sender=api_client(env, "canary_a"),
         sender_device=c.device_a,
-        receiver=client("canary_b"),
+        receiver=api_client(env, "canary_b"),
         receiver_account=c.account_b,
         receiver_device=c.device_b,
     )

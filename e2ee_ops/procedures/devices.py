@@ -262,6 +262,10 @@ def notify_stuck_devices(
     sent = sum(1 for s in notify.sent if s["result"] == "sent")
     failed = sum(1 for s in notify.sent if s["result"] == "failed")
     plan.data["notifications"] = notify.sent
+    # The owners actually reminded, by device: what the journal and post-mortem keep.
+    plan.data["notified"] = sorted(
+        {str(n["device_id"]) for n in notify.sent if n.get("result") == "sent"}
+    )
     plan.summary = (
         f"{sent} reminder(s) sent, {failed} failed, "
         f"{sum(1 for s in notify.sent if s['result'] == 'deduplicated')} already sent "
