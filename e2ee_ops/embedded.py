@@ -152,17 +152,9 @@ class EmbeddedPostgres:
     _server: object | None = None
 
     def start(self) -> str:
-        try:
-            with warnings.catch_warnings():
-                # platformdirs, under pgserver, warns on machines without XDG_RUNTIME_DIR.
-                warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-                import pgserver
-        except ImportError:
-            raise EmbeddedError(
-                "the pgserver package is not installed (pip install pgserver)"
-            ) from None
+        pgserver = import_pgserver()
         self.datadir.mkdir(parents=True, exist_ok=True)
-        self._server = pgserver.get_server(  # type: ignore[attr-defined]
+        self._server = pgserver.get_server(
             str(self.datadir), cleanup_mode=None if self.keep_running else "stop"
         )
         return self.url
@@ -185,7 +177,7 @@ class EmbeddedPostgres:
             ).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        from e2ee_ops.reference.dburl import with_database
+        from e2ee_ops.dburl import with_database
 
         return with_database(self.url, name)
 

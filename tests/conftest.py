@@ -15,10 +15,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from e2ee_ops.dburl import libpq_url, with_database
 from e2ee_ops.embedded import EmbeddedPostgres, EmbeddedRedis, ReferenceServerProcess
 from e2ee_ops.reference.bootstrap import create_account, migrate
 from e2ee_ops.reference.client import ReferenceClient
-from e2ee_ops.reference.dburl import libpq_url, with_database
 
 # Every test-time server talks fast: short heartbeats, fresh metrics.
 SERVER_ENV = {

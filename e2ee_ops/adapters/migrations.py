@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from e2ee_ops.dburl import sqlalchemy_url
 from e2ee_ops.errors import ActionFailed, ConfigError, UnreachableError, UsageError
 
 BASE = "base"
@@ -35,13 +36,6 @@ class DowngradePath:
     current: str
     target: str
     revisions: list[Revision]  # newest first, as they would be undone
-
-
-def _sqlalchemy_url(url: str) -> str:
-    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
 
 
 def _first_line(exc: BaseException) -> str:
@@ -72,7 +66,7 @@ class Migrations:
     def _url(self) -> str:
         if not self.database_url:
             raise ConfigError("no PostgreSQL URL is configured", hint="set postgres.url")
-        url = _sqlalchemy_url(self.database_url)
+        url = sqlalchemy_url(self.database_url)
         if self.password:
             from sqlalchemy.engine import make_url
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import psycopg
 
+from e2ee_ops.dburl import libpq_url, sqlalchemy_url
 from e2ee_ops.reference.auth import hash_token, new_token
-from e2ee_ops.reference.dburl import libpq_url, sqlalchemy_url
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from e2ee_ops.dburl import libpq_url
 from e2ee_ops.reference.client import OnlineDevice, ReferenceClient
-from e2ee_ops.reference.dburl import libpq_url
 
 
 @dataclass

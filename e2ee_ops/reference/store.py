@@ -12,7 +12,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from e2ee_ops.reference.dburl import libpq_url
+from e2ee_ops.dburl import libpq_url
 
 Row = DictRow
 

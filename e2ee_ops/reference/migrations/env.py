@@ -7,7 +7,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from e2ee_ops.reference.dburl import sqlalchemy_url
+from e2ee_ops.dburl import sqlalchemy_url
 
 config = context.config
 

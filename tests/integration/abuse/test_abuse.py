@@ -10,8 +10,8 @@ import psycopg
 import pytest
 import yaml
 
+from e2ee_ops.dburl import libpq_url
 from e2ee_ops.reference.client import ApiFailure
-from e2ee_ops.reference.dburl import libpq_url
 from tests.integration.reference.test_runbook_sql import HIGH_RATE_SQL
 from tests.unit.clihelper import cli
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from e2ee_ops.reference.dburl import libpq_url
+from e2ee_ops.dburl import libpq_url
 from tests.integration.reference.streams import StreamCollector
 from tests.unit.clihelper import cli
 

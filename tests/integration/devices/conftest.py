@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import yaml
 
-from e2ee_ops.reference.dburl import libpq_url
+from e2ee_ops.dburl import libpq_url
 
 
 @dataclass

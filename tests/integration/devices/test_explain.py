@@ -14,8 +14,8 @@ import pytest
 from bench.seed_scale import seed
 from e2ee_ops.adapters.abuse_db import TOP_SENDERS_SQL, top_senders_params
 from e2ee_ops.adapters.devices_db import STUCK_DEVICES_SQL, stuck_params
+from e2ee_ops.dburl import libpq_url
 from e2ee_ops.reference.bootstrap import migrate
-from e2ee_ops.reference.dburl import libpq_url
 
 BIG_TABLES = {
     "users",

@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from e2ee_ops.dburl import libpq_url
 from e2ee_ops.reference.client import ReferenceClient
-from e2ee_ops.reference.dburl import libpq_url
 from tests.integration.reference.test_runbook_sql import STUCK_DEVICES_SQL
 from tests.unit.clihelper import cli
 

@@ -12,7 +12,7 @@ import httpx
 import psycopg
 import pytest
 
-from e2ee_ops.reference.dburl import libpq_url
+from e2ee_ops.dburl import libpq_url
 
 UNAUTHORIZED = {"detail": "missing or invalid bearer token"}
 ADMIN_REQUIRED = {"detail": "admin scope required"}

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from e2ee_ops.dburl import libpq_url
 from e2ee_ops.embedded import ReferenceServerProcess
 from e2ee_ops.reference.client import ReferenceClient
-from e2ee_ops.reference.dburl import libpq_url
 
 from .streams import StreamCollector
 

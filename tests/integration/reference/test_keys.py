@@ -16,8 +16,8 @@ import httpx
 import psycopg
 import pytest
 
+from e2ee_ops.dburl import libpq_url
 from e2ee_ops.reference.client import ApiFailure, DeviceIdentity, _b64
-from e2ee_ops.reference.dburl import libpq_url
 
 
 def _sql(url: str, query: str, params: tuple = ()) -> list[tuple]:  # type: ignore[type-arg]

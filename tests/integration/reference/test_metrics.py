@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2ee_ops.reference.dburl import libpq_url
+from e2ee_ops.dburl import libpq_url
 
 API_DOC = Path(__file__).parents[3] / "docs" / "reference-api.md"
 LIVE_CHAT_KEYS = {"redis_status", "relay_lag", "pubsub_lag_seconds", "sse", "instance_id"}

@@ -11,8 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, pool
 
+from e2ee_ops.dburl import libpq_url, sqlalchemy_url
 from e2ee_ops.reference.bootstrap import alembic_config, downgrade, migrate
-from e2ee_ops.reference.dburl import libpq_url, sqlalchemy_url
 
 ACCOUNT_TABLES = {"users", "api_tokens"}
 KEY_TABLES = {

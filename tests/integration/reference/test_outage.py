@@ -7,7 +7,7 @@ import time
 import httpx
 import psycopg
 
-from e2ee_ops.reference.dburl import libpq_url
+from e2ee_ops.dburl import libpq_url
 
 from .streams import StreamCollector
 

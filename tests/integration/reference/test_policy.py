@@ -15,9 +15,9 @@ import httpx
 import psycopg
 import pytest
 
+from e2ee_ops.dburl import libpq_url
 from e2ee_ops.embedded import ReferenceServerProcess
 from e2ee_ops.reference.client import ApiFailure, ReferenceClient, StreamEvent, _b64
-from e2ee_ops.reference.dburl import libpq_url
 
 FAST = {
     "E2EE_HEARTBEAT_SECONDS": "0.3",

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from e2ee_ops.reference.dburl import libpq_url
+from e2ee_ops.dburl import libpq_url
 
 RUNBOOK = Path(__file__).parents[3].parent / "shared/reference/e2ee-dm-runbook.md"
 

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 import yaml
 
+from e2ee_ops.dburl import libpq_url
 from e2ee_ops.reference.bootstrap import migrate
-from e2ee_ops.reference.dburl import libpq_url
 
 
 def write_config(tmp_path: Path, **sections: object) -> Path:

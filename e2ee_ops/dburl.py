@@ -1,4 +1,5 @@
-"""Database URL spellings: libpq for psycopg, `postgresql+psycopg` for SQLAlchemy/Alembic."""
+"""Database URL spellings shared by the toolkit and the reference server: libpq for
+psycopg, `postgresql+psycopg` for SQLAlchemy/Alembic."""
 
 from __future__ import annotations
 
