@@ -26,7 +26,7 @@ SEED_SQL = [
     "CASE WHEN random() < 0.005 THEN floor(random() * 10)::int "
     "ELSE 20 + floor(random() * 80)::int END FROM e2ee_devices",
     "INSERT INTO dm_conversations (pair_key, created_by, created_at) "
-    "SELECT 'p' || g, 1 + (g * 7919) %% %(users)s, now() - random() * interval '30 days' "
+    "SELECT 'p' || g, 1 + (g::bigint * 7919) %% %(users)s, now() - random() * interval '30 days' "
     "FROM generate_series(1, %(conversations)s) g",
     "INSERT INTO dm_conversation_members (conversation_id, user_id) "
     "SELECT conversation_id, created_by FROM dm_conversations "
