@@ -113,6 +113,8 @@ def ping_findings(redis: RedisProbe) -> list[Finding]:
     ]
     stats = redis.stats()
     replication = redis.replication()
+    # Spikes Redis recorded itself (empty unless latency-monitor-threshold is set).
+    spikes = {e.event: e.max_ms for e in redis.latency_latest()}
     rejected = int(stats.get("rejected_connections", 0))
     findings.append(
         Finding(
@@ -124,6 +126,7 @@ def ping_findings(redis: RedisProbe) -> list[Finding]:
                 "rejected_connections": rejected,
                 "pubsub_channels": stats.get("pubsub_channels"),
                 "total_connections_received": stats.get("total_connections_received"),
+                "latency_spikes_max_ms": spikes,
             },
             summary=(
                 f"redis role={replication.get('role')}, "
