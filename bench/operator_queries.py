@@ -14,15 +14,14 @@ import argparse
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from bench.seed_scale import seed
+from bench.seed_scale import runbook_stuck_params, seed
 from e2ee_ops.adapters.abuse_db import TOP_SENDERS_SQL, top_senders_params
-from e2ee_ops.adapters.devices_db import STUCK_DEVICES_SQL, stuck_params
+from e2ee_ops.adapters.devices_db import STUCK_DEVICES_SQL
 from e2ee_ops.dburl import libpq_url, with_database
 from e2ee_ops.reference.bootstrap import migrate
 
@@ -72,15 +71,7 @@ def main() -> None:
                 began = time.perf_counter()
                 sizes = seed(conn, devices=args.devices, messages=args.messages)
                 print(f"seeded {sizes} in {time.perf_counter() - began:.1f} s")
-                now = datetime.now(UTC)
-                stuck = stuck_params(
-                    critical=5,
-                    warning=10,
-                    spk_cutoff=now - timedelta(days=90),
-                    seen_cutoff=now - timedelta(days=30),
-                    user_id=None,
-                    limit=50,
-                )
+                stuck = runbook_stuck_params()
                 rows = [
                     ("devices stuck", _time(conn, STUCK_DEVICES_SQL, stuck), RUNBOOK_STUCK),
                     (

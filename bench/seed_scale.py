@@ -65,3 +65,22 @@ def seed(conn: Any, *, devices: int, messages: int) -> dict[str, Any]:
         conn.execute(statement, params)
     conn.execute("ANALYZE")
     return params
+
+
+def runbook_stuck_params(limit: int = 50) -> dict[str, Any]:
+    """`devices stuck`'s query parameters at the runbook's default thresholds, now."""
+    from datetime import UTC, datetime, timedelta
+
+    from e2ee_ops.adapters.devices_db import stuck_params
+    from e2ee_ops.config import Thresholds
+
+    t = Thresholds()
+    now = datetime.now(UTC)
+    return stuck_params(
+        critical=t.otpk_critical,
+        warning=t.otpk_warning,
+        spk_cutoff=now - timedelta(days=t.signed_prekey_max_age_days),
+        seen_cutoff=now - timedelta(days=t.device_inactive_days),
+        user_id=None,
+        limit=limit,
+    )

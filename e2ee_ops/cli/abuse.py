@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from e2ee_ops.cli.common import OutputOption, app_context, finish
+from e2ee_ops.cli.common import ExecuteOption, OutputOption, YesOption, app_context, finish
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.api import ApiClient
@@ -19,10 +19,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-ExecuteOption = Annotated[
-    bool, typer.Option("--execute", help="Act; without it only the plan is shown.")
-]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 VerifyTokenOption = Annotated[
     str | None,
     typer.Option(

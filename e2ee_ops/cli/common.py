@@ -23,6 +23,13 @@ OutputOption = Annotated[
 ]
 
 
+# The two options of every command that acts (plan by default, --execute to act).
+ExecuteOption = Annotated[
+    bool, typer.Option("--execute", help="Act; without it only the plan is shown.")
+]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
 def app_context(ctx: typer.Context) -> AppContext:
     """The AppContext the top-level callback put in `ctx.obj`."""
     obj = ctx.find_root().obj

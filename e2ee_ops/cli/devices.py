@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from e2ee_ops.cli.common import OutputOption, app_context, finish
+from e2ee_ops.cli.common import OutputOption, YesOption, app_context, finish
 from e2ee_ops.errors import UsageError
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def stuck(
     execute: Annotated[
         bool, typer.Option("--execute", help="With --notify: send; without, only the plan.")
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
     watch: Annotated[
         bool,
         typer.Option("--watch", help="Follow the listed devices until they refill or time out."),

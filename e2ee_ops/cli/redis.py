@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from e2ee_ops.cli.acting import carry_out
-from e2ee_ops.cli.common import OutputOption, app_context, finish
+from e2ee_ops.cli.common import ExecuteOption, OutputOption, YesOption, app_context, finish
 
 app = typer.Typer(
     name="redis",
@@ -33,10 +33,8 @@ def check(ctx: typer.Context, output: OutputOption = None) -> None:
 @app.command("recover")
 def recover(
     ctx: typer.Context,
-    execute: Annotated[
-        bool, typer.Option("--execute", help="Act; without it only the plan is shown.")
-    ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    execute: ExecuteOption = False,
+    yes: YesOption = False,
     force: Annotated[
         bool, typer.Option("--force", help="Restart Redis even if it answers PING.")
     ] = False,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from e2ee_ops.cli.acting import carry_out
-from e2ee_ops.cli.common import OutputOption, app_context, finish
+from e2ee_ops.cli.common import ExecuteOption, OutputOption, YesOption, app_context, finish
 from e2ee_ops.cli.confirm import confirm_execution
 from e2ee_ops.errors import ConfigError, UsageError
 
@@ -22,8 +22,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-Execute = Annotated[bool, typer.Option("--execute", help="Act; without it only the plan is shown.")]
-Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 # What the journal's outcome entry keeps of an executed plan's data, beside its steps.
 OUTCOME_KEYS = ("backup", "value", "target", "commit", "branch")
 
@@ -49,8 +47,8 @@ def flag(
             help="The service's env file (default: rollback.env_file from the config).",
         ),
     ] = None,
-    execute: Execute = False,
-    yes: Yes = False,
+    execute: ExecuteOption = False,
+    yes: YesOption = False,
     output: OutputOption = None,
 ) -> None:
     """Set E2EE_DM_ENABLED in the env file (that one line rewritten, a backup kept), restart
@@ -121,8 +119,8 @@ def migration(
             "comma-separated, exactly as the plan lists them.",
         ),
     ] = None,
-    execute: Execute = False,
-    yes: Yes = False,
+    execute: ExecuteOption = False,
+    yes: YesOption = False,
     output: OutputOption = None,
 ) -> None:
     """Without options: `alembic current` and `history`. With --steps N or --to REV: plan
@@ -227,8 +225,8 @@ def git(
             "--branch", metavar="NAME", help="The branch (default: rollback-e2ee-YYYYMMDD)."
         ),
     ] = None,
-    execute: Execute = False,
-    yes: Yes = False,
+    execute: ExecuteOption = False,
+    yes: YesOption = False,
     output: OutputOption = None,
 ) -> None:
     """Check the commit exists and the work tree is clean, show the commits undone, create

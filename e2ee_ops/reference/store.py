@@ -242,18 +242,26 @@ class Store:
             )
             return remaining
 
+    @staticmethod
+    async def _replace_signed_prekey(
+        conn: AsyncConnection[Row], device_id: uuid.UUID, spk: SignedPrekey
+    ) -> int:
+        """New signed prekey, new bundle version: envelopes to the old one become stale."""
+        cur = await conn.execute(
+            "UPDATE e2ee_key_bundles SET signed_prekey_id = %s, signed_prekey_public = %s,"
+            " signed_prekey_signature = %s, signed_prekey_uploaded_at = now(),"
+            " bundle_version = bundle_version + 1, updated_at = now() "
+            "WHERE device_id = %s RETURNING bundle_version",
+            (spk.key_id, spk.public_key, spk.signature, device_id),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no device {device_id}")
+        return int(row["bundle_version"])
+
     async def rotate_signed_prekey(self, device_id: uuid.UUID, spk: SignedPrekey) -> int:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "UPDATE e2ee_key_bundles SET signed_prekey_id = %s, signed_prekey_public = %s,"
-                " signed_prekey_signature = %s, signed_prekey_uploaded_at = now(),"
-                " bundle_version = bundle_version + 1, updated_at = now() "
-                "WHERE device_id = %s RETURNING bundle_version",
-                (spk.key_id, spk.public_key, spk.signature, device_id),
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            return int(row["bundle_version"])
+            return await self._replace_signed_prekey(conn, device_id, spk)
 
     async def change_identity(
         self,
@@ -274,21 +282,17 @@ class Store:
             await conn.execute(
                 "DELETE FROM e2ee_one_time_prekeys WHERE device_id = %s", (device_id,)
             )
-            cur = await conn.execute(
-                "UPDATE e2ee_key_bundles SET signed_prekey_id = %s, signed_prekey_public = %s,"
-                " signed_prekey_signature = %s, signed_prekey_uploaded_at = now(),"
-                " bundle_version = bundle_version + 1, prekeys_remaining = 0, updated_at = now() "
-                "WHERE device_id = %s RETURNING bundle_version",
-                (spk.key_id, spk.public_key, spk.signature, device_id),
+            await conn.execute(
+                "UPDATE e2ee_key_bundles SET prekeys_remaining = 0 WHERE device_id = %s",
+                (device_id,),
             )
-            row = await cur.fetchone()
-            assert row is not None
+            version = await self._replace_signed_prekey(conn, device_id, spk)
             await conn.execute(
                 "INSERT INTO e2ee_identity_events (user_id, device_id, old_fingerprint,"
                 " new_fingerprint) VALUES (%s, %s, %s, %s)",
                 (user_id, device_id, old_fingerprint, new_fingerprint),
             )
-            return int(row["bundle_version"])
+            return version
 
     async def bundle_version(self, device_id: uuid.UUID) -> int:
         async with self.pool.connection() as conn:

@@ -5,15 +5,14 @@ The planner is left alone (no enable_seqscan = off): the plan must win on its ow
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 
-from bench.seed_scale import seed
+from bench.seed_scale import runbook_stuck_params, seed
 from e2ee_ops.adapters.abuse_db import TOP_SENDERS_SQL, top_senders_params
-from e2ee_ops.adapters.devices_db import STUCK_DEVICES_SQL, stuck_params
+from e2ee_ops.adapters.devices_db import STUCK_DEVICES_SQL
 from e2ee_ops.dburl import libpq_url
 from e2ee_ops.reference.bootstrap import migrate
 
@@ -61,15 +60,7 @@ def _assert_indexed(scans: list[tuple[str, str]]) -> None:
 
 
 def test_stuck_devices_query_uses_indexes(scaled_db: str) -> None:
-    now = datetime.now(UTC)
-    params = stuck_params(
-        critical=5,
-        warning=10,
-        spk_cutoff=now - timedelta(days=90),
-        seen_cutoff=now - timedelta(days=30),
-        user_id=None,
-        limit=50,
-    )
+    params = runbook_stuck_params()
     _assert_indexed(_plan(scaled_db, STUCK_DEVICES_SQL, params))
 
 
