@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import stat
-import tempfile
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -39,10 +37,8 @@ from pydantic import (
     model_validator,
 )
 
-from e2ee_ops.errors import REDACTED, ConfigError, redact, remember_secret
-
-if TYPE_CHECKING:
-    from e2ee_ops.status import Report
+from e2ee_ops.errors import ConfigError, redact
+from e2ee_ops.secret import Secret, read_secret_file
 
 ENV_PREFIX = "E2EE_OPS_"
 CONFIG_FILE_NAME = "e2ee-ops.yaml"
@@ -66,32 +62,6 @@ PATH_KEYS = ("*.file", "alembic.config", "rollback.env_file", "journal.path")
 
 
 # --------------------------------------------------------------------------- secrets
-
-
-class Secret:
-    """A secret value that never shows itself in str(), repr() or f-strings."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-        remember_secret(value)
-
-    def reveal(self) -> str:
-        """The actual value, for the one place that must send it (an HTTP header)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret('{REDACTED}')"
-
-    def __str__(self) -> str:
-        return REDACTED
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 def _reject_literal(value: Any) -> Any:
@@ -133,44 +103,6 @@ class _SecretRefModel(BaseModel):
 
 
 SecretRef = Annotated[_SecretRefModel, BeforeValidator(_reject_literal)]
-
-
-def read_secret_file(path: Path, *, key: str) -> str:
-    """Read a secret file, refusing one that other users can read or write."""
-    path = path.expanduser()
-    try:
-        mode = path.stat().st_mode
-        if mode & (stat.S_IROTH | stat.S_IWOTH):
-            raise ConfigError(
-                f"{key}: secret file {path} is accessible to other users "
-                f"(mode {stat.S_IMODE(mode):04o})",
-                hint=f"run chmod 600 {path}",
-            )
-        value = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{key}: secret file {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{key}: cannot read secret file {path} ({exc})") from exc
-    if not value:
-        raise ConfigError(f"{key}: secret file {path} is empty")
-    return value
-
-
-def write_secret_file(path: Path, content: str) -> None:
-    """Write a secrets file atomically with mode 0600 (directory 0700 when created)."""
-    path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- models
@@ -727,50 +659,8 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-# --------------------------------------------------------------------------- validate
-
-
-def check_config(loaded: LoadedConfig, *, environ: Mapping[str, str] | None = None) -> Report:
-    """What `config validate` reports beyond the schema: secrets and files resolvable."""
-    from e2ee_ops.status import Finding, Report, Status
-
-    findings = [
-        Finding(
-            name="config file",
-            status=Status.OK,
-            value=str(loaded.file) if loaded.file else "none",
-            summary=(
-                f"parsed {loaded.file}" + (f" (profile {loaded.profile})" if loaded.profile else "")
-                if loaded.file
-                else "no config file found; using environment and defaults"
-            ),
-        )
-    ]
-    for key, ref in _secret_refs(loaded.settings):
-        try:
-            ref.resolve(key=key, environ=environ)
-        except ConfigError as exc:
-            findings.append(Finding(key, Status.WARNING, ref.describe(), exc.sentence))
-        else:
-            findings.append(Finding(key, Status.OK, ref.describe(), f"{key} is readable"))
-    settings = loaded.settings
-    files = [("alembic.config", settings.alembic.config)]
-    if settings.rollback.env_file is not None:
-        files.append(("rollback.env_file", settings.rollback.env_file))
-    for key, path in files:
-        exists = path.expanduser().is_file()
-        findings.append(
-            Finding(
-                key,
-                Status.OK if exists else Status.WARNING,
-                str(path),
-                f"{key} exists" if exists else f"{key}: {path} does not exist",
-            )
-        )
-    return Report(title="config validate", findings=findings)
-
-
-def _secret_refs(model: BaseModel, prefix: str = "") -> list[tuple[str, _SecretRefModel]]:
+def secret_refs(model: BaseModel, prefix: str = "") -> list[tuple[str, _SecretRefModel]]:
+    """Every secret reference in `model`, with its key (`tokens.admin`, ...)."""
     refs: list[tuple[str, _SecretRefModel]] = []
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
@@ -778,5 +668,5 @@ def _secret_refs(model: BaseModel, prefix: str = "") -> list[tuple[str, _SecretR
         if isinstance(value, _SecretRefModel):
             refs.append((key, value))
         elif isinstance(value, BaseModel):
-            refs.extend(_secret_refs(value, f"{key}."))
+            refs.extend(secret_refs(value, f"{key}."))
     return refs

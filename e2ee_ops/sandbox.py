@@ -25,7 +25,6 @@ from typing import Any
 
 import yaml
 
-from e2ee_ops.config import write_secret_file
 from e2ee_ops.embedded import (
     EmbeddedError,
     EmbeddedPostgres,
@@ -35,6 +34,7 @@ from e2ee_ops.embedded import (
     free_port,
     import_pgserver,
 )
+from e2ee_ops.secret import write_secret_file
 
 DEFAULT_STATE_DIR = Path(".sandbox")
 DATABASE_NAME = "e2ee_sandbox"

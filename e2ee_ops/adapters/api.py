@@ -28,7 +28,6 @@ import httpx
 import httpx_sse
 
 from e2ee_ops import __version__
-from e2ee_ops.config import Secret, Settings
 from e2ee_ops.errors import (
     AuthError,
     E2eeOpsError,
@@ -37,6 +36,7 @@ from e2ee_ops.errors import (
     TimedOutError,
     UnreachableError,
 )
+from e2ee_ops.secret import Secret
 
 DM_DISABLED_DETAIL = "E2EE DM is not enabled"
 # Code given to the refusal above, which has no code of its own in the body.
@@ -375,27 +375,6 @@ class ApiClient:
                 f"API at {self.host} sent a {sse.event!r} event whose data is not JSON"
             ) from exc
         return data if isinstance(data, dict) else {"value": data}
-
-
-def clients_for(
-    settings: Settings,
-    *,
-    token: str | None,
-    environ: Mapping[str, str] | None = None,
-    transport: httpx.BaseTransport | None = None,
-) -> list[ApiClient]:
-    """One client per configured API instance, using token `token` (admin, user, …)."""
-    secret = settings.tokens.resolve(token, environ=environ) if token else None
-    return [
-        ApiClient(
-            url,
-            token=secret,
-            timeout=settings.api.timeout_seconds,
-            retries=settings.api.retries,
-            transport=transport,
-        )
-        for url in settings.api.base_urls
-    ]
 
 
 def _path(template: str, *values: str | int) -> str:

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from e2ee_ops import __version__
-from e2ee_ops.config import Secret
 from e2ee_ops.errors import ServiceError, TimedOutError, UnreachableError
+from e2ee_ops.secret import Secret
 
 
 def _host(url: str) -> str:

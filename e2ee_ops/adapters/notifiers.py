@@ -28,7 +28,7 @@ from e2ee_ops.errors import (
 if TYPE_CHECKING:
     import httpx
 
-    from e2ee_ops.config import NotifierSettings, Secret
+    from e2ee_ops.secret import Secret
 
 CHANNELS = ("push", "email", "webhook")
 
@@ -241,53 +241,3 @@ class SmtpNotifier:
             raise UnreachableError(
                 f"cannot reach {where} ({type(exc).__name__})", host=self.host
             ) from None
-
-
-def notifiers_for(
-    settings: NotifierSettings,
-    channels: list[str],
-    *,
-    environ: Mapping[str, str] | None = None,
-) -> list[Notifier]:
-    """One notifier per requested channel, refusing a channel that is not configured."""
-    built: list[Notifier] = []
-    for channel in channels:
-        if channel == "webhook" and settings.webhook:
-            w = settings.webhook
-            built.append(
-                WebhookNotifier(
-                    w.url, slack_compatible=w.slack_compatible, timeout=w.timeout_seconds
-                )
-            )
-        elif channel == "push" and settings.push:
-            p = settings.push
-            token = (
-                p.token.resolve(key="notifiers.push.token", environ=environ) if p.token else None
-            )
-            built.append(PushNotifier(p.url, token=token, timeout=p.timeout_seconds))
-        elif channel == "email" and settings.smtp:
-            s = settings.smtp
-            password = (
-                s.password.resolve(key="notifiers.smtp.password", environ=environ)
-                if s.password
-                else None
-            )
-            built.append(
-                SmtpNotifier(
-                    s.host,
-                    port=s.port,
-                    from_address=s.from_address,
-                    starttls=s.starttls,
-                    use_ssl=s.use_ssl,
-                    username=s.username,
-                    password=password,
-                    timeout=s.timeout_seconds,
-                )
-            )
-        else:
-            key = {"email": "smtp"}.get(channel, channel)
-            raise ConfigError(
-                f"--notify {channel}: notifiers.{key} is not configured",
-                hint="configure it in the config file or drop it from --notify",
-            )
-    return built

@@ -14,10 +14,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from e2ee_ops.config import RestartSettings
 from e2ee_ops.errors import ActionFailed, ConfigError, TimedOutError, redact
 
 OUTPUT_TAIL_CHARS = 400
+
+
+@dataclass(frozen=True)
+class RestartSpec:
+    """How to restart one service: `method` systemctl (a `unit`), docker (a `container`)
+    or command (an argv); `sudo` prefixes systemctl/docker with `sudo -n`."""
+
+    method: str
+    unit: str | None = None
+    container: str | None = None
+    command: list[str] | None = None
+    sudo: bool = False
+    timeout_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -29,11 +41,11 @@ class RestartResult:
     output_tail: str  # the end of stdout+stderr, redacted, for the journal
 
 
-def restart_argv(spec: RestartSettings) -> list[str]:
+def restart_argv(spec: RestartSpec) -> list[str]:
     """The argv that restarts the service described by `spec`."""
     sudo = ["sudo", "-n"] if spec.sudo else []
     if spec.method == "systemctl":
-        assert spec.unit is not None  # guaranteed by RestartSettings validation
+        assert spec.unit is not None  # guaranteed by the config's validation
         return [*sudo, "systemctl", "restart", spec.unit]
     if spec.method == "docker":
         assert spec.container is not None
@@ -48,7 +60,7 @@ class Restarter:
     def __init__(
         self,
         service: str,
-        spec: RestartSettings | None,
+        spec: RestartSpec | None,
         *,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -107,7 +119,7 @@ class Restarter:
             )
         return RestartResult(self.service, argv, process.returncode, seconds, tail)
 
-    def _spec(self) -> RestartSettings:
+    def _spec(self) -> RestartSpec:
         if self.spec is None:
             raise ConfigError(
                 f"no restart method is configured for {self.service}",

@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import respx
 
-from e2ee_ops.adapters.api import DM_DISABLED_CODE, ApiClient, clients_for
-from e2ee_ops.config import Secret, load_config
+from e2ee_ops.adapters.api import DM_DISABLED_CODE, ApiClient
+from e2ee_ops.config import Secret
 from e2ee_ops.errors import (
     AuthError,
     E2eeOpsError,
@@ -261,20 +260,3 @@ def test_stream_errors(api: respx.MockRouter, client: ApiClient) -> None:
     )
     with pytest.raises(ServiceError, match="'message' event whose data is not JSON"):
         list(client.stream("d3", deadline_seconds=1))
-
-
-def test_clients_for_every_base_url(tmp_path: Path) -> None:
-    loaded = load_config(
-        environ={
-            "HOME": "/nonexistent",
-            "E2EE_OPS_API__BASE_URLS": "http://a:1,http://b:2",
-            "E2EE_OPS_TOKENS__ADMIN__ENV": "ADMIN_T",
-        },
-        cwd=tmp_path,
-    )
-    clients = clients_for(loaded.settings, token="admin", environ={"ADMIN_T": TOKEN})
-    try:
-        assert [c.host for c in clients] == ["a:1", "b:2"]
-    finally:
-        for c in clients:
-            c.close()

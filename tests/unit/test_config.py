@@ -6,14 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from e2ee_ops.config import (
-    Secret,
-    check_config,
-    load_config,
-    packaged_alembic_ini,
-    write_secret_file,
-)
+from e2ee_ops.config import load_config, packaged_alembic_ini
 from e2ee_ops.errors import REDACTED, ConfigError
+from e2ee_ops.procedures.config import check_config
+from e2ee_ops.secret import Secret, write_secret_file
 from e2ee_ops.status import Status
 
 REPO = Path(__file__).resolve().parents[2]

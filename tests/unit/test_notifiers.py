@@ -23,8 +23,8 @@ from e2ee_ops.adapters.notifiers import (
     SmtpNotifier,
     WebhookNotifier,
 )
-from e2ee_ops.config import Secret
 from e2ee_ops.errors import ActionFailed, AuthError, TimedOutError, UnreachableError
+from e2ee_ops.secret import Secret
 
 HOOK = "https://hooks.example.test/services/T000/B000/very-secret-path"
 PUSH = "https://push.example.test/v1/notify"
