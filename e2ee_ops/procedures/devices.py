@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.errors import E2eeOpsError, UsageError
-from e2ee_ops.status import Finding, Plan, Report, Status, Step
+from e2ee_ops.status import Finding, Plan, Report, Status, Step, StepRunner
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.devices_db import DeviceRow, DevicesDatabase, ReminderLog
@@ -251,14 +251,16 @@ def notify_stuck_devices(
     )
     if not execute or not due:
         return plan
-    plan.executed = True
+    run = StepRunner(plan)
     with db.notify_lock(
         wait_seconds=notify.lock_wait_seconds,
         on_wait=lambda: notify.progress("another notify run holds the lock; waiting for it"),
     ) as log:
         already = log.recently_sent([v.row.device_id for v in due], notify.dedup_window_hours)
-        for step, v in zip(plan.steps, due, strict=True):
-            _remind(step, v, notifiers, log, already, notify)
+        for v in due:
+            outcome, status = _remind(v, notifiers, log, already, notify)
+            run.done(outcome, status)
+            notify.progress(f"{v.row.username}/{v.row.device_name}: {outcome}")
     sent = sum(1 for s in notify.sent if s["result"] == "sent")
     failed = sum(1 for s in notify.sent if s["result"] == "failed")
     plan.data["notifications"] = notify.sent
@@ -277,13 +279,13 @@ def notify_stuck_devices(
 
 
 def _remind(
-    step: Step,
     v: DeviceVerdict,
     notifiers: Sequence[Notifier],
     log: ReminderLog,
     already: set[tuple[str, str]],
     notify: NotifyOptions,
-) -> None:
+) -> tuple[str, Status]:
+    """Remind the owner of `v` on every channel; the step's outcome and status."""
     from e2ee_ops.adapters.notifiers import SkipReminder
 
     reminder = reminder_for(v)
@@ -310,8 +312,7 @@ def _remind(
                 record |= {"result": "sent"}
                 outcomes.append(f"{notifier.channel}: sent")
         notify.sent.append(record)
-    step.executed, step.status, step.outcome = True, status, "; ".join(outcomes)
-    notify.progress(f"{v.row.username}/{v.row.device_name}: {step.outcome}")
+    return "; ".join(outcomes), status
 
 
 # ---- watch ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from e2ee_ops.config import Thresholds
 from e2ee_ops.errors import E2eeOpsError, VerificationFailed
 from e2ee_ops.procedures.probes import Probe, run_probes
-from e2ee_ops.status import Finding, Plan, Report, Status, Step, classify
+from e2ee_ops.status import Finding, Plan, Report, Status, Step, StepRunner, classify
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.api import ApiClient
@@ -351,30 +351,16 @@ def recover_redis(
     plan = recovery_plan(t, force=force)
     if not execute:
         return plan
-    plan.executed = True
-    steps = iter(plan.steps)
+    run = StepRunner(plan, t.progress)
     th = t.thresholds
     detected_at = datetime.now(UTC)
 
-    def done(status: Status, outcome: str) -> Step:
-        step = next(steps)
-        step.executed, step.status, step.outcome = True, status, outcome
-        t.progress(f"{status.name}: {outcome}")
-        return step
-
-    def skip(outcome: str) -> None:
-        step = next(steps)
-        step.status, step.outcome = Status.OK, outcome
-
     def fail(outcome: str) -> Plan:
-        done(Status.CRITICAL, outcome)
-        for rest in steps:
-            rest.outcome = "not run: an earlier verification failed"
-        return plan
+        return run.fail(outcome, rest="not run: an earlier verification failed")
 
     was_down = not _redis_up(t.redis)
     window_start = since or _outage_start_estimate(t, detected_at)
-    done(Status.OK, "Redis is down" if was_down else "Redis answers PING")
+    run.done("Redis is down" if was_down else "Redis answers PING")
 
     if was_down or force:
         if t.restarter is None or t.restarter.spec is None:
@@ -383,21 +369,21 @@ def recover_redis(
             result = t.restarter.restart()
         except E2eeOpsError as exc:
             return fail(f"restart failed: {exc}")
-        done(Status.OK, f"restarted Redis in {result.seconds:.1f} s")
+        run.done(f"restarted Redis in {result.seconds:.1f} s")
     else:
-        skip("skipped: Redis is up (use --force to restart anyway)")
+        run.skip("skipped: Redis is up (use --force to restart anyway)")
 
     if not _wait_until(t, th.recover_deadline_seconds, lambda: _redis_up(t.redis)):
         return fail(f"Redis did not answer PING within {th.recover_deadline_seconds:g} s")
     redis_back_at = datetime.now(UTC)
-    done(Status.OK, "Redis answers PING")
+    run.done("Redis answers PING")
 
     if not _wait_until(t, th.recover_deadline_seconds, lambda: _metrics_clear(t.admin_apis)):
         return fail(
             "/dm/metrics still shows redis unavailable or relay_lag after "
             f"{th.recover_deadline_seconds:g} s"
         )
-    done(Status.OK, "every API instance reports redis_status=ok and relay_lag=false")
+    run.done("every API instance reports redis_status=ok and relay_lag=false")
 
     if t.canary is None:
         return fail("no canary accounts are configured (tokens.canary_a/b, canary.*)")
@@ -406,10 +392,10 @@ def recover_redis(
     except E2eeOpsError as exc:
         return fail(f"canary not delivered: {exc}")
     slow = canary.latency_ms > th.delivery_p99_ms
-    done(
-        Status.WARNING if slow else Status.OK,
+    run.done(
         f"canary message {canary.message_id} arrived over SSE in {canary.latency_ms:.0f} ms"
         + (f" (over {th.delivery_p99_ms:g} ms)" if slow else ""),
+        Status.WARNING if slow else Status.OK,
     )
 
     window = _settled_window(t, window_start, settle_seconds)
@@ -426,18 +412,17 @@ def recover_redis(
         else []
     )
     if window is None:
-        done(Status.UNKNOWN, "no PostgreSQL configured: stored vs delivered not compared")
+        run.done("no PostgreSQL configured: stored vs delivered not compared", Status.UNKNOWN)
     elif window.all_delivered:
-        done(
-            Status.OK,
-            f"all {window.stored} message(s) stored since {window.start:%H:%M:%S} were delivered",
+        run.done(
+            f"all {window.stored} message(s) stored since {window.start:%H:%M:%S} were delivered"
         )
     else:
-        done(
-            Status.WARNING,
+        run.done(
             f"{window.stored - window.delivered} of {window.stored} message(s) stored since "
             f"{window.start:%H:%M:%S} are not yet delivered (offline devices?); ids: "
             + ", ".join(str(u["message_id"]) for u in undelivered[:10]),
+            Status.WARNING,
         )
     ended_at = datetime.now(UTC)
     record = {
@@ -458,9 +443,9 @@ def recover_redis(
     plan.data["outage"] = record
     if journal is not None:
         journal.append(OUTAGE_KIND, command="redis recover", data=record)
-        done(Status.OK, f"outage recorded in the journal ({journal.path})")
+        run.done(f"outage recorded in the journal ({journal.path})")
     else:
-        skip("no journal configured")
+        run.skip("no journal configured")
     return plan
 
 

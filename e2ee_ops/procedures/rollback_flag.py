@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING
 
 from e2ee_ops.adapters.envfile import EnvEdit, apply_env_edit, plan_env_edit
 from e2ee_ops.errors import E2eeOpsError, RefusedError
-from e2ee_ops.procedures.rollback import StepRunner
-from e2ee_ops.status import Plan, Status, Step
+from e2ee_ops.status import Plan, Status, Step, StepRunner
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.api import ApiClient
