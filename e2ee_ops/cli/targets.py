@@ -309,7 +309,6 @@ def flag_targets(env: AppContext, env_file: Path | None) -> FlagTargets:
     return FlagTargets(
         env_file=path,
         apis=api_clients(env, "user"),
-        stream_apis=api_clients(env, "user"),
         restarter=restarter(env, "api"),
         verify_device=r.verify_device,
         health_deadline_seconds=r.health_deadline_seconds,

@@ -10,7 +10,6 @@ and stored vs delivered for the outage window; the outage goes to the journal.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -249,66 +248,46 @@ class CanaryResult:
 
 def send_canary(canary: Canary, *, deadline_seconds: float) -> CanaryResult:
     """Send a canary from A and watch it arrive on B's SSE stream; then acknowledge it."""
-    received: dict[str, Any] = {}
-    listening = threading.Event()
-    arrived = threading.Event()
-    errors: list[BaseException] = []
-    expected: dict[str, int] = {}
-
-    def listen() -> None:
-        try:
-            for event in canary.receiver.stream(
-                canary.receiver_device, deadline_seconds=deadline_seconds + 5
-            ):
-                if event.event == "heartbeat":
-                    listening.set()
-                elif event.event == "message":
-                    received.setdefault("ids", []).append(int(event.data.get("message_id", 0)))
-                    if "id" in expected and expected["id"] in received["ids"]:
-                        received["at"] = time.monotonic()
-                        arrived.set()
-                        return
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            errors.append(exc)
-        finally:
-            listening.set()
-
-    thread = threading.Thread(target=listen, daemon=True, name="canary-listener")
-    thread.start()
-    if not listening.wait(deadline_seconds) or errors:
-        raise errors[0] if errors else VerificationFailed("the canary stream never opened")
-    conversation = canary.sender.create_conversation(canary.receiver_account)
-    devices = canary.sender.user_devices(canary.receiver_account)
-    if not devices:
-        raise VerificationFailed("the canary receiver has no active device")
-    sent_at = time.monotonic()
-    answer = canary.sender.send_message(
-        str(conversation["conversation_id"]),
-        sender_device_id=canary.sender_device,
-        client_message_id=f"canary-{uuid.uuid4().hex}",
-        envelopes=[
-            {
-                "device_id": d["device_id"],
-                "bundle_version": d["bundle_version"],
-                # Opaque bytes: a canary carries no plaintext, like any envelope.
-                "ciphertext": _b64(os.urandom(32)),
-            }
-            for d in devices
-        ],
-    )
-    expected["id"] = int(answer["message_id"])
-    if expected["id"] in received.get("ids", []):
-        received["at"] = time.monotonic()
-        arrived.set()
-    if not arrived.wait(deadline_seconds):
-        if errors:
-            raise errors[0]
-        raise VerificationFailed(
-            f"canary message {expected['id']} did not arrive over SSE within {deadline_seconds:g} s"
+    with canary.receiver.open_stream(
+        canary.receiver_device, lifetime_seconds=deadline_seconds + 5
+    ) as stream:
+        if not stream.wait_for(lambda s: s.opened, deadline_seconds):
+            raise stream.error or VerificationFailed("the canary stream never opened")
+        conversation = canary.sender.create_conversation(canary.receiver_account)
+        devices = canary.sender.user_devices(canary.receiver_account)
+        if not devices:
+            raise VerificationFailed("the canary receiver has no active device")
+        sent_at = time.monotonic()
+        answer = canary.sender.send_message(
+            str(conversation["conversation_id"]),
+            sender_device_id=canary.sender_device,
+            client_message_id=f"canary-{uuid.uuid4().hex}",
+            envelopes=[
+                {
+                    "device_id": d["device_id"],
+                    "bundle_version": d["bundle_version"],
+                    # Opaque bytes: a canary carries no plaintext, like any envelope.
+                    "ciphertext": _b64(os.urandom(32)),
+                }
+                for d in devices
+            ],
         )
+        expected = int(answer["message_id"])
+        if not stream.wait_for(lambda s: expected in s.message_ids(), deadline_seconds):
+            if stream.error is not None and not isinstance(stream.error, TimeoutError):
+                raise stream.error
+            raise VerificationFailed(
+                f"canary message {expected} did not arrive over SSE within {deadline_seconds:g} s"
+            )
+        arrived_at = next(
+            at
+            for at, e in stream.received
+            if e.event == "message" and int(e.data.get("message_id", 0)) == expected
+        )
+        received = stream.message_ids()
     # Everything the canary device received over SSE was delivered to it: say so.
-    canary.receiver.ack(canary.receiver_device, sorted(set(received.get("ids", []))))
-    return CanaryResult(expected["id"], (received["at"] - sent_at) * 1000.0)
+    canary.receiver.ack(canary.receiver_device, sorted(set(received)))
+    return CanaryResult(expected, (arrived_at - sent_at) * 1000.0)
 
 
 def _b64(raw: bytes) -> str:

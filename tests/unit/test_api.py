@@ -260,3 +260,19 @@ def test_stream_errors(api: respx.MockRouter, client: ApiClient) -> None:
     )
     with pytest.raises(ServiceError, match="'message' event whose data is not JSON"):
         list(client.stream("d3", deadline_seconds=1))
+
+
+def test_event_stream_handle_waits_for_what_arrives_and_how_it_ends(
+    api: respx.MockRouter, client: ApiClient
+) -> None:
+    route = api.get("/dm/devices/d1/stream").respond(
+        200, text=SSE_BODY, headers={"content-type": "text/event-stream"}
+    )
+    with client.open_stream("d1", lifetime_seconds=30) as stream:
+        assert stream.wait_for(lambda s: 42 in s.message_ids(), 5)
+        assert stream.wait_for(lambda s: s.ended, 5)
+        # Ended without it: False at once, whatever the deadline.
+        assert not stream.wait_for(lambda s: 43 in s.message_ids(), 3600)
+        assert stream.opened and stream.saw("closing") and stream.error is None
+        assert [e.event for _, e in stream.received] == ["heartbeat", "message", "closing"]
+    assert route.calls.last.request.headers["Authorization"] == f"Bearer {TOKEN}"
