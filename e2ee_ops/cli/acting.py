@@ -17,6 +17,7 @@ import typer
 from e2ee_ops.cli.common import app_context, finish
 from e2ee_ops.context import AppContext
 from e2ee_ops.errors import E2eeOpsError, UsageError
+from e2ee_ops.journal import OUTCOME, PLAN
 from e2ee_ops.render import OutputFormat, render
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def carry_out(
         journal = env.journal()
         extra = dict(journal_data or {})
         journal.append(
-            "plan",
+            PLAN,
             command=command,
             data={**extra, "steps": [s.description for s in plan.steps], **plan.data},
         )
@@ -85,11 +86,11 @@ def carry_out(
             # else (lost connection, --timeout) leaves the state unknown.
             status = "REFUSED" if isinstance(exc, UsageError) else "UNKNOWN"
             journal.append(
-                "outcome", command=command, data={**extra, "status": status, "error": exc.sentence}
+                OUTCOME, command=command, data={**extra, "status": status, "error": exc.sentence}
             )
             raise
         journal.append(
-            "outcome",
+            OUTCOME,
             command=command,
             data={
                 **extra,

@@ -106,17 +106,8 @@ def stuck(
             options=options,
             timeout_seconds=watch_timeout,
             interval_seconds=interval,
+            journal=env.journal(),
             progress=env.progress,
-        )
-        # Devices that refilled are the remediation the post-mortem counts.
-        env.journal().append(
-            "outcome",
-            command="devices stuck --watch",
-            data={
-                "status": report.status.name,
-                "remediated": report.data.get("recovered", []),
-                "still_stuck": report.data.get("still_stuck", []),
-            },
         )
         finish(ctx, report, output=output)
     if not notify:

@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING
 
 from e2ee_ops.config import Thresholds
 from e2ee_ops.errors import E2eeOpsError, ServiceError
+from e2ee_ops.journal import OUTCOME
 from e2ee_ops.procedures.probes import Probe, run_probes
 from e2ee_ops.status import Finding, Report, Status, classify
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.api import ApiClient
     from e2ee_ops.adapters.postgres import OpsDatabase
+    from e2ee_ops.journal import Journal
 
 GROUP = "e2ee_alerts"
 # How long a condition other than "Redis down" must hold before it fires: long enough
@@ -393,8 +395,11 @@ def check_alerts(
     db: OpsDatabase | None,
     thresholds: Thresholds,
     timeout: float | None = None,
+    journal: Journal | None = None,
 ) -> Report:
-    """Every alert threshold evaluated now, per API instance; the worst decides."""
+    """Every alert threshold evaluated now, per API instance; the worst decides. While an
+    incident is open the result joins its timeline in `journal` (cron runs between
+    incidents stay out)."""
 
     def probe(api: ApiClient) -> list[Finding]:
         samples = parse_exposition(api.prometheus_metrics())
@@ -408,4 +413,13 @@ def check_alerts(
     }
     report = Report(title="alerts check", findings=run_probes(probes, timeout=timeout))
     report.data["thresholds"] = thresholds.model_dump()
+    if journal is not None and journal.open_incident_id() is not None:
+        journal.append(
+            OUTCOME,
+            command="alerts check",
+            data={
+                "status": report.status.name,
+                "failing": [f.summary for f in report.findings if f.status is not Status.OK],
+            },
+        )
     return report

@@ -17,12 +17,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.errors import E2eeOpsError, UsageError
+from e2ee_ops.journal import OUTCOME
 from e2ee_ops.status import Finding, Plan, Report, Status, Step, StepRunner
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.devices_db import DeviceRow, DevicesDatabase, ReminderLog
     from e2ee_ops.adapters.notifiers import Notifier, Reminder
     from e2ee_ops.config import Thresholds
+    from e2ee_ops.journal import Journal
 
 # The runbook's own words for the push and the email.
 REMINDER_SUBJECT = "Please open the app to refresh your security keys"
@@ -324,11 +326,13 @@ def watch_stuck_devices(
     options: StuckOptions,
     timeout_seconds: float,
     interval_seconds: float,
+    journal: Journal | None = None,
     progress: Callable[[str], None] = lambda _m: None,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Report:
-    """Follow the listed devices until each is healthy again or the timeout passes."""
+    """Follow the listed devices until each is healthy again or the timeout passes. The
+    devices that refilled, the remediation the post-mortem counts, go to `journal`."""
     verdicts, _, _ = _query(db, options)
     start = monotonic()
     pending = {v.row.device_id: v for v in verdicts}
@@ -388,4 +392,14 @@ def watch_stuck_devices(
     )
     report.data["recovered"] = sorted(recovered)
     report.data["still_stuck"] = sorted(pending)
+    if journal is not None:
+        journal.append(
+            OUTCOME,
+            command="devices stuck --watch",
+            data={
+                "status": report.status.name,
+                "remediated": report.data["recovered"],
+                "still_stuck": report.data["still_stuck"],
+            },
+        )
     return report

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.config import Thresholds
 from e2ee_ops.errors import E2eeOpsError, VerificationFailed
+from e2ee_ops.journal import REDIS_OUTAGE
 from e2ee_ops.procedures.probes import Probe, run_probes
 from e2ee_ops.status import Finding, Plan, Report, Status, Step, StepRunner, classify
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from e2ee_ops.adapters.restarter import Restarter
     from e2ee_ops.journal import Journal
 
-OUTAGE_KIND = "redis_outage"
 OUTAGE_LOOKBACK = timedelta(hours=1)
 
 
@@ -421,7 +421,7 @@ def recover_redis(
     }
     plan.data["outage"] = record
     if journal is not None:
-        journal.append(OUTAGE_KIND, command="redis recover", data=record)
+        journal.append(REDIS_OUTAGE, command="redis recover", data=record)
         run.done(f"outage recorded in the journal ({journal.path})")
     else:
         run.skip("no journal configured")
