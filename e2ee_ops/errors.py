@@ -153,5 +153,17 @@ class ActionFailed(E2eeOpsError):
     """An action e2ee-ops performed (a restart, a write) did not succeed."""
 
 
+class GitError(ActionFailed):
+    """A git command exited non-zero."""
+
+    def __init__(self, message: str, *, stderr: str, hint: str | None = None) -> None:
+        self.stderr = stderr
+        super().__init__(message, hint=hint)
+
+
 class VerificationFailed(E2eeOpsError):
     """An action ran, but the runbook's verification of its effect did not hold."""
+
+
+class SkipReminder(E2eeOpsError):
+    """This channel cannot reach this owner (e.g. no email address): not a failure."""

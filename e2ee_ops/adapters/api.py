@@ -23,12 +23,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 import httpx_sse
 
-from e2ee_ops import __version__
+from e2ee_ops.adapters.http import host_of, http_client
 from e2ee_ops.errors import (
     AuthError,
     E2eeOpsError,
@@ -82,11 +82,8 @@ class ApiClient:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        parts = urlsplit(base_url)
         self.base_url = base_url.rstrip("/")
-        self.host = parts.hostname or base_url
-        if parts.port:
-            self.host = f"{self.host}:{parts.port}"
+        self.host = host_of(base_url, default=base_url)
         self.timeout = timeout
         self.retries = retries
         self._token = token
@@ -94,13 +91,7 @@ class ApiClient:
         self._sleep = sleep
         self._monotonic = monotonic
         self._transport = transport
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,  # a redirect could carry the token to another host
-            headers={"User-Agent": f"e2ee-ops/{__version__}"},
-        )
+        self._http = http_client(timeout=timeout, transport=transport, base_url=self.base_url)
 
     def __repr__(self) -> str:
         return f"ApiClient({self.base_url!r}, token={'set' if self._token else 'none'})"

@@ -21,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel
 
+from e2ee_ops.adapters.http import host_of
 from e2ee_ops.errors import AuthError, ServiceError, TimedOutError, UnreachableError
 from e2ee_ops.secret import Secret
 
@@ -166,8 +167,7 @@ def _host_of(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return parts.path
-    host = parts.hostname or "localhost"
-    return f"{host}:{parts.port or 6379}"
+    return host_of(url, default="localhost", default_port=6379)
 
 
 def _host_port(text: str) -> tuple[str, int]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from e2ee_ops.config import Thresholds
@@ -38,7 +38,6 @@ GROUP = "e2ee_alerts"
 # that a refill or a single slow scrape does not page, short enough to matter.
 SUSTAIN = "5m"
 RATE_WINDOW = "5m"
-OUTAGE_LOOKBACK = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -381,12 +380,10 @@ def redis_down_since(db: OpsDatabase | None, now: datetime | None = None) -> flo
         return None
     now = now or datetime.now(UTC)
     try:
-        window = db.delivery_window(now - OUTAGE_LOOKBACK, now + timedelta(minutes=1), list_limit=1)
+        oldest = db.oldest_undelivered(now)
     except E2eeOpsError:
         return None
-    if not window.undelivered:
-        return None
-    return max(0.0, (now - window.undelivered[0].created_at).total_seconds())
+    return None if oldest is None else max(0.0, (now - oldest).total_seconds())
 
 
 def check_alerts(

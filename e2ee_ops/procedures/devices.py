@@ -288,7 +288,7 @@ def _remind(
     notify: NotifyOptions,
 ) -> tuple[str, Status]:
     """Remind the owner of `v` on every channel; the step's outcome and status."""
-    from e2ee_ops.adapters.notifiers import SkipReminder
+    from e2ee_ops.errors import SkipReminder
 
     reminder = reminder_for(v)
     outcomes: list[str] = []

@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from e2ee_ops.adapters.restarter import Restarter
     from e2ee_ops.journal import Journal
 
-OUTAGE_LOOKBACK = timedelta(hours=1)
-
 
 @dataclass(frozen=True)
 class Canary:
@@ -435,12 +433,10 @@ def _outage_start_estimate(t: RedisTargets, now: datetime) -> datetime:
     if t.db is None:
         return now
     try:
-        window = t.db.delivery_window(
-            now - OUTAGE_LOOKBACK, now + timedelta(minutes=1), list_limit=1
-        )
+        oldest = t.db.oldest_undelivered(now)
     except E2eeOpsError:
         return now
-    return min(window.undelivered[0].created_at, now) if window.undelivered else now
+    return now if oldest is None else min(oldest, now)
 
 
 def _settled_window(

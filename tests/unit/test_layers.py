@@ -74,3 +74,19 @@ def test_every_section_cli_is_covered() -> None:
     tooling |= {"runbook", "sandbox"}  # local tooling: no service behind them
     modules = {p.stem for p in (PACKAGE / "cli").glob("*.py")}
     assert modules - tooling == set(SECTIONS)
+
+
+def test_every_exception_of_the_toolkit_is_in_errors() -> None:
+    exempt = {"errors.py", "embedded.py", "sandbox.py"}  # local tooling, not the error tree
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name in exempt or "reference" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and any(
+                (isinstance(b, ast.Name) and b.id.endswith(("Error", "Exception", "Failed")))
+                or (isinstance(b, ast.Attribute) and b.attr.endswith(("Error", "Exception")))
+                for b in node.bases
+            ):
+                found.append(f"{path.name}: {node.name}")
+    assert found == []
