@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.rollback.conftest import current_revision, seed_rows, tables, write_config
-from tests.unit.clihelper import CliResult, cli
+from tests.integration.rollback.conftest import current_revision, seed_rows, tables
+from tests.support.cli import CliResult, cli
+from tests.support.config import write_config
 
 DM_TABLES = {
     "dm_conversations",
