@@ -1,7 +1,8 @@
-"""Settings from a YAML file, `E2EE_OPS_*` environment variables and flags.
+"""Settings from a YAML file and `E2EE_OPS_*` environment variables.
 
-Precedence: flag > environment > YAML (selected profile over the file's top level)
-> default. Every leaf key remembers where its value came from (`LoadedConfig.provenance`)
+Precedence: environment > YAML (selected profile over the file's top level) > default;
+command-line options choose the file (--config) and profile (--profile), they set no
+key. Every leaf key remembers where its value came from (`LoadedConfig.provenance`)
 for `e2ee-ops config show`.
 
 Environment variables name a key with double underscores between levels:
@@ -368,7 +369,7 @@ class ConfigEntry:
 @dataclass(frozen=True)
 class LoadedConfig:
     settings: Settings
-    provenance: dict[str, str]  # leaf key -> "default" | "file PATH" | "env VAR" | "flag"
+    provenance: dict[str, str]  # leaf key -> "default" | "file PATH" | "env VAR"
     file: Path | None
     profile: str | None
 
@@ -422,14 +423,10 @@ def load_config(
     *,
     config_file: Path | None = None,
     profile: str | None = None,
-    flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> LoadedConfig:
-    """Load, merge and validate the configuration. Raises ConfigError naming the key.
-
-    `flags` maps dotted keys (`api.base_urls`) to values given on the command line.
-    """
+    """Load, merge and validate the configuration. Raises ConfigError naming the key."""
     environ = dict(os.environ) if environ is None else dict(environ)
     path = find_config_file(config_file, environ, cwd or Path.cwd())
 
@@ -471,9 +468,6 @@ def load_config(
 
     for variable, key, value in _environment_settings(environ):
         apply(_nest(key, value), f"env {variable}")
-    for key, value in (flags or {}).items():
-        if value is not None:
-            apply(_nest(key, value), "flag")
 
     if "path" not in merged.get("journal", {}):
         merged.setdefault("journal", {})["path"] = str(user_state_dir(environ) / "journal.jsonl")

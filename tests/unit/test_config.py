@@ -36,7 +36,7 @@ def test_defaults_are_the_runbook_numbers(tmp_path: Path) -> None:
     assert loaded.file is None and loaded.source_of("thresholds.otpk_critical") == "default"
 
 
-def test_precedence_flag_over_env_over_yaml_over_default(tmp_path: Path) -> None:
+def test_precedence_env_over_yaml_over_default(tmp_path: Path) -> None:
     config = write(
         tmp_path / "c.yaml",
         "api:\n  timeout_seconds: 3\n  retries: 4\nthresholds:\n  otpk_warning: 20\n",
@@ -46,10 +46,10 @@ def test_precedence_flag_over_env_over_yaml_over_default(tmp_path: Path) -> None
         environ=env_with(
             tmp_path, E2EE_OPS_API__TIMEOUT_SECONDS="7", E2EE_OPS_THRESHOLDS__OTPK_WARNING="15"
         ),
-        flags={"api.timeout_seconds": 9.5},
     )
     s = loaded.settings
-    assert s.api.timeout_seconds == 9.5 and loaded.source_of("api.timeout_seconds") == "flag"
+    assert s.api.timeout_seconds == 7
+    assert loaded.source_of("api.timeout_seconds") == "env E2EE_OPS_API__TIMEOUT_SECONDS"
     assert s.thresholds.otpk_warning == 15
     assert loaded.source_of("thresholds.otpk_warning") == "env E2EE_OPS_THRESHOLDS__OTPK_WARNING"
     assert s.api.retries == 4 and loaded.source_of("api.retries") == f"file {config}"

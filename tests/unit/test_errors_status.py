@@ -51,7 +51,8 @@ def test_every_error_is_an_e2ee_ops_error() -> None:
     for cls in (
         errors.ConfigError,
         errors.UsageError,
-        errors.NotImplementedYet,
+        errors.GitError,
+        errors.SkipReminder,
         errors.ActionFailed,
         errors.VerificationFailed,
     ):
@@ -87,7 +88,6 @@ def test_status_exit_codes(status: Status, code: int) -> None:
         (errors.UnreachableError("down", host="h"), ExitCode.UNKNOWN),
         (errors.TimedOutError("slow"), ExitCode.UNKNOWN),
         (errors.AuthError("401", status_code=401), ExitCode.UNKNOWN),
-        (errors.NotImplementedYet("later"), ExitCode.UNKNOWN),
         (errors.UsageError("typo"), ExitCode.USAGE),
         (errors.VerificationFailed("still 200"), ExitCode.CRITICAL),
         (errors.ActionFailed("restart failed"), ExitCode.CRITICAL),
