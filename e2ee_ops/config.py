@@ -374,13 +374,8 @@ class LoadedConfig:
     profile: str | None
 
     def source_of(self, key: str) -> str:
-        """Where `key` (or its nearest configured ancestor) came from."""
-        probe = key
-        while probe:
-            if probe in self.provenance:
-                return self.provenance[probe]
-            probe = probe.rpartition(".")[0]
-        return "default"
+        """Where `key` came from: "default" when no layer set it."""
+        return _nearest(self.provenance, key) or "default"
 
     def entries(self) -> list[ConfigEntry]:
         """Every effective leaf setting, secrets shown only by reference, URLs redacted."""
@@ -510,6 +505,8 @@ def _describe_validation(exc: ValidationError, provenance: Mapping[str, str]) ->
 
 
 def _nearest(provenance: Mapping[str, str], key: str) -> str | None:
+    """The source of `key`, of its nearest set ancestor (an atomic key set whole), else of
+    a key below it (a section with a wrong value inside); None when no layer set any."""
     probe = key
     while probe:
         if probe in provenance:

@@ -266,6 +266,7 @@ def canary(env: AppContext) -> Canary | None:
         receiver=api_client(env, "canary_b"),
         receiver_account=c.account_b,
         receiver_device=c.device_b,
+        delivery_timeout_seconds=c.delivery_timeout_seconds,
     )
 
 

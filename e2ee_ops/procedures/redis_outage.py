@@ -40,6 +40,7 @@ class Canary:
     receiver: ApiClient
     receiver_account: str
     receiver_device: str
+    delivery_timeout_seconds: float = 15.0  # how long the message may take over SSE
 
 
 @dataclass
@@ -365,7 +366,7 @@ def recover_redis(
     if t.canary is None:
         return fail("no canary accounts are configured (tokens.canary_a/b, canary.*)")
     try:
-        canary = send_canary(t.canary, deadline_seconds=max(th.delivery_p99_ms / 1000.0 * 20, 10.0))
+        canary = send_canary(t.canary, deadline_seconds=t.canary.delivery_timeout_seconds)
     except E2eeOpsError as exc:
         return fail(f"canary not delivered: {exc}")
     slow = canary.latency_ms > th.delivery_p99_ms

@@ -101,3 +101,13 @@ def test_verify_token_names_a_user_token(context) -> None:  # type: ignore[no-un
     assert targets.verifier(env, None) is None
     with pytest.raises(UsageError, match="choose user, canary_a or canary_b"):
         targets.verifier(env, "admin")
+
+
+def test_the_canary_waits_as_long_as_configured(context) -> None:  # type: ignore[no-untyped-def]
+    env = context(
+        {"A_T": TOKEN, "B_T": TOKEN + "b"},
+        yaml="tokens: {canary_a: {env: A_T}, canary_b: {env: B_T}}\n"
+        "canary: {device_a: da, account_b: '2', device_b: db, delivery_timeout_seconds: 4}\n",
+    )
+    canary = targets.canary(env)
+    assert canary is not None and canary.delivery_timeout_seconds == 4
