@@ -148,9 +148,9 @@ class TokenSettings(_Section):
 
 
 class CanarySettings(_Section):
-    """The two canary accounts used to send a test message; discovered via tokens if unset."""
+    """The canary pair: A's device sends a test message to B's device, which receives it
+    over SSE. With tokens.canary_a/b set, device_a, account_b and device_b are needed."""
 
-    account_a: str | None = None
     device_a: str | None = None
     account_b: str | None = None
     device_b: str | None = None

@@ -327,7 +327,6 @@ def write_config(state: SandboxState) -> Path:
             "canary_b": {"file": accounts["canary_b"].token_file},
         },
         "canary": {
-            "account_a": str(accounts["canary_a"].account_id),
             "device_a": accounts["canary_a"].device_id,
             "account_b": str(accounts["canary_b"].account_id),
             "device_b": accounts["canary_b"].device_id,

@@ -262,3 +262,29 @@ def test_settings_are_not_read_at_import_time(tmp_path: Path) -> None:
     environ = dict(os.environ, E2EE_OPS_CONFIG=str(tmp_path / "missing.yaml"))
     code = "import e2ee_ops.config, e2ee_ops.cli.main, e2ee_ops.context"
     subprocess.run([sys.executable, "-c", code], check=True, env=environ, cwd=tmp_path)
+
+
+def test_every_setting_is_read_by_something() -> None:
+    # A documented key nothing reads is a promise the toolkit does not keep.
+    from pydantic import BaseModel
+
+    from e2ee_ops.config import Settings
+
+    package = REPO / "e2ee_ops"
+    code = "\n".join(
+        p.read_text(encoding="utf-8")
+        for p in package.rglob("*.py")
+        if p.name != "config.py" and "reference" not in p.parts
+    )
+
+    def unread(model: type[BaseModel], prefix: str = "") -> list[str]:
+        missing = []
+        for name, field in model.model_fields.items():
+            inner = field.annotation
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                missing += unread(inner, f"{prefix}{name}.")
+            elif f".{name}" not in code and f'"{name}"' not in code:
+                missing.append(prefix + name)
+        return missing
+
+    assert unread(Settings) == []
