@@ -192,6 +192,8 @@ class RedisSettings(_Section):
     sentinel: SentinelSettings | None = None
     password: SecretRef | None = None
     timeout_seconds: float = Field(default=2.0, gt=0)
+    # `redis recover` retries PING this long before it calls a refused Redis down.
+    down_confirm_seconds: float = Field(default=3.0, ge=0)
 
     @field_validator("url")
     @classmethod
@@ -223,8 +225,27 @@ class RestartSettings(_Section):
         return self
 
 
+class ServiceLogSettings(_Section):
+    """Where the service's log is read, as the runbook's `grep "Redis unavailable"`:
+    a file, or a command printing it with timestamps (`journalctl -u api -o short-iso
+    --since -2h`, `kubectl logs deploy/api --timestamps --since=2h`)."""
+
+    file: Path | None = None
+    command: list[str] | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    down_marker: str = Field(default="Redis unavailable", min_length=1)
+    up_marker: str = Field(default="Redis available again", min_length=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ServiceLogSettings:
+        if (self.file is None) == (not self.command):
+            raise ValueError("give either file or command")
+        return self
+
+
 class ServiceSettings(_Section):
     restart: RestartSettings | None = None
+    log: ServiceLogSettings | None = None
 
 
 class ServicesSettings(_Section):

@@ -27,6 +27,7 @@ PLAN = "plan"  # an acting command's plan, before it acts (--execute)
 OUTCOME = "outcome"  # what came of it, or of a read-only check worth keeping
 NOTE = "note"
 REDIS_OUTAGE = "redis_outage"  # one outage recorded by `redis recover`
+REDIS_OBSERVATION = "redis_observation"  # what a check saw of Redis (down or healthy)
 POSTMORTEM = "postmortem"  # a post-mortem checklist written for an incident
 INCIDENT_OPEN = "incident_open"
 INCIDENT_CLOSE = "incident_close"

@@ -344,7 +344,9 @@ def write_config(state: SandboxState) -> Path:
                 "restart": {
                     "method": "command",
                     "command": [*restart, "api", "--state-dir", state.state_dir],
-                }
+                },
+                # The runbook's `grep "Redis unavailable"`: outage records read it.
+                "log": {"file": str(state.dir / "logs" / f"reference-{state.api_port}.log")},
             },
         },
         "rollback": {"env_file": str(state.api_env_path)},

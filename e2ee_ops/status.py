@@ -193,9 +193,10 @@ class StepRunner:
         step.status, step.outcome = Status.OK, outcome
         return step
 
-    def fail(self, outcome: str, *, rest: str = NOT_RUN) -> Plan:
-        """The current step failed (CRITICAL); the rest do not run (`rest` says why)."""
-        self.done(outcome, Status.CRITICAL)
+    def fail(self, outcome: str, *, rest: str = NOT_RUN, status: Status = Status.CRITICAL) -> Plan:
+        """The current step failed (CRITICAL, or UNKNOWN when it could not tell); the
+        rest do not run (`rest` says why)."""
+        self.done(outcome, status)
         for later in self._steps:
             later.outcome = rest
         return self.plan

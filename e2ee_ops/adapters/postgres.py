@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.errors import ConfigError, E2eeOpsError, TimedOutError, UnreachableError
@@ -23,21 +23,40 @@ class UndeliveredMessage:
     message_id: int
     created_at: datetime
     devices_pending: int
+    # Pending devices seen after it was stored: connected or polled (last_seen_at), or
+    # acknowledged a later message.
+    devices_seen_since: int
+
+    @property
+    def deliverable(self) -> bool:
+        """A device it waits for has connected since: it could have been delivered."""
+        return self.devices_seen_since > 0
 
 
 @dataclass(frozen=True)
 class DeliveryWindow:
-    """Messages stored in [start, end) and how many reached every recipient device."""
+    """Messages stored in [start, end) and how many reached every recipient device.
 
-    start: datetime
-    end: datetime
+    Counts are of messages; `pending_rows` is what the runbook's "Redis lag" query
+    counts instead: message-device rows not yet delivered.
+    """
+
+    start: datetime | None
+    end: datetime | None
     stored: int
     delivered: int
+    deliverable: int  # not delivered, though a recipient device has connected since
+    pending_rows: int
     undelivered: list[UndeliveredMessage]
 
     @property
     def all_delivered(self) -> bool:
         return self.stored == self.delivered
+
+    @property
+    def waiting_offline(self) -> int:
+        """Not delivered, and no device it waits for has been seen since it was stored."""
+        return self.stored - self.delivered - self.deliverable
 
 
 @dataclass(frozen=True)
@@ -46,9 +65,6 @@ class OtpkSummary:
     below_critical: int
     below_warning: int
     min_remaining: int | None
-
-
-OUTAGE_LOOKBACK = timedelta(hours=1)  # how far back an outage's undelivered messages count
 
 
 def _host_of(url: str) -> str:
@@ -122,54 +138,61 @@ class OpsDatabase:
             row = conn.execute("SHOW server_version").fetchone()
         return str(row[0]) if row else "unknown"
 
-    def undelivered_recent(self, minutes: float) -> int:
-        """The runbook's "Redis lag" query, counting messages rather than envelope rows."""
-        with self.connect() as conn:
-            row = conn.execute(
-                "SELECT COUNT(DISTINCT m.id) FROM dm_messages m "
-                "LEFT JOIN dm_delivery d ON m.id = d.message_id "
-                "WHERE d.delivered_at IS NULL "
-                "AND m.created_at > NOW() - make_interval(secs => %s)",
-                (minutes * 60.0,),
-            ).fetchone()
-        return int(row[0]) if row else 0
+    def recent_window(self, minutes: float, *, list_limit: int = 50) -> DeliveryWindow:
+        """Stored vs delivered for messages of the last `minutes` (the database's clock),
+        the window of the runbook's "Redis lag" query."""
+        return self._window(
+            "m.created_at > NOW() - make_interval(secs => %s)", (minutes * 60.0,), list_limit
+        )
 
     def delivery_window(
         self, start: datetime, end: datetime, *, list_limit: int = 50
     ) -> DeliveryWindow:
-        with self.connect() as conn:
-            totals = conn.execute(
-                "SELECT count(*), count(*) FILTER (WHERE pending = 0) FROM ("
-                " SELECT m.id, count(d.message_id) FILTER (WHERE d.delivered_at IS NULL)"
-                "   AS pending"
-                " FROM dm_messages m LEFT JOIN dm_delivery d ON d.message_id = m.id"
-                " WHERE m.created_at >= %s AND m.created_at < %s GROUP BY m.id) per_message",
-                (start, end),
-            ).fetchone()
-            rows = conn.execute(
-                "SELECT m.id, m.created_at, count(*) FROM dm_messages m "
-                "JOIN dm_delivery d ON d.message_id = m.id "
-                "WHERE m.created_at >= %s AND m.created_at < %s AND d.delivered_at IS NULL "
-                "GROUP BY m.id, m.created_at ORDER BY m.id LIMIT %s",
-                (start, end, list_limit),
-            ).fetchall()
-        stored, delivered = (int(totals[0]), int(totals[1])) if totals else (0, 0)
+        window = self._window("m.created_at >= %s AND m.created_at < %s", (start, end), list_limit)
         return DeliveryWindow(
-            start=start,
-            end=end,
-            stored=stored,
-            delivered=delivered,
-            undelivered=[UndeliveredMessage(int(r[0]), r[1], int(r[2])) for r in rows],
+            start,
+            end,
+            window.stored,
+            window.delivered,
+            window.deliverable,
+            window.pending_rows,
+            window.undelivered,
         )
 
-    def oldest_undelivered(self, now: datetime) -> datetime | None:
-        """When the oldest message of the hour before `now` that is still undelivered was
-        stored, or None: messages stored while Redis was down are the ones not pushed, so
-        this dates an outage's start at the latest."""
-        window = self.delivery_window(
-            now - OUTAGE_LOOKBACK, now + timedelta(minutes=1), list_limit=1
+    def _window(self, where: str, params: tuple[Any, ...], list_limit: int) -> DeliveryWindow:
+        per_message = (
+            "SELECT m.id, m.created_at,"
+            " count(d.message_id) FILTER (WHERE d.delivered_at IS NULL) AS pending,"
+            " count(d.message_id) FILTER (WHERE d.delivered_at IS NULL"
+            "   AND (dev.last_seen_at > m.created_at OR EXISTS ("
+            "     SELECT 1 FROM dm_delivery later WHERE later.device_id = d.device_id"
+            "     AND later.delivered_at > m.created_at))) AS seen_since"
+            " FROM dm_messages m LEFT JOIN dm_delivery d ON d.message_id = m.id"
+            " LEFT JOIN e2ee_devices dev ON dev.device_id = d.device_id"
+            f" WHERE {where} GROUP BY m.id, m.created_at"
         )
-        return window.undelivered[0].created_at if window.undelivered else None
+        with self.connect() as conn:
+            totals = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE pending = 0),"
+                " count(*) FILTER (WHERE seen_since > 0), coalesce(sum(pending), 0)"
+                f" FROM ({per_message}) per_message",
+                params,
+            ).fetchone()
+            rows = conn.execute(
+                f"SELECT id, created_at, pending, seen_since FROM ({per_message}) per_message"
+                " WHERE pending > 0 ORDER BY seen_since > 0 DESC, id LIMIT %s",
+                (*params, list_limit),
+            ).fetchall()
+        assert totals is not None
+        return DeliveryWindow(
+            start=None,
+            end=None,
+            stored=int(totals[0]),
+            delivered=int(totals[1]),
+            deliverable=int(totals[2]),
+            pending_rows=int(totals[3]),
+            undelivered=[UndeliveredMessage(int(r[0]), r[1], int(r[2]), int(r[3])) for r in rows],
+        )
 
     def now(self) -> datetime:
         """The database's clock: outage windows are measured against created_at."""

@@ -48,14 +48,16 @@ def recover(
         datetime | None,
         typer.Option(
             "--since",
-            help="Start of the outage window (ISO time, UTC if no zone); "
-            "default: the oldest undelivered message of the last hour.",
+            help="Start of the outage (ISO time, UTC if no zone), when you know it better "
+            "than the evidence: the server's relay record, the service log, earlier checks.",
         ),
     ] = None,
     output: OutputOption = None,
 ) -> None:
-    """Restart Redis (if down), wait for PING, watch metrics until relay_lag is false,
-    send a canary over SSE, compare stored vs delivered, record the outage."""
+    """Decide from several signals whether Redis is down, restart it only then, wait for
+    PING, watch metrics until relay_lag is false (restarting the API instances if they
+    stay stuck), send a canary over SSE, compare stored vs delivered, and record the
+    outage from evidence."""
     from datetime import UTC
 
     from e2ee_ops.cli.targets import redis_targets
@@ -93,4 +95,9 @@ def watch(
     from e2ee_ops.procedures.redis_outage import check_redis
 
     targets = redis_targets(app_context(ctx))
-    watch_live(ctx, lambda: check_redis(targets, timeout=interval * 4), interval, count)
+    watch_live(
+        ctx,
+        lambda: check_redis(targets, timeout=interval * 4, command="redis watch"),
+        interval,
+        count,
+    )

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from e2ee_ops.adapters.postgres import OpsDatabase
     from e2ee_ops.adapters.redis_client import RedisProbe
     from e2ee_ops.adapters.restarter import Restarter
+    from e2ee_ops.adapters.service_log import ServiceLog
     from e2ee_ops.procedures.doctor import DoctorTargets
     from e2ee_ops.procedures.incident import Channels
     from e2ee_ops.procedures.redis_outage import Canary, RedisTargets
@@ -270,16 +271,33 @@ def canary(env: AppContext) -> Canary | None:
     )
 
 
+def service_log(env: AppContext) -> ServiceLog | None:
+    """The API's log (services.api.log), or None when it is not configured."""
+    from e2ee_ops.adapters.service_log import ServiceLog
+
+    cfg = env.settings.services.api.log
+    if cfg is None:
+        return None
+    return ServiceLog(file=cfg.file, command=cfg.command, timeout=cfg.timeout_seconds)
+
+
 def redis_targets(env: AppContext, *, with_restarter: bool = False) -> RedisTargets:
     from e2ee_ops.procedures.redis_outage import RedisTargets
 
+    s = env.settings
+    log = s.services.api.log
     return RedisTargets(
         admin_apis=api_clients(env, "admin"),
         redis=redis_probe(env),
         db=database(env, required=False),
         canary=canary(env),
-        thresholds=env.settings.thresholds,
+        thresholds=s.thresholds,
         restarter=restarter(env, "redis") if with_restarter else None,
+        api_restarter=restarter(env, "api") if with_restarter else None,
+        service_log=service_log(env),
+        log_markers=(log.down_marker, log.up_marker) if log else RedisTargets.log_markers,
+        journal=env.journal(),
+        down_confirm_seconds=s.redis.down_confirm_seconds,
         progress=env.progress,
     )
 

@@ -11,7 +11,8 @@ configured threshold other than the runbook's default still means what it says.
 `check_alerts` has no history, unlike Prometheus: the SSE failure rate is the ratio
 of the counters since the server started, the p99 comes from the histogram's buckets
 since start (as `histogram_quantile` computes it), and how long Redis has been down is
-dated from PostgreSQL (the oldest message of the last hour not yet delivered).
+dated by evidence only (e2ee-ops's own earlier observations in the journal); when
+nothing dates it, "down, duration unknown" is a WARNING, never an invented CRITICAL.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from e2ee_ops.config import Thresholds
-from e2ee_ops.errors import E2eeOpsError, ServiceError
+from e2ee_ops.errors import ServiceError
 from e2ee_ops.journal import OUTCOME
+from e2ee_ops.procedures.outage_evidence import journal_window, record_observation
 from e2ee_ops.procedures.probes import Probe, run_probes
 from e2ee_ops.status import Finding, Report, Status, classify
 
@@ -243,7 +245,7 @@ def evaluate_samples(
     t: Thresholds,
     *,
     host: str,
-    redis_down_for: Callable[[], float | None] = lambda: None,
+    redis_down_for: Callable[[], tuple[float, str] | None] = lambda: None,
 ) -> list[Finding]:
     """One finding per threshold from one instance's `/metrics` samples."""
     where = f"/metrics on {host}"
@@ -256,30 +258,7 @@ def evaluate_samples(
     elif up >= 1:
         found.append(Finding(name, Status.OK, 0, f"{where}: redis_up=1", unit="s"))
     else:
-        seconds = redis_down_for()
-        if seconds is None:
-            # Without a date we cannot tell a blip from an outage; assume the worse.
-            found.append(
-                Finding(
-                    name,
-                    Status.CRITICAL,
-                    None,
-                    f"{where}: redis_up=0, for an unknown time (no undelivered message dates it)",
-                    threshold_crit=t.redis_down_seconds,
-                    unit="s",
-                )
-            )
-        else:
-            found.append(
-                Finding(
-                    name,
-                    Status.CRITICAL if seconds > t.redis_down_seconds else Status.WARNING,
-                    round(seconds, 1),
-                    f"{where}: redis_up=0 for at least {seconds:.0f} s",
-                    threshold_crit=t.redis_down_seconds,
-                    unit="s",
-                )
-            )
+        found.append(_redis_down_finding(name, where, t, redis_down_for()))
 
     active = _one(samples, "e2ee_otpk_devices_active")
     pool = _one(samples, "e2ee_otpk_remaining_min")
@@ -374,16 +353,44 @@ def evaluate_samples(
     return found
 
 
-def redis_down_since(db: OpsDatabase | None, now: datetime | None = None) -> float | None:
-    """Seconds since the oldest message of the last hour that is still undelivered."""
-    if db is None:
+def _redis_down_finding(
+    name: str, where: str, t: Thresholds, down_for: tuple[float, str] | None
+) -> Finding:
+    """redis_up=0: CRITICAL once evidence shows it down longer than the threshold; down
+    for a time nothing dates is a WARNING saying so, never a CRITICAL on a guess."""
+    if down_for is None:
+        return Finding(
+            name,
+            Status.WARNING,
+            None,
+            f"{where}: redis_up=0; Redis is down, duration unknown (no evidence dates "
+            "the start: configure services.api.log or run `e2ee-ops redis check` from cron)",
+            threshold_crit=t.redis_down_seconds,
+            unit="s",
+        )
+    seconds, source = down_for
+    return Finding(
+        name,
+        Status.CRITICAL if seconds > t.redis_down_seconds else Status.WARNING,
+        round(seconds, 1),
+        f"{where}: redis_up=0 for at least {seconds:.0f} s ({source})",
+        threshold_crit=t.redis_down_seconds,
+        unit="s",
+    )
+
+
+def redis_down_evidence(
+    journal: Journal | None, now: datetime | None = None
+) -> tuple[float, str] | None:
+    """How long Redis has been down by e2ee-ops's own earlier observations: since the
+    first check that saw it down after the last that saw it healthy (at least)."""
+    if journal is None:
+        return None
+    start, end = journal_window(journal.entries())
+    if start is None or start.at is None or end is not None:
         return None
     now = now or datetime.now(UTC)
-    try:
-        oldest = db.oldest_undelivered(now)
-    except E2eeOpsError:
-        return None
-    return None if oldest is None else max(0.0, (now - oldest).total_seconds())
+    return max(0.0, (now - start.at).total_seconds()), start.source
 
 
 def check_alerts(
@@ -401,7 +408,10 @@ def check_alerts(
     def probe(api: ApiClient) -> list[Finding]:
         samples = parse_exposition(api.prometheus_metrics())
         return evaluate_samples(
-            samples, thresholds, host=api.host, redis_down_for=lambda: redis_down_since(db)
+            samples,
+            thresholds,
+            host=api.host,
+            redis_down_for=lambda: redis_down_evidence(journal),
         )
 
     probes: dict[str, Probe] = {
@@ -410,6 +420,14 @@ def check_alerts(
     }
     report = Report(title="alerts check", findings=run_probes(probes, timeout=timeout))
     report.data["thresholds"] = thresholds.model_dump()
+    redis = [f for f in report.findings if f.name.startswith("redis down >")]
+    if redis and all(f.status is not Status.UNKNOWN for f in redis):
+        record_observation(
+            journal,
+            "alerts check",
+            any(f.value != 0 for f in redis),
+            [f.summary for f in redis],
+        )
     if journal is not None and journal.open_incident_id() is not None:
         journal.append(
             OUTCOME,

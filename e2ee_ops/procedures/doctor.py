@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING
 
 from e2ee_ops.config import Thresholds
 from e2ee_ops.procedures.probes import Probe, run_probes
-from e2ee_ops.procedures.redis_outage import metrics_findings, ping_findings, undelivered_finding
+from e2ee_ops.procedures.redis_outage import (
+    metrics_findings,
+    ping_findings,
+    reconcile,
+    undelivered_finding,
+)
 from e2ee_ops.status import Finding, Report, Status
 
 if TYPE_CHECKING:
@@ -114,4 +119,5 @@ def doctor_probes(t: DoctorTargets) -> dict[str, Probe]:
 
 
 def run_doctor(t: DoctorTargets, *, timeout: float | None = None) -> Report:
-    return Report(title="doctor", findings=run_probes(doctor_probes(t), timeout=timeout))
+    findings = reconcile(run_probes(doctor_probes(t), timeout=timeout))
+    return Report(title="doctor", findings=findings)

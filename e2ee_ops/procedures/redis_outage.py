@@ -2,9 +2,19 @@
 
 Detection gathers every symptom the runbook lists: the API's own `redis_status`,
 a direct PING and INFO, one SSE heartbeat's `relay_lag`, and messages stored but
-not delivered. Recovery restarts Redis, then verifies what the runbook asks, in its
-order: PING, metrics back to ok with no lag, a canary message arriving over SSE,
-and stored vs delivered for the outage window; the outage goes to the journal.
+not delivered. The verdict is the service's: Redis is down (CRITICAL) only when the
+API says so; e2ee-ops failing to PING it while the API reports it healthy is UNKNOWN
+(a wrong `redis.url`, a firewall), never an outage.
+
+Recovery decides "down" from several signals over a short window (PINGs retried over
+`redis.down_confirm_seconds`, and the API's view): a refused connection that the API
+confirms is down; a Redis that accepts connections but does not answer (a stall,
+CLIENT PAUSE) is waited for up to the runbook's 60 s before it counts as down; a
+Redis the API reports healthy is never restarted without --force. Then it verifies
+what the runbook asks, in its order: PING, metrics back to ok with no lag (restarting
+the API instances if they still report Redis unavailable while it answers), a canary
+message arriving over SSE, and stored vs delivered for the outage window. The outage
+is recorded from evidence (see `outage_evidence`); no outage, no record.
 """
 
 from __future__ import annotations
@@ -18,8 +28,20 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.config import Thresholds
-from e2ee_ops.errors import E2eeOpsError, VerificationFailed
+from e2ee_ops.errors import E2eeOpsError, TimedOutError, VerificationFailed
 from e2ee_ops.journal import REDIS_OUTAGE
+from e2ee_ops.procedures.outage_evidence import (
+    DOWN_MARKER,
+    UP_MARKER,
+    Instant,
+    OutageWindow,
+    ServerRecord,
+    first,
+    journal_window,
+    log_window,
+    record_observation,
+    server_record,
+)
 from e2ee_ops.procedures.probes import Probe, run_probes
 from e2ee_ops.status import Finding, Plan, Report, Status, Step, StepRunner, classify
 
@@ -28,6 +50,7 @@ if TYPE_CHECKING:
     from e2ee_ops.adapters.postgres import DeliveryWindow, OpsDatabase
     from e2ee_ops.adapters.redis_client import RedisProbe
     from e2ee_ops.adapters.restarter import Restarter
+    from e2ee_ops.adapters.service_log import ServiceLog
     from e2ee_ops.journal import Journal
 
 
@@ -53,6 +76,12 @@ class RedisTargets:
     canary: Canary | None
     thresholds: Thresholds
     restarter: Restarter | None = None
+    api_restarter: Restarter | None = None  # restarts the API instances (services.api)
+    service_log: ServiceLog | None = None  # the API's log, for its "Redis unavailable" lines
+    log_markers: tuple[str, str] = (DOWN_MARKER, UP_MARKER)
+    journal: Journal | None = None  # earlier observations are read from it, new ones added
+    down_confirm_seconds: float = 3.0  # PINGs are retried this long before "down"
+    api_catch_up_seconds: float = 30.0  # the API may take this long to see Redis again
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     progress: Callable[[str], None] = lambda _m: None
@@ -168,16 +197,24 @@ def _heartbeat_finding(canary: Canary | None, wait_seconds: float) -> Finding:
 
 
 def undelivered_finding(db: OpsDatabase | None, thresholds: Thresholds) -> Finding:
+    """Messages of the last minutes not delivered, split by what they wait for: a device
+    that has connected since (deliverable, not delivered: the relay's problem, WARNING)
+    or a device offline since (not a Redis problem). The runbook's own count, of
+    message-device rows, is shown beside the toolkit's count of messages."""
     minutes = thresholds.undelivered_window_minutes
     name = f"undelivered messages ({minutes:g} min)"
     if db is None:
         return Finding(name, Status.UNKNOWN, None, "no PostgreSQL configured (postgres.url)")
-    count = db.undelivered_recent(minutes)
+    w = db.recent_window(minutes)
+    pending = w.stored - w.delivered
     return Finding(
         name,
-        Status.WARNING if count else Status.OK,
-        count,
-        f"{count} message(s) of the last {minutes:g} min stored but not delivered",
+        Status.WARNING if w.deliverable else Status.OK,
+        w.deliverable,
+        f"{w.deliverable} message(s) of the last {minutes:g} min not delivered though a "
+        f"recipient device was seen since; {w.waiting_offline} wait for devices not seen "
+        f"since it was stored ({pending} messages undelivered in all; the runbook's query counts "
+        f"{w.pending_rows} message-device rows)",
         threshold_warn=0,
     )
 
@@ -194,14 +231,72 @@ def detection_probes(t: RedisTargets) -> dict[str, Probe]:
     return probes
 
 
-def check_redis(t: RedisTargets, *, timeout: float | None = None) -> Report:
-    findings = run_probes(detection_probes(t), timeout=timeout)
-    report = Report(title="redis check", findings=findings)
-    down = any(f.name == "redis ping" and f.status is Status.CRITICAL for f in findings)
+def _service_view(findings: Sequence[Finding]) -> tuple[bool, bool]:
+    """(the service says Redis is down, the service says Redis is healthy)."""
+    statuses = [f for f in findings if f.name.startswith("api redis_status")]
+    lag = [f for f in findings if f.name == "sse heartbeat relay_lag" and f.value is not None]
+    down = any(f.value == "unavailable" for f in statuses) or any(f.value for f in lag)
+    healthy = bool(statuses) and all(f.value == "ok" for f in statuses) and not down
+    return down, healthy
+
+
+def reconcile(findings: list[Finding]) -> list[Finding]:
+    """A failed PING from here is an outage only when the service agrees: otherwise it is
+    UNKNOWN (e2ee-ops cannot reach Redis, which says nothing about Redis)."""
+    down, healthy = _service_view(findings)
+    out = []
+    for f in findings:
+        if f.name == "redis ping" and f.status is Status.CRITICAL and not down:
+            reason = f.summary.removeprefix("redis PING failed: ")
+            said = (
+                "the API reports it healthy (redis_status=ok)"
+                if healthy
+                else "no API instance says how Redis is"
+            )
+            f = Finding(
+                f.name, Status.UNKNOWN, f.value, f"cannot reach Redis from here ({reason}); {said}"
+            )
+        out.append(f)
+    return out
+
+
+def redis_down(findings: Sequence[Finding]) -> bool | None:
+    """The verdict of a detection run: True (the service says Redis is down), False
+    (the service says healthy and PING answers), None (could not tell)."""
+    down, healthy = _service_view(findings)
     if down:
+        return True
+    ping = [f for f in findings if f.name == "redis ping"]
+    if healthy and ping and ping[0].status is Status.OK:
+        return False
+    return None
+
+
+def observe(journal: Journal | None, command: str, findings: Sequence[Finding]) -> None:
+    """Journal what a check saw of Redis (see `record_observation`)."""
+    evidence = [
+        f.summary for f in findings if f.name.startswith(("api redis_status", "redis ping"))
+    ]
+    record_observation(journal, command, redis_down(findings), evidence)
+
+
+def check_redis(
+    t: RedisTargets, *, timeout: float | None = None, command: str = "redis check"
+) -> Report:
+    findings = reconcile(run_probes(detection_probes(t), timeout=timeout))
+    report = Report(title="redis check", findings=findings)
+    down = redis_down(findings)
+    ping_ok = any(f.name == "redis ping" and f.status is Status.OK for f in findings)
+    if down and ping_ok:
+        report.summary = (
+            "the API reports Redis unavailable while Redis answers PING: the relay is "
+            "stuck; `e2ee-ops redis recover` restarts the API instances"
+        )
+    elif down:
         report.summary = (
             "Redis outage: messages are stored but not pushed; run `e2ee-ops redis recover`"
         )
+    observe(t.journal, command, findings)
     return report
 
 
@@ -217,15 +312,39 @@ def _redis_up(redis: RedisProbe) -> bool:
 
 
 def _wait_until(
-    t: RedisTargets, deadline_seconds: float, predicate: Callable[[], bool], interval: float = 0.5
+    t: RedisTargets,
+    deadline_seconds: float,
+    predicate: Callable[[], bool],
+    what: str,
+    interval: float = 0.5,
+    every: float = 5.0,
 ) -> bool:
-    end = t.monotonic() + deadline_seconds
+    """Poll `predicate` until it holds or `deadline_seconds` pass, saying every `every`
+    seconds what is awaited and for how long already."""
+    started = t.monotonic()
+    end = started + deadline_seconds
+    said = started
     while True:
         if predicate():
             return True
-        if t.monotonic() >= end:
+        now = t.monotonic()
+        if now >= end:
             return False
+        if now - said >= every:
+            said = now
+            t.progress(f"waiting for {what}: {now - started:.0f} s of {deadline_seconds:g} s")
         t.sleep(interval)
+
+
+def _metrics(apis: Sequence[ApiClient]) -> list[dict[str, Any]]:
+    """Every reachable instance's /dm/metrics (an unreachable one adds nothing)."""
+    answers = []
+    for api in apis:
+        try:
+            answers.append(api.dm_metrics())
+        except E2eeOpsError:
+            continue
+    return answers
 
 
 def _metrics_clear(apis: Sequence[ApiClient]) -> bool:
@@ -237,6 +356,62 @@ def _metrics_clear(apis: Sequence[ApiClient]) -> bool:
         if m.get("redis_status") != "ok" or m.get("relay_lag"):
             return False
     return True
+
+
+@dataclass(frozen=True)
+class RedisState:
+    """What several PINGs over a short window and the API together say about Redis."""
+
+    verdict: str  # "up", "down", "stalled", "unreachable from here", "unknown"
+    sentence: str
+    service_down: bool  # an API instance reports redis_status=unavailable
+    service_healthy: bool  # every API instance reports redis_status=ok
+    record: ServerRecord
+
+
+def assess_redis(t: RedisTargets) -> RedisState:
+    answers = _metrics(t.admin_apis)
+    statuses = [str(m.get("redis_status", "unknown")) for m in answers]
+    service_down = "unavailable" in statuses
+    service_healthy = (
+        bool(statuses) and len(statuses) == len(t.admin_apis) and all(s == "ok" for s in statuses)
+    )
+    record = server_record(answers)
+    said = (
+        "the API reports Redis unavailable"
+        if service_down
+        else "the API reports Redis healthy"
+        if service_healthy
+        else "no API instance says how Redis is"
+    )
+    errors: list[E2eeOpsError] = []
+    end = t.monotonic() + t.down_confirm_seconds
+    while True:
+        try:
+            ms = t.redis.ping()
+        except E2eeOpsError as exc:
+            errors.append(exc)
+        else:
+            return RedisState(
+                "up",
+                f"Redis answers PING in {ms:.0f} ms; {said}",
+                service_down,
+                service_healthy,
+                record,
+            )
+        if t.monotonic() >= end:
+            break
+        t.sleep(1.0)
+    tried = f"{len(errors)} PING(s) over {t.down_confirm_seconds:g} s failed ({errors[-1]})"
+    if any(isinstance(e, TimedOutError) for e in errors):
+        verdict, why = "stalled", f"{tried}: Redis does not answer in time; {said}"
+    elif service_healthy:
+        verdict, why = "unreachable from here", f"{tried}, but {said}: cannot reach Redis from here"
+    elif service_down:
+        verdict, why = "down", f"{tried}; {said}"
+    else:
+        verdict, why = "unknown", f"{tried} and {said}"
+    return RedisState(verdict, why, service_down, service_healthy, record)
 
 
 @dataclass(frozen=True)
@@ -301,20 +476,46 @@ def recovery_plan(t: RedisTargets, *, force: bool) -> Plan:
         if t.restarter and t.restarter.spec
         else "(no restart method configured)"
     )
+    api_restart = (
+        t.api_restarter.describe()
+        if t.api_restarter and t.api_restarter.spec
+        else "(no restart method configured for services.api)"
+    )
     th = t.thresholds
     steps = [
-        Step(f"check Redis with PING; restart only if it is down{' (forced)' if force else ''}"),
-        Step(f"restart Redis: {restart}"),
+        Step(
+            f"decide whether Redis is down: PINGs over {t.down_confirm_seconds:g} s and the "
+            "API's redis_status; a stalled Redis is waited for up to "
+            f"{th.redis_down_seconds:g} s; one the API reports healthy is not restarted"
+            + (" (--force: restart anyway)" if force else "")
+        ),
+        Step(f"restart Redis only if it is down: {restart}"),
         Step(f"wait for PING (deadline {th.recover_deadline_seconds:g} s)"),
-        Step("watch /dm/metrics until redis_status is ok and relay_lag is false"),
+        Step(
+            "watch /dm/metrics until redis_status is ok and relay_lag is false; if the API "
+            f"still reports Redis unavailable after {t.api_catch_up_seconds:g} s while Redis "
+            f"answers PING, restart the API instances: {api_restart}"
+        ),
         Step(
             "send a canary message from canary A to canary B and see it arrive over SSE "
             f"(latency threshold {th.delivery_p99_ms:g} ms)"
         ),
-        Step("compare messages stored vs delivered for the outage window; list any undelivered"),
-        Step("record the outage (start, end, duration, counts) in the journal"),
+        Step(
+            "compare messages stored vs delivered for the outage window: deliverable but "
+            "not delivered vs waiting for offline devices"
+        ),
+        Step(
+            "record the outage in the journal: start and end, each with its evidence (the "
+            "server's relay record, the service log, earlier checks, --since), or unknown"
+        ),
     ]
     return Plan(title="redis recover", steps=steps)
+
+
+NEXT_STEP = (
+    "check the Redis host (service status, its log, disk and memory), then run "
+    "`e2ee-ops redis check` and `e2ee-ops redis recover --execute` again"
+)
 
 
 def recover_redis(
@@ -331,44 +532,116 @@ def recover_redis(
         return plan
     run = StepRunner(plan, t.progress)
     th = t.thresholds
+    journal = journal or t.journal
     detected_at = datetime.now(UTC)
 
-    def fail(outcome: str) -> Plan:
-        return run.fail(outcome, rest="not run: an earlier verification failed")
+    def fail(outcome: str, status: Status = Status.CRITICAL) -> Plan:
+        plan.summary = outcome
+        return run.fail(outcome, rest="not run: an earlier step failed", status=status)
 
-    was_down = not _redis_up(t.redis)
-    window_start = since or _outage_start_estimate(t, detected_at)
-    run.done("Redis is down" if was_down else "Redis answers PING")
+    state = assess_redis(t)
+    if state.verdict == "stalled":
+        # Slow is not down: wait for it, up to the runbook's "unavailable > 60 s".
+        t.progress(f"{state.sentence}; waiting up to {th.redis_down_seconds:g} s for it")
+        stalled_at = t.monotonic()
+        if _wait_until(t, th.redis_down_seconds, lambda: _redis_up(t.redis), "Redis to answer"):
+            waited = t.monotonic() - stalled_at
+            state = assess_redis(t)
+            state = RedisState(
+                state.verdict,
+                f"Redis was slow to answer for {waited:.0f} s and answers again; " + state.sentence,
+                state.service_down,
+                state.service_healthy,
+                state.record,
+            )
+        else:
+            state = assess_redis(t)
+            if state.verdict == "stalled":
+                verdict = (
+                    "down"
+                    if state.service_down
+                    else "unreachable from here"
+                    if state.service_healthy
+                    else "unknown"
+                )
+                state = RedisState(
+                    verdict,
+                    f"Redis did not answer for {th.redis_down_seconds:g} s; " + state.sentence,
+                    state.service_down,
+                    state.service_healthy,
+                    state.record,
+                )
+    restart_redis = state.verdict == "down" or force
+    if state.verdict in ("unreachable from here", "unknown") and not force:
+        run.done(state.sentence, Status.UNKNOWN)
+        return fail(
+            "not restarting Redis: "
+            + (
+                "the API reports it healthy, so check redis.url and the network from here"
+                if state.verdict == "unreachable from here"
+                else "nothing shows it is down; use --force to restart it anyway"
+            ),
+            Status.UNKNOWN,
+        )
+    run.done(state.sentence)
+    outage = state.verdict == "down" or state.service_down or since is not None
 
-    if was_down or force:
+    if restart_redis:
         if t.restarter is None or t.restarter.spec is None:
             return fail("no restart method is configured for redis (services.redis.restart)")
         try:
             result = t.restarter.restart()
         except E2eeOpsError as exc:
-            return fail(f"restart failed: {exc}")
+            return fail(f"restart failed: {exc}; {NEXT_STEP}")
         run.done(f"restarted Redis in {result.seconds:.1f} s")
     else:
-        run.skip("skipped: Redis is up (use --force to restart anyway)")
+        run.skip("skipped: Redis answers PING (use --force to restart anyway)")
 
-    if not _wait_until(t, th.recover_deadline_seconds, lambda: _redis_up(t.redis)):
-        return fail(f"Redis did not answer PING within {th.recover_deadline_seconds:g} s")
-    redis_back_at = datetime.now(UTC)
+    if not _wait_until(
+        t, th.recover_deadline_seconds, lambda: _redis_up(t.redis), "Redis to answer PING"
+    ):
+        return fail(
+            f"Redis did not answer PING within {th.recover_deadline_seconds:g} s; {NEXT_STEP}"
+        )
     run.done("Redis answers PING")
 
-    if not _wait_until(t, th.recover_deadline_seconds, lambda: _metrics_clear(t.admin_apis)):
-        return fail(
-            "/dm/metrics still shows redis unavailable or relay_lag after "
-            f"{th.recover_deadline_seconds:g} s"
-        )
-    run.done("every API instance reports redis_status=ok and relay_lag=false")
+    clear = _wait_until(
+        t,
+        min(t.api_catch_up_seconds, th.recover_deadline_seconds),
+        lambda: _metrics_clear(t.admin_apis),
+        "every API instance to report redis_status=ok",
+    )
+    api_note = ""
+    if not clear:
+        if t.api_restarter is None or t.api_restarter.spec is None:
+            return fail(
+                "the API still reports Redis unavailable while Redis answers PING; restart "
+                "the API instances (configure services.api.restart to let recover do it)"
+            )
+        try:
+            t.api_restarter.restart()
+        except E2eeOpsError as exc:
+            return fail(f"restarting the API instances failed: {exc}")
+        api_note = " after restarting the API instances (they reported Redis unavailable)"
+        if not _wait_until(
+            t,
+            th.recover_deadline_seconds,
+            lambda: _metrics_clear(t.admin_apis),
+            "every API instance to report redis_status=ok",
+        ):
+            return fail(
+                "/dm/metrics still shows redis unavailable or relay_lag after restarting the "
+                f"API instances and {th.recover_deadline_seconds:g} s; check the API's log"
+            )
+    metrics_clear_at = datetime.now(UTC)
+    run.done("every API instance reports redis_status=ok and relay_lag=false" + api_note)
 
     if t.canary is None:
         return fail("no canary accounts are configured (tokens.canary_a/b, canary.*)")
     try:
         canary = send_canary(t.canary, deadline_seconds=t.canary.delivery_timeout_seconds)
     except E2eeOpsError as exc:
-        return fail(f"canary not delivered: {exc}")
+        return fail(f"canary not delivered: {exc}; check the API's log and SSE proxy")
     slow = canary.latency_ms > th.delivery_p99_ms
     run.done(
         f"canary message {canary.message_id} arrived over SSE in {canary.latency_ms:.0f} ms"
@@ -376,84 +649,171 @@ def recover_redis(
         Status.WARNING if slow else Status.OK,
     )
 
-    window = _settled_window(t, window_start, settle_seconds)
-    undelivered = (
-        [
-            {
-                "message_id": u.message_id,
-                "created_at": u.created_at.isoformat(),
-                "devices_pending": u.devices_pending,
-            }
-            for u in window.undelivered
-        ]
-        if window
-        else []
+    if not outage:
+        run.skip("skipped: no outage (nothing was down), so no outage window to compare")
+        run.skip("skipped: no outage, no record")
+        plan.summary = "no outage: Redis and the API are healthy and a canary went through"
+        return plan
+
+    window = outage_window(
+        t,
+        since=since,
+        at_detection=state.record,
+        detected_at=detected_at,
+        fallback_end=Instant(
+            metrics_clear_at,
+            "e2ee-ops: every API instance reported redis_status=ok (at the latest)",
+        ),
     )
-    if window is None:
-        run.done("no PostgreSQL configured: stored vs delivered not compared", Status.UNKNOWN)
-    elif window.all_delivered:
-        run.done(
-            f"all {window.stored} message(s) stored since {window.start:%H:%M:%S} were delivered"
-        )
-    else:
-        run.done(
-            f"{window.stored - window.delivered} of {window.stored} message(s) stored since "
-            f"{window.start:%H:%M:%S} are not yet delivered (offline devices?); ids: "
-            + ", ".join(str(u["message_id"]) for u in undelivered[:10]),
-            Status.WARNING,
-        )
-    ended_at = datetime.now(UTC)
-    record = {
+    delivery = _settled_window(t, window, settle_seconds)
+    status, sentence = _delivery_sentence(delivery, window)
+    run.done(sentence, status)
+    record: dict[str, Any] = {
+        **window.as_dict(),
         "detected_at": detected_at.isoformat(),
-        "start": window_start.isoformat(),
-        "redis_back_at": redis_back_at.isoformat(),
-        "end": ended_at.isoformat(),
-        "duration_seconds": round((redis_back_at - window_start).total_seconds(), 1),
-        "was_down": was_down,
-        "stored": window.stored if window else None,
-        "delivered": window.delivered if window else None,
-        "stored_not_delivered": (window.stored - window.delivered) if window else None,
-        "all_delivered": window.all_delivered if window else None,
-        "undelivered": undelivered,
+        "verdict": state.verdict,
+        "redis_restarted": restart_redis,
         "canary_message_id": canary.message_id,
         "canary_latency_ms": round(canary.latency_ms, 1),
+        **_delivery_record(delivery),
     }
+    # Flat copies the post-mortem reads.
+    record["start"] = window.start.at.isoformat() if window.start.at else None
+    record["end"] = window.end.at.isoformat() if window.end.at else None
+    record["start_source"] = window.start.source
+    record["end_source"] = window.end.source
     plan.data["outage"] = record
+    plan.summary = window.sentence()
     if journal is not None:
         journal.append(REDIS_OUTAGE, command="redis recover", data=record)
-        run.done(f"outage recorded in the journal ({journal.path})")
+        run.done(f"recorded in the journal ({journal.path}): {window.sentence()}")
     else:
         run.skip("no journal configured")
     return plan
 
 
-def _outage_start_estimate(t: RedisTargets, now: datetime) -> datetime:
-    """When the outage began, at the latest: the oldest message of the last hour still
-    undelivered (messages stored while Redis was down are the ones not pushed), else now.
-    """
-    if t.db is None:
-        return now
-    try:
-        oldest = t.db.oldest_undelivered(now)
-    except E2eeOpsError:
-        return now
-    return now if oldest is None else min(oldest, now)
+def outage_window(
+    t: RedisTargets,
+    *,
+    since: datetime | None,
+    at_detection: ServerRecord,
+    detected_at: datetime,
+    fallback_end: Instant | None,
+) -> OutageWindow:
+    """The outage's start and end from the evidence there is, each naming its source."""
+    after = server_record(_metrics(t.admin_apis))
+    # A completed window is this outage's only when it ended after it was detected.
+    recent = detected_at - timedelta(seconds=t.down_confirm_seconds)
+    server_start = at_detection.down_since
+    server_end = None
+    if after.last_regained and after.last_regained.at and after.last_lost:
+        if after.last_regained.at >= recent:
+            server_start = server_start or after.last_lost
+            server_end = after.last_regained
+    log_start = log_end = None
+    if t.service_log is not None:
+        try:
+            lines = t.service_log.matching(t.log_markers)
+        except E2eeOpsError as exc:
+            t.progress(f"the service log gave no evidence: {exc}")
+        else:
+            found = log_window(
+                lines,
+                where=t.service_log.describe(),
+                down=t.log_markers[0],
+                up=t.log_markers[1],
+            )
+            ended = found.regained.at if found and found.regained else None
+            if found is not None and (ended is None or ended >= recent):
+                log_start, log_end = found.lost, found.regained
+    journal_start = journal_end = None
+    if t.journal is not None:
+        journal_start, journal_end = journal_window(t.journal.entries())
+    given = Instant(since, "--since (given by the operator)") if since else None
+    return OutageWindow(
+        start=first(given, server_start, log_start, journal_start),
+        end=first(server_end, log_end, journal_end if journal_start else None, fallback_end),
+    )
 
 
 def _settled_window(
-    t: RedisTargets, start: datetime, settle_seconds: float
+    t: RedisTargets, window: OutageWindow, settle_seconds: float
 ) -> DeliveryWindow | None:
-    """Stored vs delivered since `start`, given clients `settle_seconds` to catch up."""
-    if t.db is None:
+    """Stored vs delivered from the outage's start until now, given clients
+    `settle_seconds` to catch up; None without a database or a known start."""
+    if t.db is None or window.start.at is None:
         return None
-    db = t.db
+    db, start = t.db, window.start.at
 
     def probe() -> DeliveryWindow:
         return db.delivery_window(start, datetime.now(UTC) + timedelta(seconds=1))
 
-    window = probe()
+    delivery = probe()
     deadline = t.monotonic() + settle_seconds
-    while not window.all_delivered and t.monotonic() < deadline:
+    while delivery.deliverable and t.monotonic() < deadline:
         t.sleep(1.0)
-        window = probe()
-    return window
+        delivery = probe()
+    return delivery
+
+
+def _delivery_sentence(delivery: DeliveryWindow | None, window: OutageWindow) -> tuple[Status, str]:
+    if delivery is None:
+        why = (
+            "the outage start is unknown (give --since)"
+            if window.start.at is None
+            else "no PostgreSQL configured"
+        )
+        return Status.UNKNOWN, f"stored vs delivered not compared: {why}"
+    since = f"since {delivery.start:%H:%M:%S}" if delivery.start else ""
+    counts = (
+        f"(counting messages; the runbook's query counts message-device rows: "
+        f"{delivery.pending_rows} undelivered)"
+    )
+    if delivery.all_delivered:
+        return Status.OK, f"all {delivery.stored} message(s) stored {since} were delivered"
+    offline = (
+        f"{delivery.waiting_offline} wait for devices not seen since they were stored "
+        "(offline phones, not a Redis problem)"
+    )
+    if not delivery.deliverable:
+        return Status.OK, (
+            f"{delivery.delivered} of {delivery.stored} message(s) stored {since} delivered; "
+            f"{offline} {counts}"
+        )
+    ids = ", ".join(str(u.message_id) for u in delivery.undelivered if u.deliverable)
+    return Status.WARNING, (
+        f"{delivery.deliverable} of {delivery.stored} message(s) stored {since} are not "
+        f"delivered though a recipient device was seen since (ids {ids}); {offline} {counts}"
+    )
+
+
+def _delivery_record(delivery: DeliveryWindow | None) -> dict[str, Any]:
+    if delivery is None:
+        return {
+            "stored": None,
+            "delivered": None,
+            "stored_not_delivered": None,
+            "deliverable_not_delivered": None,
+            "waiting_offline": None,
+            "runbook_pending_rows": None,
+            "all_delivered": None,
+            "undelivered": [],
+        }
+    return {
+        "stored": delivery.stored,
+        "delivered": delivery.delivered,
+        "stored_not_delivered": delivery.stored - delivery.delivered,
+        "deliverable_not_delivered": delivery.deliverable,
+        "waiting_offline": delivery.waiting_offline,
+        "runbook_pending_rows": delivery.pending_rows,
+        "all_delivered": delivery.all_delivered,
+        "undelivered": [
+            {
+                "message_id": u.message_id,
+                "created_at": u.created_at.isoformat(),
+                "devices_pending": u.devices_pending,
+                "deliverable": u.deliverable,
+            }
+            for u in delivery.undelivered
+        ],
+    }

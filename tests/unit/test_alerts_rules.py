@@ -125,14 +125,15 @@ def test_histogram_p99_interpolates_like_prometheus() -> None:
     assert histogram_p99(samples, "e2ee_delivery_latency_seconds") == pytest.approx(0.995)
 
 
-def test_redis_down_is_dated_or_assumed_critical() -> None:
+def test_redis_down_is_dated_by_evidence_or_a_warning_with_duration_unknown() -> None:
     text = "# TYPE redis_up gauge\nredis_up 0.0\n"
     samples = parse_exposition(text)
     t = Thresholds()
     [undated] = [f for f in evaluate_samples(samples, t, host="a") if f.name.startswith("redis")]
-    assert undated.status is Status.CRITICAL and "unknown time" in undated.summary
-    short = evaluate_samples(samples, t, host="a", redis_down_for=lambda: 10.0)[0]
-    long = evaluate_samples(samples, t, host="a", redis_down_for=lambda: 75.0)[0]
+    assert undated.status is Status.WARNING and "Redis is down, duration unknown" in undated.summary
+    short = evaluate_samples(samples, t, host="a", redis_down_for=lambda: (10.0, "journal"))[0]
+    long = evaluate_samples(samples, t, host="a", redis_down_for=lambda: (75.0, "journal"))[0]
     assert (short.status, long.status) == (Status.WARNING, Status.CRITICAL)
+    assert "(journal)" in long.summary
     missing = [f for f in evaluate_samples(samples, t, host="a") if f.status is Status.UNKNOWN]
     assert missing  # metrics this text lacks are UNKNOWN, never OK

@@ -107,6 +107,7 @@ def test_entry_kinds_are_the_words_written_on_disk() -> None:
         "OUTCOME": "outcome",
         "NOTE": "note",
         "REDIS_OUTAGE": "redis_outage",
+        "REDIS_OBSERVATION": "redis_observation",
         "POSTMORTEM": "postmortem",
         "INCIDENT_OPEN": "incident_open",
         "INCIDENT_CLOSE": "incident_close",

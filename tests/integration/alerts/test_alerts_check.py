@@ -86,11 +86,17 @@ def test_redis_down_is_critical_once_dated_past_the_threshold(
     dan_device = dan.register_device("phone", prekeys=50)["device_id"]
     conv = dan.open_conversation(bob_id)
     controllable_redis.stop()
-    dan.send(conv, dan_device, bob_id)  # stored, not pushed: it dates the outage
+    dan.send(conv, dan_device, bob_id)  # stored, not pushed: it dates nothing
     deadline = time.monotonic() + 15
     while "redis_up 0.0" not in httpx.get(f"{reference_server.url}/metrics").text:
         assert time.monotonic() < deadline, "the server never noticed Redis was down"
         time.sleep(0.2)
+    # The first check to see it down has no evidence of when it began: a warning.
+    code, found = check(ops_config, redis_down_seconds=0.001)
+    down = next(f for n, f in found.items() if n.startswith("redis down"))
+    assert code == 1 and down["status"] == "WARNING"
+    assert "duration unknown" in down["summary"]
+    # The next one dates it from that first observation in the journal.
     code, found = check(ops_config, redis_down_seconds=0.001)
     assert code == 2
     down = next(f for n, f in found.items() if n.startswith("redis down"))

@@ -41,8 +41,8 @@ def test_postmortem_after_a_redis_outage(
             for _ in range(3):
                 demo.send(conv, device, receiver_id)
         recovered = run("redis", "recover", "--execute", "--yes")
-        # The receiver is offline: its 3 messages stay undelivered, a WARNING.
-        assert recovered.exit_code == 1, recovered.stdout + recovered.stderr
+        # The receiver is offline: its 3 messages wait for it, which is not a Redis problem.
+        assert recovered.exit_code == 0, recovered.stdout + recovered.stderr
         closed = run("incident", "close", "--resolution", "Redis restarted by redis recover")
         assert closed.exit_code == 0
     finally:

@@ -72,6 +72,7 @@ def test_incident_timeline_gathers_commands_and_notifies(
         "incident open",
         "incident open",
         "incident open",
+        "alerts check",  # what it saw of Redis, which later outage records read
         "alerts check",
         "incident log",
     ]
