@@ -299,6 +299,13 @@ class Thresholds(_Section):
     abuse_new_conversations_per_hour_critical: float = Field(default=30, gt=0)
     abuse_rate_limited_per_hour_warning: float = Field(default=1, gt=0)  # 429s; above 1 warns
     abuse_rate_limited_per_hour_critical: float = Field(default=20, gt=0)
+    # Minimum counts: a sender under these is never flagged, however short the window
+    # (a rate scaled down to 5 minutes would flag someone writing to 6 friends); the
+    # critical floor is twice the minimum.
+    abuse_messages_min: int = Field(default=50, ge=1)
+    abuse_fanout_min: int = Field(default=10, ge=1)
+    abuse_new_conversations_min: int = Field(default=10, ge=1)
+    abuse_rate_limited_min: int = Field(default=2, ge=1)
 
     @model_validator(mode="after")
     def _warning_above_critical(self) -> Thresholds:

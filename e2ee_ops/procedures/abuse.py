@@ -47,31 +47,44 @@ class _Measure:
     crit: float
 
 
+def _limits(rate_warn: float, rate_crit: float, floor: int, hours: float) -> tuple[float, float]:
+    """Warning and critical counts for a window of `hours`: the hourly rates scaled to
+    the window, never below the minimum count (twice the minimum for critical)."""
+    return max(rate_warn * hours, float(floor)), max(rate_crit * hours, 2.0 * floor)
+
+
 def _measures(s: SenderActivity, th: Thresholds, hours: float) -> list[_Measure]:
+    def measure(label: str, value: int, warn: float, crit: float, floor: int) -> _Measure:
+        return _Measure(label, value, *_limits(warn, crit, floor, hours))
+
     return [
-        _Measure(
+        measure(
             "messages",
             s.messages,
-            th.abuse_messages_per_hour_warning * hours,
-            th.abuse_messages_per_hour_critical * hours,
+            th.abuse_messages_per_hour_warning,
+            th.abuse_messages_per_hour_critical,
+            th.abuse_messages_min,
         ),
-        _Measure(
+        measure(
             "recipients",
             s.recipients,
-            th.abuse_fanout_per_hour_warning * hours,
-            th.abuse_fanout_per_hour_critical * hours,
+            th.abuse_fanout_per_hour_warning,
+            th.abuse_fanout_per_hour_critical,
+            th.abuse_fanout_min,
         ),
-        _Measure(
+        measure(
             "new conversations",
             s.new_conversations,
-            th.abuse_new_conversations_per_hour_warning * hours,
-            th.abuse_new_conversations_per_hour_critical * hours,
+            th.abuse_new_conversations_per_hour_warning,
+            th.abuse_new_conversations_per_hour_critical,
+            th.abuse_new_conversations_min,
         ),
-        _Measure(
+        measure(
             "429s",
             s.rate_limited,
-            th.abuse_rate_limited_per_hour_warning * hours,
-            th.abuse_rate_limited_per_hour_critical * hours,
+            th.abuse_rate_limited_per_hour_warning,
+            th.abuse_rate_limited_per_hour_critical,
+            th.abuse_rate_limited_min,
         ),
     ]
 
@@ -96,6 +109,12 @@ def top_senders(
     judged.sort(key=lambda j: (-j[1].severity, -j[0].messages, -j[0].recipients, j[0].user_id))
     judged = judged[:limit]
     window = _window_text(window_seconds)
+    message_limits = _limits(
+        thresholds.abuse_messages_per_hour_warning,
+        thresholds.abuse_messages_per_hour_critical,
+        thresholds.abuse_messages_min,
+        hours,
+    )
     findings = [
         Finding(
             name=f"{s.username} (#{s.user_id})",
@@ -108,8 +127,8 @@ def top_senders(
                 + (" [blocked]" if s.blocked else "")
                 + (f"; over: {', '.join(over)}" if over else "")
             ),
-            threshold_warn=thresholds.abuse_messages_per_hour_warning * hours,
-            threshold_crit=thresholds.abuse_messages_per_hour_critical * hours,
+            threshold_warn=message_limits[0],
+            threshold_crit=message_limits[1],
         )
         for s, status, over in judged
     ]

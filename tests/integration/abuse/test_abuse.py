@@ -65,7 +65,10 @@ def test_top_senders_match_the_runbook_query(burst, ops_config: Path) -> None:  
     assert senders[ids["bob"]]["recipients"] == 1
 
     # Lower thresholds (environment, as cron would set them) make alice critical.
-    env = {"E2EE_OPS_THRESHOLDS__ABUSE_FANOUT_PER_HOUR_CRITICAL": "2"}
+    env = {
+        "E2EE_OPS_THRESHOLDS__ABUSE_FANOUT_PER_HOUR_CRITICAL": "2",
+        "E2EE_OPS_THRESHOLDS__ABUSE_FANOUT_MIN": "1",
+    }
     strict = cli("--config", str(ops_config), "-o", "json", "abuse", "top-senders", env=env)
     assert strict.exit_code == 2
 
@@ -83,6 +86,37 @@ def test_top_senders_match_the_runbook_query(burst, ops_config: Path) -> None:  
         "1",
     )
     assert [s["user_id"] for s in short.json["data"]["senders"]] == [ids["alice"]]
+
+
+def test_a_short_window_does_not_flag_someone_writing_to_six_friends(
+    users, ops_config: Path
+) -> None:  # type: ignore[no-untyped-def]
+    sender_id, sender = users.new("friendly")
+    device = sender.register_device("friendly-phone")["device_id"]
+    for i in range(6):
+        friend_id, friend = users.new(f"friend{i}")
+        friend.register_device(f"friend{i}-phone")
+        sender.send(sender.open_conversation(friend_id), device, friend_id)
+    result = cli(
+        "--config", str(ops_config), "-o", "json", "abuse", "top-senders", "--window", "5m"
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    [friendly] = [s for s in result.json["data"]["senders"] if s["user_id"] == sender_id]
+    assert friendly["recipients"] == 6 and friendly["status"] == "OK"
+    # With a minimum of 2 recipients (critical from 4) the same window flags it.
+    env = {"E2EE_OPS_THRESHOLDS__ABUSE_FANOUT_MIN": "2"}
+    strict = cli(
+        "--config",
+        str(ops_config),
+        "-o",
+        "json",
+        "abuse",
+        "top-senders",
+        "--window",
+        "5m",
+        env=env,
+    )
+    assert strict.exit_code == 2, strict.stdout
 
     bad = cli("--config", str(ops_config), "abuse", "top-senders", "--window", "soon")
     assert bad.exit_code == 64
