@@ -79,16 +79,23 @@ def devices_remediated(entries: list[Entry]) -> tuple[int, list[str]] | None:
 
 
 def users_blocked(entries: list[Entry]) -> tuple[int, list[str]] | None:
-    found = [
-        _ids_or_count(_first(e.data, "blocked", "account_ids", "account_id"))
-        for e in entries
-        if e.kind == OUTCOME
-        and runs_command(e.command, ("abuse block",))
-        and str(e.data.get("status", "OK")) in ("OK", "WARNING")
-    ]
-    if not found:
+    """Distinct accounts blocked by a successful `abuse block`: `account_id` is an id,
+    never a count."""
+    ids: list[str] | None = None
+    for e in entries:
+        if not (
+            e.kind == OUTCOME
+            and runs_command(e.command, ("abuse block",))
+            and str(e.data.get("status", "OK")) in ("OK", "WARNING")
+        ):
+            continue
+        value = _first(e.data, "account_ids", "account_id")
+        values = value if isinstance(value, list | tuple) else [value]
+        ids = (ids or []) + [str(v) for v in values if v is not None]
+    if ids is None:
         return None
-    return sum(n for n, _ in found), [i for _, ids in found for i in ids]
+    unique = list(dict.fromkeys(ids))
+    return len(unique), unique
 
 
 def _delivered_since(db: OpsDatabase | None, outage: dict[str, Any]) -> tuple[int, int] | None:

@@ -96,3 +96,12 @@ def test_no_evidence_is_unknown_never_a_guess() -> None:
     assert window.as_dict()["duration"] == "unknown"
     assert window.as_dict()["start"] == {"at": None, "source": "unknown"}
 
+
+def test_a_blocked_account_id_is_one_user_not_a_count() -> None:
+    from e2ee_ops.journal import OUTCOME
+    from e2ee_ops.procedures.postmortem import users_blocked
+
+    block = Entry(T0, "me", "abuse block 343", OUTCOME, {"status": "OK", "account_id": 343})
+    again = Entry(T0, "me", "abuse block 343", OUTCOME, {"status": "OK", "account_id": 343})
+    assert users_blocked([block, again]) == (1, ["343"])
+    assert users_blocked([]) is None
