@@ -10,8 +10,9 @@ from typing import Annotated, NoReturn
 import typer
 
 from e2ee_ops.context import AppContext
+from e2ee_ops.journal import OUTCOME
 from e2ee_ops.render import OutputFormat, Result
-from e2ee_ops.status import Report
+from e2ee_ops.status import Report, Status
 
 # Add to any data command so `--output` works after the subcommand too:
 #     def check(ctx: typer.Context, output: OutputOption = None) -> None:
@@ -43,6 +44,31 @@ def app_context(ctx: typer.Context) -> AppContext:
     return obj
 
 
+# What of a report's data its journal record keeps (the post-mortem counts from these).
+EVIDENCE_KEYS = ("stuck_ids", "stuck_total", "remediated", "still_stuck")
+
+
+def journal_finding(env: AppContext, ctx: typer.Context, report: Report) -> None:
+    """While an incident is open, a read-only command's verdict joins its timeline: the
+    evidence that ticks its response steps (cron runs between incidents stay out)."""
+    if report.title.startswith("incident"):
+        return  # reading the timeline is not an observation of the service
+    journal = env.journal()
+    if journal.open_incident_id() is None:
+        return
+    command = " ".join(ctx.command_path.split()[1:]) or report.title
+    journal.append(
+        OUTCOME,
+        command=command,
+        data={
+            "status": report.status.name,
+            "summary": report.one_line_summary(),
+            "failing": [f.summary for f in report.findings if f.status is not Status.OK][:20],
+            **{k: report.data[k] for k in EVIDENCE_KEYS if k in report.data},
+        },
+    )
+
+
 def finish(
     ctx: typer.Context,
     result: Result,
@@ -54,6 +80,8 @@ def finish(
     """Render `result` on stdout (a report also as JUnit XML into `junit`) and exit with
     the code its status calls for."""
     env = app_context(ctx)
+    if isinstance(result, Report):
+        journal_finding(env, ctx, result)
     if junit is not None and isinstance(result, Report):
         from e2ee_ops.render import to_junit
 

@@ -106,7 +106,6 @@ def stuck(
             options=options,
             timeout_seconds=watch_timeout,
             interval_seconds=interval,
-            journal=env.journal(),
             progress=env.progress,
         )
         finish(ctx, report, output=output)

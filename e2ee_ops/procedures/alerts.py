@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 
 from e2ee_ops.config import Thresholds
 from e2ee_ops.errors import ServiceError
-from e2ee_ops.journal import OUTCOME
 from e2ee_ops.procedures.outage_evidence import journal_window, record_observation
 from e2ee_ops.procedures.probes import Probe, run_probes
 from e2ee_ops.status import Finding, Report, Status, classify
@@ -401,9 +400,8 @@ def check_alerts(
     timeout: float | None = None,
     journal: Journal | None = None,
 ) -> Report:
-    """Every alert threshold evaluated now, per API instance; the worst decides. While an
-    incident is open the result joins its timeline in `journal` (cron runs between
-    incidents stay out)."""
+    """Every alert threshold evaluated now, per API instance; the worst decides. `journal`
+    dates an outage from earlier observations and receives this one's view of Redis."""
 
     def probe(api: ApiClient) -> list[Finding]:
         samples = parse_exposition(api.prometheus_metrics())
@@ -427,14 +425,5 @@ def check_alerts(
             "alerts check",
             any(f.value != 0 for f in redis),
             [f.summary for f in redis],
-        )
-    if journal is not None and journal.open_incident_id() is not None:
-        journal.append(
-            OUTCOME,
-            command="alerts check",
-            data={
-                "status": report.status.name,
-                "failing": [f.summary for f in report.findings if f.status is not Status.OK],
-            },
         )
     return report

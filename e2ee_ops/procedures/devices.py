@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.errors import E2eeOpsError, UsageError
-from e2ee_ops.journal import OUTCOME
 from e2ee_ops.status import Finding, Plan, Report, Status, Step, StepRunner
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.devices_db import DeviceRow, DevicesDatabase, ReminderLog
     from e2ee_ops.adapters.notifiers import Notifier, Reminder
     from e2ee_ops.config import Thresholds
-    from e2ee_ops.journal import Journal
 
 # The runbook's own words for the push and the email.
 REMINDER_SUBJECT = "Please open the app to refresh your security keys"
@@ -148,8 +146,12 @@ def _finding(v: DeviceVerdict) -> Finding:
 
 
 def find_stuck_devices(*, db: DevicesDatabase, options: StuckOptions) -> Report:
-    verdicts, total, critical_total = _query(db, options)
-    return _report("devices stuck", verdicts, total, critical_total, options)
+    """The stuck devices, the --limit worst listed; `stuck_ids` names every one of them
+    (an incident's timeline counts remediation from it)."""
+    every, total, critical_total = _query(db, replace(options, limit=WATCH_LIMIT))
+    report = _report("devices stuck", every[: options.limit], total, critical_total, options)
+    report.data["stuck_ids"] = [v.row.device_id for v in every]
+    return report
 
 
 def _report(
@@ -179,6 +181,10 @@ def _report(
                 "device_inactive_days": o.inactive_days,
             },
             "devices": [v.as_data() for v in verdicts],
+            # What an incident's timeline keeps: which devices were stuck, all of them
+            # when stuck_total equals their number.
+            "stuck_ids": [v.row.device_id for v in verdicts],
+            "stuck_total": total,
         },
     )
 
@@ -319,6 +325,8 @@ def _remind(
 
 # ---- watch ------------------------------------------------------------------------------
 
+WATCH_LIMIT = 100_000  # --watch follows every stuck device, up to this many
+
 
 def watch_stuck_devices(
     *,
@@ -326,14 +334,13 @@ def watch_stuck_devices(
     options: StuckOptions,
     timeout_seconds: float,
     interval_seconds: float,
-    journal: Journal | None = None,
     progress: Callable[[str], None] = lambda _m: None,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Report:
-    """Follow the listed devices until each is healthy again or the timeout passes. The
-    devices that refilled, the remediation the post-mortem counts, go to `journal`."""
-    verdicts, _, _ = _query(db, options)
+    """Follow every device stuck at the start (not only the --limit worst) until each is
+    healthy again or the timeout passes."""
+    verdicts, _, _ = _query(db, replace(options, limit=WATCH_LIMIT))
     start = monotonic()
     pending = {v.row.device_id: v for v in verdicts}
     recovered: dict[str, tuple[DeviceVerdict, float]] = {}
@@ -391,15 +398,6 @@ def watch_stuck_devices(
         else "no active device is stuck"
     )
     report.data["recovered"] = sorted(recovered)
+    report.data["remediated"] = sorted(recovered)
     report.data["still_stuck"] = sorted(pending)
-    if journal is not None:
-        journal.append(
-            OUTCOME,
-            command="devices stuck --watch",
-            data={
-                "status": report.status.name,
-                "remediated": report.data["recovered"],
-                "still_stuck": report.data["still_stuck"],
-            },
-        )
     return report

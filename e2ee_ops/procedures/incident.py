@@ -283,29 +283,60 @@ def _outcome_ok(entry: Entry, commands: tuple[str, ...], *, any_status: bool = F
     )
 
 
+def _record(e: Entry) -> str:
+    """The journal record that proves a tick, as the checklist shows it."""
+    when = f"{e.ts:%H:%M:%S}"
+    if e.kind == OUTCOME:
+        summary = e.data.get("summary") or ""
+        return f"`{e.command}` at {when}: {e.data.get('status', '?')}" + (
+            f" — {summary}" if summary else ""
+        )
+    if e.kind == INCIDENT_NOTIFY:
+        return f"{e.data.get('channel')} at {when}: {e.data.get('outcome')}"
+    if e.kind == INCIDENT_LOG:
+        return f"logged by {e.actor} at {when}: {e.data.get('text', '')}"
+    if e.kind == POSTMORTEM:
+        return f"checklist written at {when} by {e.actor}"
+    return f"{e.kind} at {when}"
+
+
 def response_steps(incident: Incident) -> dict[str, str | None]:
-    """For each response step, what in the timeline performed it (None: still open)."""
+    """For each response step, the journal record that proves it was done (None: still
+    open). Acknowledge: a channel post or page that succeeded. Assess: any check's
+    outcome. Contain: a containing action that succeeded. Resolve: a resolving action
+    that succeeded (it verifies itself), or a check that passed after the last
+    mitigation; closing alone proves nothing. Communicate: the resolution posted.
+    An operator's `incident log --step S` is their own record of S."""
     done: dict[str, str | None] = dict.fromkeys(STEPS)
-    done["acknowledge"] = f"opened by {incident.opened.actor}"
+    mitigated = False
     for e in incident.entries:
-        when = f"{e.ts:%H:%M:%S}"
         logged = e.data.get("step") if e.kind == INCIDENT_LOG else None
         if isinstance(logged, str) and logged in done and done[logged] is None:
-            done[logged] = f"logged at {when}"
-        for step, commands in (
-            ("assess", ASSESS_COMMANDS),
-            ("contain", CONTAIN_COMMANDS),
-            ("resolve", RESOLVE_COMMANDS),
-        ):
-            # A check that found CRITICAL has still assessed; an action must have succeeded.
-            if done[step] is None and _outcome_ok(e, commands, any_status=step == "assess"):
-                done[step] = f"`{e.command}` at {when}"
-        if e.kind == INCIDENT_NOTIFY and e.data.get("event") == "close" and e.data.get("ok"):
-            done["communicate"] = done["communicate"] or f"resolution posted at {when}"
+            done[logged] = _record(e)
+        if e.kind == INCIDENT_NOTIFY and e.data.get("ok"):
+            step = "acknowledge" if e.data.get("event") == "open" else "communicate"
+            done[step] = done[step] or _record(e)
         if e.kind == POSTMORTEM:
-            done["postmortem"] = done["postmortem"] or f"checklist written at {when}"
-    if incident.closed is not None and done["resolve"] is None:
-        done["resolve"] = f"closed at {incident.closed.ts:%H:%M:%S}"
+            done["postmortem"] = done["postmortem"] or _record(e)
+        if e.kind not in (OUTCOME, PLAN):
+            continue
+        if runs_command(e.command, CONTAIN_COMMANDS + RESOLVE_COMMANDS):
+            mitigated = True  # a mitigation was attempted: a later check may verify it
+        if e.kind != OUTCOME:
+            continue
+        if done["assess"] is None and _outcome_ok(e, ASSESS_COMMANDS, any_status=True):
+            done["assess"] = _record(e)
+        if done["contain"] is None and _outcome_ok(e, CONTAIN_COMMANDS):
+            done["contain"] = _record(e)
+        if _outcome_ok(e, RESOLVE_COMMANDS):
+            done["resolve"] = done["resolve"] or _record(e)
+        elif (
+            mitigated
+            and done["resolve"] is None
+            and runs_command(e.command, ASSESS_COMMANDS)
+            and e.data.get("status") == "OK"
+        ):
+            done["resolve"] = _record(e) + " (a check that passed after the last mitigation)"
     return done
 
 
@@ -328,9 +359,12 @@ def describe_entry(e: Entry) -> str:
     if e.kind == OUTCOME:
         return f"outcome {d.get('status', '?')}"
     if e.kind == REDIS_OUTAGE:
+        duration = d.get("duration_seconds")
         return (
-            f"Redis outage of {d.get('duration_seconds')} s; {d.get('stored')} stored, "
-            f"{d.get('stored_not_delivered')} not delivered"
+            f"Redis outage of {'unknown duration' if duration is None else f'{duration} s'} "
+            f"(start: {d.get('start_source', '?')}; end: {d.get('end_source', '?')}); "
+            f"{d.get('stored')} stored, {d.get('deliverable_not_delivered')} deliverable but "
+            f"not delivered, {d.get('waiting_offline')} waiting for offline devices"
         )
     return e.kind
 

@@ -4,12 +4,15 @@ The checklist is chosen by what the incident's timeline holds (a `redis_outage`
 record: Redis outage; an `abuse ...` command: abuse burst; else general) and
 prefilled with what commands measured. Journal data read, per entry:
 
-- `redis_outage` (written by `redis recover --execute`): start, end, duration_seconds,
-  stored, delivered, stored_not_delivered, all_delivered, undelivered[].message_id.
-- `outcome` of a command starting with `devices`: `remediated` (a count or a list of
-  device ids), else `devices_remediated`, else `refilled`.
-- `outcome` of `abuse block`: `blocked` (a count or a list of account ids), else
-  `account_ids`, else `account_id`; only when the outcome's `status` is OK or WARNING.
+- `redis_outage` (written by `redis recover --execute`): start, end, their sources,
+  duration_seconds, stored, delivered, stored_not_delivered, all_delivered,
+  undelivered[].message_id.
+- `outcome` of `devices stuck` (journaled while the incident is open): `stuck_ids`
+  (stuck when it ran; for `--watch`, when it started), `still_stuck` (`--watch`: when
+  it ended), `stuck_total`. Devices remediated are those stuck at the first run and
+  not at the last.
+- `outcome` of `abuse block`: `account_ids`, else `account_id` (ids, never a count);
+  only when the outcome's `status` is OK or WARNING.
 
 An item is ticked only when a command verified it; the others stay unticked and say
 that a person has to do or confirm them.
@@ -53,29 +56,45 @@ class Checklist:
     markdown: str = ""
 
 
-def _ids_or_count(value: Any) -> tuple[int, list[str]]:
-    if isinstance(value, bool) or value is None:
-        return 0, []
-    if isinstance(value, int):
-        return value, []
-    if isinstance(value, list | tuple):
-        return len(value), [str(v) for v in value]
-    return 1, [str(value)]
-
-
 def _first(data: dict[str, Any], *keys: str) -> Any:
     return next((data[k] for k in keys if data.get(k) is not None), None)
 
 
-def devices_remediated(entries: list[Entry]) -> tuple[int, list[str]] | None:
-    found = [
-        _ids_or_count(_first(e.data, "remediated", "devices_remediated", "refilled"))
+@dataclass(frozen=True)
+class Remediated:
+    count: int
+    ids: list[str]
+    source: str
+
+
+def devices_remediated(entries: list[Entry]) -> Remediated | None:
+    """Devices stuck at the first `devices stuck` of the incident and no longer stuck at
+    the last one (a `--watch` run counts its end), by the ids those runs journaled."""
+    runs = [
+        e
         for e in entries
-        if e.kind == OUTCOME and e.command.startswith("devices")
+        if e.kind == OUTCOME
+        and runs_command(e.command, ("devices stuck",))
+        and isinstance(e.data.get("stuck_ids"), list)
     ]
-    if not found:
+    if not runs:
         return None
-    return sum(n for n, _ in found), [i for _, ids in found for i in ids]
+    first, last = runs[0], runs[-1]
+    stuck_first = [str(i) for i in first.data["stuck_ids"]]
+    end_key = "still_stuck" if isinstance(last.data.get("still_stuck"), list) else "stuck_ids"
+    stuck_last = {str(i) for i in last.data[end_key]}
+    complete = int(last.data.get("stuck_total") or 0) <= len(last.data["stuck_ids"])
+    if last is first and end_key == "stuck_ids":
+        ids: list[str] = []
+    elif complete:
+        ids = [i for i in stuck_first if i not in stuck_last]
+    else:  # the last listing was cut by --limit: count only what a watch saw recover
+        ids = [i for i in stuck_first if i in {str(x) for x in last.data.get("remediated") or []}]
+    source = (
+        f"stuck at `{first.command}` ({first.ts:%H:%M:%S}, {len(stuck_first)} device(s)) "
+        f"and no longer at `{last.command}` ({last.ts:%H:%M:%S})"
+    )
+    return Remediated(len(ids), ids, source)
 
 
 def users_blocked(entries: list[Entry]) -> tuple[int, list[str]] | None:
@@ -137,8 +156,15 @@ def _redis_items(outage: dict[str, Any], later: tuple[int, int] | None) -> list[
         Item(
             "Document outage duration",
             outage.get("duration_seconds") is not None,
-            f"{outage.get('duration_seconds')} s, from {outage.get('start')} "
-            f"to Redis back at {outage.get('redis_back_at')} (measured by `redis recover`)",
+            (
+                f"{outage.get('duration_seconds')} s"
+                if outage.get("duration_seconds") is not None
+                else "unknown (no evidence dates "
+                + ("the start" if not outage.get("start") else "the end")
+                + ")"
+            )
+            + f", from {outage.get('start') or 'unknown'} ({outage.get('start_source', '?')})"
+            f" to {outage.get('end') or 'unknown'} ({outage.get('end_source', '?')})",
         ),
         Item(
             "Count messages stored but not delivered",
@@ -214,16 +240,18 @@ def build_checklist(
         checklist.items = _abuse_items(blocked)
     else:
         checklist.items = _general_items()
-    checklist.measured["devices_remediated"] = remediated[0] if remediated else None
+    checklist.measured["devices_remediated"] = remediated.count if remediated else None
     checklist.measured["users_blocked"] = blocked[0] if blocked else None
-    checklist.markdown = render_markdown(checklist, incident, entries, remediated, blocked)
     if incident is not None:
-        journal.append(
+        # Journaled first, so the checklist it writes shows its own step ticked.
+        written = journal.append(
             POSTMORTEM,
             command="postmortem checklist",
             incident_id=incident.incident_id,
             data={"kind": kind, "unchecked": sum(not i.checked for i in checklist.items)},
         )
+        incident.entries.append(written)
+    checklist.markdown = render_markdown(checklist, incident, entries, remediated, blocked)
     return checklist
 
 
@@ -238,7 +266,7 @@ def render_markdown(
     checklist: Checklist,
     incident: Incident | None,
     entries: list[Entry],
-    remediated: tuple[int, list[str]] | None,
+    remediated: Remediated | None,
     blocked: tuple[int, list[str]] | None,
 ) -> str:
     lines = [f"# Post-mortem: {TITLES[checklist.kind]}", ""]
@@ -263,7 +291,14 @@ def render_markdown(
         return f"{value[0]} {noun}{ids}, from `{source}`"
 
     lines += [
-        f"- Devices remediated: {fact(remediated, 'device(s)', 'devices stuck')}",
+        "- Devices remediated: "
+        + (
+            f"{remediated.count} device(s)"
+            + (f" ({', '.join(remediated.ids[:20])})" if remediated.ids else "")
+            + f": {remediated.source}"
+            if remediated
+            else "not measured (no `devices stuck` outcome in the timeline)"
+        ),
         f"- Users blocked: {fact(blocked, 'user(s)', 'abuse block')}",
         "",
         "## Checklist",

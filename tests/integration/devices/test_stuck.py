@@ -248,3 +248,30 @@ def test_watch_times_out_with_the_devices_still_stuck(fleet: Fleet, ops_config: 
     assert result.exit_code == 1
     assert result.json["data"]["still_stuck"] == [fleet.devices["bob-phone"]]
     assert "manual step" in result.json["summary"]
+
+
+def test_remediation_counts_every_device_stuck_at_the_first_check(
+    fleet: Fleet, ops_config: Path
+) -> None:
+    def ops(*args: str):  # type: ignore[no-untyped-def]
+        return cli("--config", str(ops_config), "--output", "json", *args)
+
+    assert ops("incident", "open", "--severity", "P2", "--title", "keys").exit_code in (0, 1)
+    first = run(ops_config, "--limit", "1")  # lists one, journals all five
+    assert len(first.json["data"]["devices"]) == 1
+    assert len(first.json["data"]["stuck_ids"]) == 5
+    # --watch follows every device stuck at its start, not only the --limit shown.
+    watched = run(
+        ops_config, "--limit", "1", "--watch", "--interval", "0.1", "--watch-timeout", "0.2"
+    )
+    assert len(watched.json["data"]["still_stuck"]) == 5
+    fleet.clients["alice"].upload_prekeys(fleet.devices["alice-phone"], 20)
+    fleet.clients["bob"].upload_prekeys(fleet.devices["bob-phone"], 20)
+    assert run(ops_config).exit_code == 2  # erin's phone is still critical
+    ops("incident", "close", "--resolution", "reminded")
+    made = cli("--config", str(ops_config), "postmortem", "checklist")
+    assert made.exit_code == 0, made.stderr
+    line = next(x for x in made.stdout.splitlines() if x.startswith("- Devices remediated"))
+    assert line.startswith("- Devices remediated: 2 device(s)"), line
+    assert fleet.devices["alice-phone"] in line and fleet.devices["bob-phone"] in line
+    assert "stuck at `devices stuck` (" in line

@@ -90,13 +90,15 @@ def test_incident_timeline_gathers_commands_and_notifies(
     assert "resolved" in receiver.at("/hooks")[-1]["text"]
     after = run(config, "incident", "status", "--incident", incident_id).json["data"]
     assert after["open"] is False
-    assert after["steps"]["resolve"] and after["steps"]["communicate"]
+    assert after["steps"]["communicate"].startswith("webhook at ")
+    assert after["steps"]["resolve"] is None  # closing proves nothing was resolved
     assert after["steps"]["postmortem"] is None
 
     checklist = cli("--config", str(config), "postmortem", "checklist")
     assert checklist.exit_code == 0, checklist.stderr
     assert checklist.stdout.startswith("# Post-mortem: Incident")
     assert "- [ ] Document root cause — not verifiable" in checklist.stdout
+    assert "- [x] postmortem — checklist written at " in checklist.stdout  # its own step
     assert run(config, "incident", "status").json["data"]["steps"]["postmortem"]
 
     journal = [json.loads(x) for x in (config.parent / "journal.jsonl").read_text().splitlines()]
@@ -129,3 +131,36 @@ def test_unreachable_channel_is_a_warning_not_a_lost_incident(tmp_path, config: 
     assert "PagerDuty trigger failed" in opened.stdout
     assert run(broken, "incident", "status").json["data"]["open"] is True
     assert run(broken, "incident", "close", "--resolution", "done").exit_code == 1
+
+
+def test_every_tick_names_the_record_that_proves_it(tmp_path, config: Path) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    settings = yaml.safe_load(config.read_text())
+    settings["incident"]["pagerduty"]["events_url"] = "http://127.0.0.1:9/pd"
+    hook = tmp_path / "dead-hook.url"
+    hook.write_text("http://127.0.0.1:9/hooks/T000/B000/x")
+    hook.chmod(0o600)
+    settings["incident"]["webhook"] = {"file": str(hook)}
+    dead = tmp_path / "dead-channels.yaml"
+    dead.write_text(yaml.safe_dump(settings))
+    assert run(dead, "incident", "open", "--severity", "P2", "--title", "spam").exit_code == 1
+    steps = run(dead, "incident", "status").json["data"]["steps"]
+    assert steps["acknowledge"] is None  # neither the post nor the page went out
+    assert steps["assess"] is None
+
+    # Read-only commands journal what they found while the incident is open.
+    assert run(dead, "devices", "stuck").exit_code in (0, 1, 2)
+    assert run(dead, "abuse", "top-senders").exit_code in (0, 1, 2)
+    steps = run(dead, "incident", "status").json["data"]["steps"]
+    assert steps["assess"].startswith("`devices stuck` at ")
+    timeline = [t["command"] for t in run(dead, "incident", "status").json["data"]["timeline"]]
+    assert "abuse top-senders" in timeline
+
+    # The operator's own record acknowledges; a check after a mitigation resolves.
+    run(dead, "incident", "log", "acknowledged by phone", "--step", "acknowledge")
+    run(dead, "abuse", "block", "999999", "--reason", "spam", "--execute", "--yes")
+    assert run(dead, "incident", "close", "--resolution", "gave up").exit_code in (0, 1)
+    steps = run(dead, "incident", "status").json["data"]["steps"]
+    assert steps["acknowledge"].startswith("logged by ")
+    assert steps["resolve"] is None and steps["communicate"] is None
