@@ -24,13 +24,17 @@ def rules(
         Path | None,
         typer.Option("--out", metavar="FILE", dir_okay=False, help="Write here, not stdout."),
     ] = None,
+    job: Annotated[
+        str,
+        typer.Option("--job", help="The Prometheus scrape job of the API instances."),
+    ] = "e2ee-api",
 ) -> None:
     """Print (or write) a Prometheus rule file with every critical and warning threshold
     of the runbook, taken from the configured thresholds; valid for `promtool check rules`."""
     from e2ee_ops.procedures.alerts import rules_yaml
 
     env = app_context(ctx)
-    text = rules_yaml(env.settings.thresholds)
+    text = rules_yaml(env.settings.thresholds, job)
     if out is None:
         env.out.file.write(text)
         env.out.file.flush()
