@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from e2ee_ops.sandbox import pid_alive
 from tests.unit.clihelper import cli
 
 
-def test_sandbox_lifecycle_leaves_no_process_behind(tmp_path: Path) -> None:
-    state_dir = tmp_path / "sbx"
+def test_sandbox_lifecycle_leaves_no_process_behind() -> None:
+    # Not tmp_path: a concurrent pytest run may prune numbered temp dirs under it.
+    with tempfile.TemporaryDirectory(prefix="e2ee-ops-sbx-") as d:
+        _lifecycle(Path(d) / "sbx")
+
+
+def _lifecycle(state_dir: Path) -> None:
     up = cli("--output", "json", "sandbox", "up", "--state-dir", str(state_dir))
     try:
         assert up.exit_code == 0, up.stdout + up.stderr
         services = {item["service"]: item for item in up.json["items"]}
-        assert set(services) == {"postgres", "redis", "api"}
+        # The demo's default: a fleet of two API instances on one PostgreSQL and Redis.
+        assert set(services) == {"postgres", "redis", "api 1", "api 2"}
         assert all(s["state"] == "running" for s in services.values())
         pids = [int(s["pid"]) for s in services.values()]
 
