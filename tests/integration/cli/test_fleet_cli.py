@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from e2ee_ops import sandbox
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 
 @pytest.mark.parametrize(

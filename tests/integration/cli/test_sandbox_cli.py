@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from e2ee_ops.sandbox import pid_alive
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 
-def test_sandbox_lifecycle_leaves_no_process_behind() -> None:
-    # Not tmp_path: a concurrent pytest run may prune numbered temp dirs under it.
-    with tempfile.TemporaryDirectory(prefix="e2ee-ops-sbx-") as d:
-        _lifecycle(Path(d) / "sbx")
-
-
-def _lifecycle(state_dir: Path) -> None:
+def test_sandbox_lifecycle_leaves_no_process_behind(server_dir: Path) -> None:
+    state_dir = server_dir / "sbx"
     up = cli("--output", "json", "sandbox", "up", "--state-dir", str(state_dir))
     try:
         assert up.exit_code == 0, up.stdout + up.stderr

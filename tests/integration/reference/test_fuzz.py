@@ -6,6 +6,8 @@ random one (E2EE_FUZZ_EXAMPLES, E2EE_FUZZ_RANDOM)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,6 +20,17 @@ RANDOM = os.environ.get("E2EE_FUZZ_RANDOM", "") not in ("", "0")
 SKIPPED = ("/stream",)
 
 
+@pytest.fixture
+def hypothesis_home(tmp_path: Path) -> Iterator[None]:
+    """Hypothesis keeps caches (even with database=None) outside the repository."""
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(str(tmp_path / "hypothesis"))
+    yield
+    set_hypothesis_home_dir(None)
+
+
+@pytest.mark.usefixtures("hypothesis_home")
 def test_no_input_gives_a_server_error(reference_server, admin_token) -> None:  # type: ignore[no-untyped-def]
     schema = schemathesis.openapi.from_url(reference_server.url + "/openapi.json")
     headers = {"Authorization": f"Bearer {admin_token}"}
