@@ -208,13 +208,22 @@ def instance_id(index: int) -> str:
     return f"api-{index + 1}"
 
 
+def instance_env_path(state: SandboxState, index: int) -> Path:
+    """Optional settings of one instance only, over api.env (for drills on one instance)."""
+    return state.dir / f"{instance_id(index)}.env"
+
+
 def _start_api(state: SandboxState, index: int) -> None:
+    env = {**read_env_file(state.api_env_path), "E2EE_INSTANCE_ID": instance_id(index)}
+    own = instance_env_path(state, index)
+    if own.exists():
+        env.update(read_env_file(own))
     server = ReferenceServerProcess(
         state.database_url,
         state.redis_url,
         state.dir / "logs",
         port=state.api_ports[index],
-        env={**read_env_file(state.api_env_path), "E2EE_INSTANCE_ID": instance_id(index)},
+        env=env,
     )
     server.start()
     state.api_pids[index] = detach(server.proc)

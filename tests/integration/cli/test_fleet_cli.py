@@ -1,6 +1,6 @@
 """The session sandbox runs two API instances: `doctor`, `redis check` and `alerts check`
-report each instance by name, and find the one instance that stopped answering
-(`sandbox stop api --instance 2`) while the other stays healthy."""
+report each instance by name, and find the one sick instance (stopped with
+`sandbox stop api --instance 2`, or cut off from Redis) while the other stays healthy."""
 
 from __future__ import annotations
 
@@ -46,3 +46,25 @@ def test_sandbox_instance_must_exist(sandbox_state: sandbox.SandboxState) -> Non
         "sandbox", "stop", "redis", "--instance", "1", "--state-dir", str(sandbox_state.dir)
     )
     assert wrong.exit_code == 64 and "api service only" in wrong.stderr
+
+
+def test_an_instance_cut_off_from_redis_is_found_by_its_own_signals(
+    sandbox_state: sandbox.SandboxState, sandbox_config: Path
+) -> None:
+    healthy, sick = (url.removeprefix("http://") for url in sandbox_state.api_urls)
+    own_env = sandbox.instance_env_path(sandbox_state, 1)
+    # Instance 2 alone points at a port where no Redis listens; Redis itself is fine.
+    own_env.write_text("E2EE_REDIS_URL=redis://127.0.0.1:1/0\n")
+    try:
+        sandbox.restart_service(sandbox_state.dir, "api", 2)
+        for command in (("doctor",), ("redis", "check")):
+            result = cli("--config", str(sandbox_config), "--output", "json", *command)
+            findings = {f["name"]: f for f in result.json["findings"]}
+            assert result.exit_code == 2, result.stdout
+            assert findings[f"api redis_status ({sick})"]["status"] == "CRITICAL"
+            assert findings[f"api redis_status ({sick})"]["value"] == "unavailable"
+            assert findings[f"api redis_status ({healthy})"]["status"] == "OK"
+            assert all(f["status"] == "OK" for n, f in findings.items() if healthy in n)
+    finally:
+        own_env.unlink()
+        sandbox.restart_service(sandbox_state.dir, "api", 2)
