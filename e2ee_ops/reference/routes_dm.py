@@ -85,9 +85,7 @@ async def send_message(
     state = app_state(request)
     refuse_blocked_user(who)
     try:
-        await enforce_limit(
-            state, "send", who.user_id, state.settings.rate_limit_messages, "messages"
-        )
+        await enforce_limit(state, "messages", who.user_id, state.settings.rate_limit_messages)
     except ApiError:
         await state.store.record_rate_limited(who.user_id)
         raise

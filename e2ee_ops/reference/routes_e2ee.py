@@ -170,10 +170,8 @@ async def claim_bundle(
     if await state.store.blocked_between(who.user_id, [owner]):
         raise ApiError(403, "the device's owner has blocked this user", "BLOCKED_BY_RECIPIENT")
     s = state.settings
-    await enforce_limit(
-        state, "claim-by", who.user_id, s.claim_limit_per_requester, "claims_per_requester"
-    )
-    await enforce_limit(state, "claim-of", device_id, s.claim_limit_per_device, "claims_per_device")
+    await enforce_limit(state, "claims_per_requester", who.user_id, s.claim_limit_per_requester)
+    await enforce_limit(state, "claims_per_device", device_id, s.claim_limit_per_device)
     bundle = await state.store.claim_prekey(device_id, who.user_id, s.signed_prekey_max_age_days)
     state.telemetry.claims.inc()
     otpk = bundle["one_time_prekey"]

@@ -40,17 +40,18 @@ def refuse_blocked_user(who: Caller) -> None:
         raise ApiError(403, "this account is blocked from messaging", "USER_BLOCKED")
 
 
-async def enforce_limit(state: AppState, scope: str, key: object, limit: int, what: str) -> None:
-    """429 with `retry_in_seconds` (and Retry-After) when `key` is over its limit."""
+async def enforce_limit(state: AppState, name: str, key: object, limit: int) -> None:
+    """429 with `retry_in_seconds`, Retry-After and the limit's `name` when `key` is over
+    the limit `name` (one sliding window of E2EE_RATE_LIMIT_WINDOW_SECONDS)."""
     retry_in = await state.limiter.check(
-        scope, key, limit, state.settings.rate_limit_window_seconds, redis_ok=state.relay.redis_ok
+        name, key, limit, state.settings.rate_limit_window_seconds, redis_ok=state.relay.redis_ok
     )
     if retry_in is not None:
         raise ApiError(
             429,
             "rate limit exceeded",
             "RATE_LIMITED",
-            extra={"retry_in_seconds": retry_in, "limit": what},
+            extra={"retry_in_seconds": retry_in, "limit": name},
             headers={"Retry-After": str(retry_in)},
         )
 
