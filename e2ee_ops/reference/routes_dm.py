@@ -20,6 +20,7 @@ from e2ee_ops.reference.auth import Caller, caller
 from e2ee_ops.reference.crypto import b64, decode_b64
 from e2ee_ops.reference.errors import ApiError
 from e2ee_ops.reference.schemas import (
+    INT8_MAX,
     AckRequest,
     AfterQuery,
     IdPath,
@@ -175,7 +176,9 @@ async def stream(
         try:
             floor = max(int(last_event_id), 0)
         except ValueError:
-            raise ApiError(422, "Last-Event-ID must be a message id") from None
+            floor = -1
+        if not 0 <= floor <= INT8_MAX:
+            raise ApiError(422, "Last-Event-ID must be a message id")
     await state.store.touch_device(device_id)
     return StreamingResponse(
         _stream_events(state, request, device_id, floor, who.token_hash),

@@ -203,6 +203,12 @@ def test_malformed_input_is_a_422_naming_the_field(reference_server, pair, admin
         (alice, "GET", f"/dm/devices/{a_dev}/messages?after={2**63}", None, ["query", "after"]),
         (alice, "POST", f"/dm/conversations/{2**63}/messages", {}, ["path", "conversation_id"]),
     ]
+    for last_event_id in (str(2**63), "not-an-id"):
+        answer = pair["bob"].http.get(
+            f"/dm/devices/{b_dev}/stream", headers={"Last-Event-ID": last_event_id}
+        )
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"] == "Last-Event-ID must be a message id"
     for client, method, path, body, loc in cases:
         answer = client.http.request(method, path, json=body)
         assert answer.status_code == 422, (path, answer.text)
