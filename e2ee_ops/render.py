@@ -13,7 +13,8 @@ JSON shape (stable; CI and cron parse it):
              "steps": [{"description", "executed", "outcome", "status"}], "data": {...}}
     list:   {"kind": "list", "title", "status": "OK", "exit_code": 0, "items": [{...}]}
 
-Nagios: `E2EE-OPS <TITLE> <STATUS> - <summary> | 'label'=value[unit];warn;crit ...`
+Nagios: `E2EE-OPS <TITLE> <STATUS> - <summary> | 'label'=value[uom];warn;crit;min;max ...`
+(see `outputs/nagios.py`)
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ __all__ = ["OutputFormat", "Result", "redact", "render", "render_text", "to_json
 
 Result: TypeAlias = Report | Plan | Sequence[Any]
 
-_NAGIOS_UNITS = {"s", "ms", "us", "%", "B", "KB", "MB", "GB", "TB", "c"}
 _STATUS_STYLE = {
     Status.OK: "green",
     Status.WARNING: "yellow",
@@ -219,27 +219,13 @@ def _markdown(result: Result, title: str) -> str:
 
 
 def _nagios(result: Result, title: str) -> str:
-    if isinstance(result, Report | Plan):
-        name, status, summary = result.title, result.status, result.one_line_summary()
-    else:
-        name, status, summary = title or "result", Status.OK, f"{len(result)} items"
-    label = "_".join(name.upper().split())
-    line = f"E2EE-OPS {label} {status.value} - {redact(summary)}".replace("|", "/")
-    perfdata = _perfdata(result.findings) if isinstance(result, Report) else ""
-    return f"{line} | {perfdata}" if perfdata else line
+    from e2ee_ops.outputs.nagios import plugin_line
 
-
-def _perfdata(findings: Sequence[Finding]) -> str:
-    parts = []
-    for f in findings:
-        if isinstance(f.value, bool) or not isinstance(f.value, int | float):
-            continue
-        unit = f.unit if f.unit in _NAGIOS_UNITS else ""
-        warn = "" if f.threshold_warn is None else f"{f.threshold_warn:g}"
-        crit = "" if f.threshold_crit is None else f"{f.threshold_crit:g}"
-        label = f.name.replace("'", "")
-        parts.append(f"'{label}'={f.value:g}{unit};{warn};{crit}".rstrip(";"))
-    return " ".join(parts)
+    if isinstance(result, Report):
+        return plugin_line(result.title, result.status, result.one_line_summary(), result.findings)
+    if isinstance(result, Plan):
+        return plugin_line(result.title, result.status, result.one_line_summary())
+    return plugin_line(title or "result", Status.OK, f"{len(result)} items")
 
 
 # --------------------------------------------------------------------------- rich

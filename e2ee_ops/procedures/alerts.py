@@ -298,6 +298,8 @@ def evaluate_samples(
                 f"{_num(t.otpk_critical)}, warning below {_num(t.otpk_warning)})",
                 threshold_warn=t.otpk_warning,
                 threshold_crit=t.otpk_critical,
+                higher_is_worse=False,
+                minimum=0,
             )
         )
 
