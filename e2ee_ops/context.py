@@ -76,6 +76,8 @@ class AppContext:
     started: float = field(default=0.0)
     # Clients a command opened (HTTP, Redis); closed when the command ends.
     resources: ExitStack = field(default_factory=ExitStack)
+    # What the command emitted last, for the JUnit file and the Prometheus textfile.
+    last_result: Result | None = None
 
     @classmethod
     def create(
@@ -130,6 +132,7 @@ class AppContext:
 
     def emit(self, result: Result, *, title: str = "") -> ExitCode:
         """Render `result` on stdout and return the exit code its status calls for."""
+        self.last_result = result
         render(result, self.output, self.out, title=title)
         if isinstance(result, Report | Plan):
             return result.exit_code

@@ -282,29 +282,3 @@ def rich_renderable(result: Result, *, title: str = "") -> Any:
     from rich.console import Group
 
     return Group(*_rich_renderables(result, title))
-
-
-def to_junit(report: Report, *, suite: str = "e2ee-ops") -> str:
-    """JUnit XML for CI systems: one test case per finding; WARNING and CRITICAL fail,
-    UNKNOWN is an error (could not tell)."""
-    import xml.etree.ElementTree as ET
-
-    failures = sum(f.status in (Status.WARNING, Status.CRITICAL) for f in report.findings)
-    errors = sum(f.status is Status.UNKNOWN for f in report.findings)
-    root = ET.Element(
-        "testsuite",
-        name=f"{suite} {report.title}",
-        tests=str(len(report.findings)),
-        failures=str(failures),
-        errors=str(errors),
-    )
-    for f in report.findings:
-        case = ET.SubElement(root, "testcase", classname=f"{suite}.{report.title}", name=f.name)
-        message = redact(f.summary)
-        if f.status in (Status.WARNING, Status.CRITICAL):
-            ET.SubElement(case, "failure", message=message, type=f.status.value).text = message
-        elif f.status is Status.UNKNOWN:
-            ET.SubElement(case, "error", message=message, type=f.status.value).text = message
-        else:
-            ET.SubElement(case, "system-out").text = message
-    return ET.tostring(root, encoding="unicode", xml_declaration=True)

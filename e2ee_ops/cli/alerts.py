@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from e2ee_ops.cli.common import OutputOption, app_context, finish
+from e2ee_ops.cli.common import JunitOption, OutputOption, TextfileOption, app_context, finish
 
 app = typer.Typer(
     name="alerts",
@@ -45,7 +45,12 @@ def rules(
 
 
 @app.command("check")
-def check(ctx: typer.Context, output: OutputOption = None) -> None:
+def check(
+    ctx: typer.Context,
+    junit: JunitOption = None,
+    textfile: TextfileOption = None,
+    output: OutputOption = None,
+) -> None:
     """Evaluate every alert threshold now against each API instance's /metrics (and
     PostgreSQL to date a Redis outage): one line each; exit code by the worst."""
     from e2ee_ops.cli.targets import api_clients, database

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -18,6 +19,31 @@ OutputOption = Annotated[
         "-o",
         case_sensitive=False,
         help="Output format (overrides the global --output).",
+        show_default=False,
+    ),
+]
+
+
+# Where the outcome also goes; read from the command line by `cli/outcome.py`, which
+# writes them even when the run fails before these options are parsed.
+JunitOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit",
+        metavar="FILE",
+        dir_okay=False,
+        help="Also write the outcome as JUnit XML here (always, also when the run fails).",
+        show_default=False,
+    ),
+]
+TextfileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--textfile",
+        metavar="FILE",
+        dir_okay=False,
+        help="Also write the outcome in Prometheus text format here (for node_exporter's "
+        "textfile collector; written atomically, also when the run fails).",
         show_default=False,
     ),
 ]

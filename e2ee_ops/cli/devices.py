@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from e2ee_ops.cli.common import OutputOption, YesOption, app_context, finish
+from e2ee_ops.cli.common import (
+    JunitOption,
+    OutputOption,
+    TextfileOption,
+    YesOption,
+    app_context,
+    finish,
+)
 from e2ee_ops.errors import UsageError
 
 if TYPE_CHECKING:
@@ -88,6 +95,8 @@ def stuck(
     interval: Annotated[
         float, typer.Option("--interval", min=0.1, help="Seconds between --watch checks.")
     ] = 30.0,
+    junit: JunitOption = None,
+    textfile: TextfileOption = None,
     output: OutputOption = None,
 ) -> None:
     """Active devices with a one-time prekey pool under the thresholds, a signed prekey

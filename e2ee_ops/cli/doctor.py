@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
-from e2ee_ops.cli.common import OutputOption, app_context, finish
+from e2ee_ops.cli.common import JunitOption, OutputOption, TextfileOption, app_context, finish
 
 
 def doctor(
     ctx: typer.Context,
-    junit: Annotated[
-        Path | None,
-        typer.Option("--junit", metavar="FILE", dir_okay=False, help="Also write JUnit XML here."),
-    ] = None,
+    junit: JunitOption = None,
+    textfile: TextfileOption = None,
     output: OutputOption = None,
 ) -> None:
     """Run every read-only check concurrently (API health, metrics, Redis, PostgreSQL,
@@ -23,7 +18,6 @@ def doctor(
     from e2ee_ops.adapters.migrations import Migrations
     from e2ee_ops.cli.targets import api_clients, database, redis_probe
     from e2ee_ops.procedures.doctor import DoctorTargets, run_doctor
-    from e2ee_ops.render import to_junit
 
     env = app_context(ctx)
     s = env.settings
@@ -37,6 +31,4 @@ def doctor(
         thresholds=s.thresholds,
     )
     report = run_doctor(targets, timeout=env.remaining())
-    if junit is not None:
-        junit.write_text(to_junit(report), encoding="utf-8")
     finish(ctx, report, output=output)

@@ -33,6 +33,7 @@ from e2ee_ops.cli import (
     runbook,
     sandbox,
 )
+from e2ee_ops.cli.common import JunitOption, TextfileOption
 from e2ee_ops.context import AppContext
 from e2ee_ops.errors import E2eeOpsError, redact
 from e2ee_ops.render import OutputFormat
@@ -52,7 +53,15 @@ class OpsGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        from e2ee_ops.cli.outcome import Invocation, deliver
+
         argv = list(sys.argv[1:] if args is None else args)
+        env = extra.pop("obj", None)
+        if not isinstance(env, AppContext):
+            env = AppContext.create()
+        inv = Invocation.parse(argv, self, env.environ)
+        started, began = env.clock(), env.monotonic()
+        failures: list[str] = []
 
         def invoke() -> Any:
             return super(OpsGroup, self).main(
@@ -60,13 +69,27 @@ class OpsGroup(TyperGroup):
                 prog_name=prog_name or PROG,
                 complete_var=complete_var,
                 standalone_mode=False,
+                obj=env,
                 **extra,
             )
 
-        code = guarded(invoke, debug=_wants_debug(argv))
+        code = guarded(invoke, debug=_wants_debug(argv), failed=failures.append)
+        if argv and not _only_help_or_version(argv):
+            code = deliver(
+                inv,
+                code=code,
+                result=env.last_result,
+                error=failures[-1] if failures else None,
+                started=started,
+                elapsed=env.monotonic() - began,
+            )
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
+
+
+def _only_help_or_version(argv: Sequence[str]) -> bool:
+    return any(a in ("-h", "--help", "--version") for a in argv)
 
 
 def _wants_debug(argv: Sequence[str]) -> bool:
@@ -79,8 +102,19 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
-def guarded(invoke: Callable[[], Any], *, debug: bool) -> int:
-    """Run the CLI and turn its outcome into an exit code: the only place that decides."""
+def guarded(
+    invoke: Callable[[], Any],
+    *,
+    debug: bool,
+    failed: Callable[[str], object] = lambda sentence: None,
+) -> int:
+    """Run the CLI and turn its outcome into an exit code: the only place that decides.
+    `failed` hears the one sentence of a run that ended in an error."""
+
+    def fail(sentence: str, code: int) -> int:
+        failed(redact(sentence))
+        return code
+
     try:
         result = invoke()
     except typer.TyperException as exc:  # usage errors, bad parameters, help on no args
@@ -89,18 +123,18 @@ def guarded(invoke: Callable[[], Any], *, debug: bool) -> int:
             show()
         else:
             _say(exc.format_message())
-        return ExitCode.USAGE
+        return fail(f"usage: {exc.format_message()}", ExitCode.USAGE)
     except typer.Abort:
         _say("aborted")
-        return ExitCode.INTERRUPTED
+        return fail("aborted", ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
         _say("interrupted")
-        return ExitCode.INTERRUPTED
+        return fail("interrupted", ExitCode.INTERRUPTED)
     except E2eeOpsError as exc:
         if debug:
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         _say(f"error: {exc.sentence}")
-        return exit_code_for(exc)
+        return fail(exc.sentence, exit_code_for(exc))
     except Exception as exc:  # a bug: say so, keep secrets out, exit UNKNOWN
         if debug:
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
@@ -108,10 +142,11 @@ def guarded(invoke: Callable[[], Any], *, debug: bool) -> int:
             f"internal error: {type(exc).__name__}: {exc}"
             + ("" if debug else " (rerun with --debug for the traceback)")
         )
-        return ExitCode.UNKNOWN
+        return fail(f"internal error: {type(exc).__name__}: {exc}", ExitCode.UNKNOWN)
     if isinstance(result, int) and not isinstance(result, bool):
         if result == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into Exit(130)
             _say("interrupted")
+            return fail("interrupted", ExitCode.INTERRUPTED)
         return result
     return ExitCode.OK
 
@@ -171,6 +206,8 @@ def main(
             help="Give up after this long; the result is then UNKNOWN (exit 3).",
         ),
     ] = None,
+    junit: JunitOption = None,
+    textfile: TextfileOption = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[
         bool,

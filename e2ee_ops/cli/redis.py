@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from e2ee_ops.cli.acting import carry_out
-from e2ee_ops.cli.common import ExecuteOption, OutputOption, YesOption, app_context, finish
+from e2ee_ops.cli.common import (
+    ExecuteOption,
+    JunitOption,
+    OutputOption,
+    TextfileOption,
+    YesOption,
+    app_context,
+    finish,
+)
 
 app = typer.Typer(
     name="redis",
@@ -19,7 +27,12 @@ app = typer.Typer(
 
 
 @app.command("check")
-def check(ctx: typer.Context, output: OutputOption = None) -> None:
+def check(
+    ctx: typer.Context,
+    junit: JunitOption = None,
+    textfile: TextfileOption = None,
+    output: OutputOption = None,
+) -> None:
     """Gather every detection signal: /dm/metrics redis_status, PING and INFO, one SSE
     heartbeat's relay_lag, and messages stored but not delivered. Exit code by the worst."""
     from e2ee_ops.cli.targets import redis_targets
