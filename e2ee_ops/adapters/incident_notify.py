@@ -6,13 +6,15 @@ secrets: errors name only the host, never the URL's path or the key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from e2ee_ops import __version__
+from e2ee_ops.adapters.webhook_post import post_json, slack_escape
 from e2ee_ops.config import Secret
 from e2ee_ops.errors import ServiceError, TimedOutError, UnreachableError
 
@@ -23,7 +25,12 @@ def _host(url: str) -> str:
 
 
 def _post(
-    url: str, body: Mapping[str, Any], *, timeout: float, transport: httpx.BaseTransport | None
+    url: str,
+    body: Mapping[str, Any],
+    *,
+    timeout: float,
+    transport: httpx.BaseTransport | None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> httpx.Response:
     host = _host(url)
     try:
@@ -33,7 +40,7 @@ def _post(
             follow_redirects=False,
             headers={"User-Agent": f"e2ee-ops/{__version__}"},
         ) as http:
-            response = http.post(url, json=dict(body))
+            response = post_json(http, url, body, sleep=sleep)
     except httpx.TimeoutException:
         raise TimedOutError(f"{host} did not answer within {timeout:g} s", host=host) from None
     except httpx.HTTPError as exc:
@@ -54,9 +61,17 @@ def post_webhook(
     *,
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """POST Slack's `{"text": ...}` shape, which Mattermost, Rocket.Chat and others accept."""
-    _post(url.reveal(), {"text": text}, timeout=timeout, transport=transport)
+    """POST Slack's `{"text": ...}` shape, which Mattermost, Rocket.Chat and others accept;
+    the text is escaped, so `<!channel>` in an incident title pages nobody."""
+    _post(
+        url.reveal(),
+        {"text": slack_escape(text)},
+        timeout=timeout,
+        transport=transport,
+        sleep=sleep,
+    )
 
 
 def pagerduty_event(

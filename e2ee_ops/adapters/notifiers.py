@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from e2ee_ops import __version__
+from e2ee_ops.adapters.webhook_post import post_json, slack_escape
 from e2ee_ops.errors import (
     ActionFailed,
     AuthError,
@@ -60,6 +64,12 @@ class Notifier(Protocol):
     def close(self) -> None: ...
 
 
+def _domain(address: str) -> str:
+    """The domain of an address (`ops@example.com` -> `example.com`), for Message-IDs."""
+    domain = address.rpartition("@")[2].strip(" >")
+    return domain or "e2ee-ops.invalid"
+
+
 def _host(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.hostname}:{parts.port}" if parts.port else (parts.hostname or "?")
@@ -75,6 +85,7 @@ class _HttpNotifier:
         timeout: float,
         token: Secret | None = None,
         transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         import httpx
 
@@ -84,6 +95,7 @@ class _HttpNotifier:
         self.host = _host(url)
         self.timeout = timeout
         self._token = token
+        self._sleep = sleep
         self._http = httpx.Client(
             timeout=timeout,
             transport=transport,
@@ -100,7 +112,7 @@ class _HttpNotifier:
         headers = {"Authorization": f"Bearer {self._token.reveal()}"} if self._token else {}
         what = f"the {self.channel} endpoint at {self.host}"
         try:
-            response = self._http.post(self.url, json=dict(body), headers=headers)
+            response = post_json(self._http, self.url, body, headers=headers, sleep=self._sleep)
         except httpx.TimeoutException:
             raise TimedOutError(
                 f"{what} did not answer within {self.timeout:g} s", host=self.host
@@ -130,10 +142,11 @@ class WebhookNotifier(_HttpNotifier):
 
     def send(self, reminder: Reminder) -> None:
         if self.slack_compatible:
-            body: dict[str, Any] = {
-                "text": f"{reminder.severity}: {reminder.username}'s device "
-                f"{reminder.device_name!r} ({reminder.device_id}): {reminder.text}"
-            }
+            text = (
+                f"{reminder.severity}: {reminder.username}'s device "
+                f"\u201c{reminder.device_name}\u201d ({reminder.device_id}): {reminder.text}"
+            )
+            body: dict[str, Any] = {"text": slack_escape(text)}
         else:
             body = {
                 "event": "e2ee_ops.device_reminder",
@@ -183,8 +196,10 @@ class SmtpNotifier:
         password: Secret | None = None,
         timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.host, self.port = host, port
+        self._clock = clock
         self.from_address = from_address
         self.starttls, self.use_ssl = starttls, use_ssl
         self.username, self._password = username, password
@@ -201,6 +216,9 @@ class SmtpNotifier:
         message["From"] = self.from_address
         message["To"] = reminder.email
         message["Subject"] = reminder.subject
+        # RFC 5322 requires Date; Message-ID lets mail systems thread and de-duplicate.
+        message["Date"] = format_datetime(self._clock())
+        message["Message-ID"] = make_msgid(domain=_domain(self.from_address))
         message.set_content(reminder.text + "\n")
         where = f"SMTP server {self.host}:{self.port}"
         context = self._context or ssl.create_default_context()
