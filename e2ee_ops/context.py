@@ -7,6 +7,7 @@ configuration. Commands get it from Typer's `ctx.obj`; nothing reads globals.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -61,8 +62,8 @@ def make_console(
 
 @dataclass
 class AppContext:
-    out: Console
-    err: Console
+    stdout: IO[str] | None = None  # None: whatever sys.stdout is when writing
+    stderr: IO[str] | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     clock: Callable[[], datetime] = utc_now
     monotonic: Callable[[], float] = time.monotonic
@@ -89,12 +90,19 @@ class AppContext:
         **options: Any,
     ) -> AppContext:
         environ = dict(os.environ) if environ is None else dict(environ)
-        return cls(
-            out=make_console(stdout, environ),
-            err=make_console(stderr, environ, stderr=True),
-            environ=environ,
-            **options,
-        )
+        return cls(stdout=stdout, stderr=stderr, environ=environ, **options)
+
+    # The consoles are made on first use: rich's console costs start-up time that
+    # `--help` does not need.
+    @functools.cached_property
+    def out(self) -> Console:
+        """Data: stdout."""
+        return make_console(self.stdout, self.environ)
+
+    @functools.cached_property
+    def err(self) -> Console:
+        """Progress and errors: stderr."""
+        return make_console(self.stderr, self.environ, stderr=True)
 
     # ----------------------------------------------------------------- config
 
