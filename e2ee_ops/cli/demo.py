@@ -25,6 +25,9 @@ def demo(
 ) -> None:
     """Start the sandbox, seed realistic data and walk through every runbook section:
     detect, act, verify. Exits 2 if any verification fails."""
+    from e2ee_ops.embedded import require_embedded
+
+    require_embedded("demo")  # before anything is imported, started or created
     from e2ee_ops.demo import run_demo
 
     env = app_context(ctx)
