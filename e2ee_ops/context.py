@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -42,21 +41,21 @@ if TYPE_CHECKING:
 def make_console(
     file: IO[str] | None, environ: Mapping[str, str], *, stderr: bool = False
 ) -> Console:
-    """A rich console that honours NO_COLOR and writes plainly to pipes and files.
+    """A rich console that honours NO_COLOR and COLUMNS and writes plainly to pipes.
 
     With `file=None` it writes to whatever sys.stdout (or sys.stderr) is at the time
     of writing, so a context made before CliRunner swaps the streams still works.
     """
     from rich.console import Console
 
-    target = file if file is not None else (sys.stderr if stderr else sys.stdout)
     return Console(
         file=file,
         stderr=stderr,
         no_color=bool(environ.get("NO_COLOR")),
         highlight=False,
         emoji=False,
-        width=None if target.isatty() else 160,  # pipes and CI logs: wide, no wrapping
+        # Width from the terminal, else $COLUMNS, else rich's 80: read from `environ`.
+        _environ=environ,
     )
 
 

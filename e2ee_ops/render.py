@@ -56,7 +56,7 @@ class OutputFormat(enum.StrEnum):
 def render(result: Result, fmt: OutputFormat, out: Console, *, title: str = "") -> None:
     """Write `result` to the `out` console (stdout) in the chosen format."""
     if fmt is OutputFormat.TABLE:
-        for renderable in _rich_renderables(result, title):
+        for renderable in _rich_renderables(result, title, out.width):
             out.print(renderable)
         return
     text = render_text(result, fmt, title=title)
@@ -159,13 +159,32 @@ def _plain(value: Any) -> Any:
 # --------------------------------------------------------------------------- text
 
 
+def human_number(value: float) -> str:
+    """A number for people: positional (never 1.23457e+06), four significant digits
+    after the point at most, integers whole."""
+    if isinstance(value, int) or value.is_integer():
+        return str(int(value))
+    digits = max(0, 3 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _cell(value: Any) -> str:
+    """Any value as text meant for people: no Python reprs (lists, dicts, True)."""
     if value is None:
         return "-"
     if isinstance(value, enum.Enum):
         value = value.value
-    if isinstance(value, float):
-        value = f"{value:g}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float) and math.isfinite(value):
+        return human_number(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_cell(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(_cell(v) for v in value) or "-"
+    if isinstance(value, datetime | date):
+        value = value.isoformat()
     return redact(str(value))
 
 
@@ -231,42 +250,81 @@ def _nagios(result: Result, title: str) -> str:
 # --------------------------------------------------------------------------- rich
 
 
-def _rich_renderables(result: Result, title: str) -> list[Any]:
-    from rich.table import Table
+def _rich_renderables(result: Result, title: str, width: int | None = None) -> list[Any]:
+    """Tables; when `width` is too narrow for a table's words, one block per row."""
     from rich.text import Text
 
     if isinstance(result, Report):
-        table = Table(title=redact(result.title), title_justify="left")
-        for column in ("Check", "Status", "Value", "Summary"):
-            table.add_column(column, overflow="fold")
-        for f in result.findings:
-            table.add_row(
+        columns = ["Check", "Status", "Value", "Summary"]
+        rows = [
+            [
                 Text(f.name),
                 Text(f.status.value, style=_STATUS_STYLE[f.status]),
                 Text(_value_with_unit(f)),
                 Text(redact(f.summary)),
-            )
+            ]
+            for f in result.findings
+        ]
+        table = _table(redact(result.title), columns, rows, width)
         return [table, _status_line(result.status, result.one_line_summary())]
     if isinstance(result, Plan):
-        table = Table(title=redact(result.title), title_justify="left")
-        for column in ("#", "Step", "Done", "Outcome"):
-            table.add_column(column, overflow="fold")
-        for number, step in enumerate(result.steps, start=1):
-            style = _STATUS_STYLE[step.status] if step.status else ""
-            table.add_row(
-                str(number),
+        columns = ["#", "Step", "Done", "Outcome"]
+        rows = [
+            [
+                Text(str(number)),
                 Text(redact(step.description)),
-                "yes" if step.executed else "no",
-                Text(redact(step.outcome or ""), style=style),
-            )
+                Text("yes" if step.executed else "no"),
+                Text(
+                    redact(step.outcome or ""),
+                    style=_STATUS_STYLE[step.status] if step.status else "",
+                ),
+            ]
+            for number, step in enumerate(result.steps, start=1)
+        ]
+        table = _table(redact(result.title), columns, rows, width)
         return [table, _status_line(result.status, result.one_line_summary())]
-    columns, cells = _rows(result)
-    table = Table(title=redact(title) if title else None, title_justify="left")
+    names, cells = _rows(result)
+    rows = [[Text(c) for c in row] for row in cells]
+    return [_table(redact(title) if title else None, names, rows, width)]
+
+
+def _narrowest(columns: list[str], rows: list[list[Any]]) -> int:
+    """The width a table needs so that no word is broken: each column as wide as its
+    longest word, plus the borders and padding (3 per column, 1 more for the edge)."""
+
+    def longest_word(text: Any) -> int:
+        return max((len(word) for word in str(text).split()), default=0)
+
+    widest = [
+        max([longest_word(name), *(longest_word(row[i]) for row in rows)])
+        for i, name in enumerate(columns)
+    ]
+    return sum(widest) + 3 * len(columns) + 1
+
+
+def _table(title: str | None, columns: list[str], rows: list[list[Any]], width: int | None) -> Any:
+    """A table whose cells wrap between words; if even that cannot fit in `width`, the
+    same rows as blocks of "column  value" lines, which never break a word."""
+    from rich.console import Group
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
-    for row in cells:
-        table.add_row(*(Text(c) for c in row))
-    return [table]
+    for row in rows:
+        table.add_row(*row)
+    if width is None or _narrowest(columns, rows) <= width:
+        return table
+    blocks: list[Any] = []
+    for row in rows:
+        block = Table(show_header=False, box=None, padding=(0, 1, 0, 0))
+        block.add_column(no_wrap=True, style="bold")
+        block.add_column()
+        for column, cell in zip(columns, row, strict=True):
+            block.add_row(column, cell)
+        blocks.append(block)
+        blocks.append("")
+    return Group(*([title] if title else []), *blocks)
 
 
 def _status_line(status: Status, summary: str) -> Any:
@@ -277,8 +335,8 @@ def _status_line(status: Status, summary: str) -> Any:
     return line
 
 
-def rich_renderable(result: Result, *, title: str = "") -> Any:
+def rich_renderable(result: Result, *, title: str = "", width: int | None = None) -> Any:
     """The table view of `result` as one rich renderable (for live displays)."""
     from rich.console import Group
 
-    return Group(*_rich_renderables(result, title))
+    return Group(*_rich_renderables(result, title, width))

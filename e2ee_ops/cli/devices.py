@@ -120,13 +120,16 @@ def stuck(
     )
     db = _devices_db(env)
     if watch:
-        report = procedure.watch_stuck_devices(
-            db=db,
-            options=options,
-            timeout_seconds=watch_timeout,
-            interval_seconds=interval,
-            progress=env.progress,
-        )
+        from e2ee_ops.cli.watching import ticker
+
+        with ticker(env) as tick:
+            report = procedure.watch_stuck_devices(
+                db=db,
+                options=options,
+                timeout_seconds=watch_timeout,
+                interval_seconds=interval,
+                on_tick=tick,
+            )
         # Devices that refilled are the remediation the post-mortem counts.
         env.journal().append(
             "outcome",

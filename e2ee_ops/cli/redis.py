@@ -94,22 +94,28 @@ def watch(
     count: Annotated[
         int | None, typer.Option("--count", min=1, help="Stop after this many refreshes.")
     ] = None,
+    output: OutputOption = None,
 ) -> None:
-    """A live view of the detection signals, refreshed until interrupted (Ctrl-C)."""
-    from rich.live import Live
+    """The detection signals, refreshed until interrupted (Ctrl-C): a live view on a
+    terminal; piped, every refresh in full (with --output json, one object per line)."""
+    from collections.abc import Iterator
 
     from e2ee_ops.cli.targets import redis_targets
+    from e2ee_ops.cli.watching import show_refreshes
     from e2ee_ops.procedures.redis_outage import check_redis
-    from e2ee_ops.render import rich_renderable
+    from e2ee_ops.status import Report
 
     env = app_context(ctx)
     targets = redis_targets(env)
-    report = check_redis(targets, timeout=interval * 4)
-    refreshes = 1
-    with Live(rich_renderable(report), console=env.out, auto_refresh=False) as live:
-        while count is None or refreshes < count:
-            time.sleep(interval)
-            report = check_redis(targets, timeout=interval * 4)
-            live.update(rich_renderable(report), refresh=True)
-            refreshes += 1
-    raise typer.Exit(int(report.exit_code))
+
+    def refreshes() -> Iterator[Report]:
+        refreshed = 0
+        while count is None or refreshed < count:
+            if refreshed:
+                time.sleep(interval)
+            yield check_redis(targets, timeout=interval * 4)
+            refreshed += 1
+
+    last = show_refreshes(env, refreshes(), output or env.output)
+    env.last_result = last
+    raise typer.Exit(int(last.exit_code))
