@@ -373,7 +373,10 @@ def recover_redis(
         return plan
 
     was_down = not _redis_up(t.redis)
-    window_start = since or _outage_start_estimate(t, detected_at)
+    if since is not None:
+        window_start, start_source = since, "--since given by the operator"
+    else:
+        window_start, start_source = _outage_start_estimate(t, detected_at)
     done(Status.OK, "Redis is down" if was_down else "Redis answers PING")
 
     if was_down or force:
@@ -443,7 +446,9 @@ def recover_redis(
     record = {
         "detected_at": detected_at.isoformat(),
         "start": window_start.isoformat(),
+        "start_source": start_source,
         "redis_back_at": redis_back_at.isoformat(),
+        "redis_back_source": "Redis answered PING (redis recover)",
         "end": ended_at.isoformat(),
         "duration_seconds": round((redis_back_at - window_start).total_seconds(), 1),
         "was_down": was_down,
@@ -464,19 +469,23 @@ def recover_redis(
     return plan
 
 
-def _outage_start_estimate(t: RedisTargets, now: datetime) -> datetime:
-    """When the outage began, at the latest: the oldest message of the last hour still
-    undelivered (messages stored while Redis was down are the ones not pushed), else now.
-    """
+def _outage_start_estimate(t: RedisTargets, now: datetime) -> tuple[datetime, str]:
+    """When the outage began, at the latest, and the evidence: the oldest message of the
+    last hour still undelivered (messages stored while Redis was down are the ones not
+    pushed), else the time it was detected."""
+    detected = "detection by redis recover (no earlier evidence)"
     if t.db is None:
-        return now
+        return now, detected
     try:
         window = t.db.delivery_window(
             now - OUTAGE_LOOKBACK, now + timedelta(minutes=1), list_limit=1
         )
     except E2eeOpsError:
-        return now
-    return min(window.undelivered[0].created_at, now) if window.undelivered else now
+        return now, detected
+    if window.undelivered and window.undelivered[0].created_at < now:
+        oldest = window.undelivered[0]
+        return oldest.created_at, f"oldest undelivered message {oldest.message_id} (PostgreSQL)"
+    return now, detected
 
 
 def _settled_window(
