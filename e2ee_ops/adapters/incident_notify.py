@@ -9,19 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from e2ee_ops import __version__
-from e2ee_ops.adapters.webhook_post import post_json, slack_escape
-from e2ee_ops.config import Secret
-from e2ee_ops.errors import ServiceError, TimedOutError, UnreachableError
-
-
-def _host(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.netloc.rpartition("@")[2] or url
+from e2ee_ops.adapters.http import host_of, http_client, post_json
+from e2ee_ops.adapters.slack import slack_escape
+from e2ee_ops.secret import Secret
 
 
 def _post(
@@ -32,27 +25,16 @@ def _post(
     transport: httpx.BaseTransport | None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> httpx.Response:
-    host = _host(url)
-    try:
-        with httpx.Client(
+    with http_client(timeout=timeout, transport=transport) as http:
+        return post_json(
+            http,
+            url,
+            body,
+            what=host_of(url),
             timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
-            headers={"User-Agent": f"e2ee-ops/{__version__}"},
-        ) as http:
-            response = post_json(http, url, body, sleep=sleep)
-    except httpx.TimeoutException:
-        raise TimedOutError(f"{host} did not answer within {timeout:g} s", host=host) from None
-    except httpx.HTTPError as exc:
-        raise UnreachableError(
-            f"could not reach {host} ({type(exc).__name__})", host=host
-        ) from None
-    if response.status_code >= 300:
-        raise ServiceError(
-            f"{host} refused the notification (HTTP {response.status_code})",
-            status_code=response.status_code,
+            sending="the notification",
+            sleep=sleep,
         )
-    return response
 
 
 def post_webhook(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Annotated
 
@@ -17,6 +16,7 @@ from e2ee_ops.cli.common import (
     YesOption,
     app_context,
     finish,
+    watch_live,
 )
 
 app = typer.Typer(
@@ -98,24 +98,8 @@ def watch(
 ) -> None:
     """The detection signals, refreshed until interrupted (Ctrl-C): a live view on a
     terminal; piped, every refresh in full (with --output json, one object per line)."""
-    from collections.abc import Iterator
-
     from e2ee_ops.cli.targets import redis_targets
-    from e2ee_ops.cli.watching import show_refreshes
     from e2ee_ops.procedures.redis_outage import check_redis
-    from e2ee_ops.status import Report
 
-    env = app_context(ctx)
-    targets = redis_targets(env)
-
-    def refreshes() -> Iterator[Report]:
-        refreshed = 0
-        while count is None or refreshed < count:
-            if refreshed:
-                time.sleep(interval)
-            yield check_redis(targets, timeout=interval * 4)
-            refreshed += 1
-
-    last = show_refreshes(env, refreshes(), output or env.output)
-    env.last_result = last
-    raise typer.Exit(int(last.exit_code))
+    targets = redis_targets(app_context(ctx))
+    watch_live(ctx, lambda: check_redis(targets, timeout=interval * 4), interval, count, output)

@@ -27,12 +27,15 @@ from e2ee_ops.journal import (
     INCIDENT_LOG,
     INCIDENT_NOTIFY,
     INCIDENT_OPEN,
+    OUTCOME,
+    PLAN,
+    POSTMORTEM,
+    REDIS_OUTAGE,
     Entry,
     Journal,
 )
 from e2ee_ops.outputs.mermaid import Event, gantt
 from e2ee_ops.procedures.incident import (
-    POSTMORTEM_KIND,
     Incident,
     describe_entry,
     load_incident,
@@ -43,7 +46,6 @@ from e2ee_ops.procedures.incident import (
 if TYPE_CHECKING:
     from e2ee_ops.adapters.postgres import OpsDatabase
 
-OUTAGE_KIND = "redis_outage"
 MANUAL = "not verifiable by any command: a person has to do this and tick it"
 
 
@@ -81,7 +83,7 @@ def devices_remediated(entries: list[Entry]) -> tuple[int, list[str]] | None:
     found = [
         _ids_or_count(_first(e.data, "remediated", "devices_remediated", "refilled"))
         for e in entries
-        if e.kind == "outcome" and e.command.startswith("devices")
+        if e.kind == OUTCOME and e.command.startswith("devices")
     ]
     if not found:
         return None
@@ -92,7 +94,7 @@ def users_blocked(entries: list[Entry]) -> tuple[int, list[str]] | None:
     found = [
         _ids_or_count(_first(e.data, "blocked", "account_ids", "account_id"))
         for e in entries
-        if e.kind == "outcome"
+        if e.kind == OUTCOME
         and runs_command(e.command, ("abuse block",))
         and str(e.data.get("status", "OK")) in ("OK", "WARNING")
     ]
@@ -186,13 +188,13 @@ def build_checklist(
         entries = incident.entries
     else:
         # No incident was opened: the last recorded Redis outage on its own.
-        entries = list(journal.entries(kind=OUTAGE_KIND))[-1:]
+        entries = list(journal.entries(kind=REDIS_OUTAGE))[-1:]
         if not entries:
             raise UsageError(
                 f"no incident and no recorded outage in the journal {journal.path}",
                 hint="open incidents with `e2ee-ops incident open`",
             )
-    outages = [e for e in entries if e.kind == OUTAGE_KIND]
+    outages = [e for e in entries if e.kind == REDIS_OUTAGE]
     blocked = users_blocked(entries)
     remediated = devices_remediated(entries)
     if outages:
@@ -222,7 +224,7 @@ def build_checklist(
     checklist.markdown = render_markdown(checklist, incident, entries, remediated, blocked)
     if incident is not None:
         journal.append(
-            POSTMORTEM_KIND,
+            POSTMORTEM,
             command="postmortem checklist",
             incident_id=incident.incident_id,
             data={"kind": kind, "unchecked": sum(not i.checked for i in checklist.items)},
@@ -254,12 +256,12 @@ def timeline_events(entries: list[Entry]) -> list[Event]:
             events.append(Event("Incident", f"closed, {d.get('resolution')}", e.ts, tag="done"))
         elif e.kind in (INCIDENT_LOG, INCIDENT_NOTIFY):
             events.append(Event("Incident", describe_entry(e), e.ts))
-        elif e.kind == "plan":
+        elif e.kind == PLAN:
             events.append(Event("Commands", f"{e.command} planned", e.ts))
-        elif e.kind == "outcome":
+        elif e.kind == OUTCOME:
             status = d.get("status", "?")
             events.append(Event("Commands", f"{e.command} {status}", e.ts, tag=_status_tag(status)))
-        elif e.kind == OUTAGE_KIND:
+        elif e.kind == REDIS_OUTAGE:
             events += _outage_events(d, e.ts)
         else:
             events.append(Event("Commands", e.command or e.kind, e.ts))

@@ -21,12 +21,11 @@ import respx
 from e2ee_ops.adapters.notifiers import (
     PushNotifier,
     Reminder,
-    SkipReminder,
     SmtpNotifier,
     WebhookNotifier,
 )
-from e2ee_ops.config import Secret
-from e2ee_ops.errors import ActionFailed, AuthError, TimedOutError, UnreachableError
+from e2ee_ops.errors import ActionFailed, AuthError, SkipReminder, TimedOutError, UnreachableError
+from e2ee_ops.secret import Secret
 
 HOOK = "https://hooks.example.test/services/T000/B000/very-secret-path"
 PUSH = "https://push.example.test/v1/notify"
@@ -284,7 +283,7 @@ def test_webhook_429_asking_too_long_a_wait_fails_without_waiting() -> None:
 
 
 def test_retry_after_reads_seconds_and_http_dates() -> None:
-    from e2ee_ops.adapters.webhook_post import retry_after_seconds
+    from e2ee_ops.adapters.http import retry_after_seconds
 
     now = dt.datetime(2026, 11, 29, 1, 0, 0, tzinfo=dt.UTC)
     assert retry_after_seconds("7") == 7.0

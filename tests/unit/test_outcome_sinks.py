@@ -16,7 +16,7 @@ import xmlschema
 from e2ee_ops.cli.main import app
 from e2ee_ops.cli.outcome import Invocation
 from e2ee_ops.render import OutputFormat
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 XSD = Path(__file__).resolve().parents[1] / "data" / "junit-ant.xsd"
 PROMTOOL = shutil.which("promtool")

@@ -11,7 +11,7 @@ import yaml
 from e2ee_ops import sandbox
 from e2ee_ops.reference.client import ReferenceClient
 from tests.integration.cli.conftest import token_of
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 
 def test_postmortem_after_a_redis_outage(
@@ -67,7 +67,7 @@ def test_postmortem_after_a_redis_outage(
     assert chart.startswith("gantt\n") and "dateFormat YYYY-MM-DD HH" in chart
     assert re.search(r"opened P1 by .* :milestone, \d{4}-\d\d-\d\d \d\d:\d\d:\d\d, 0s", chart)
     assert "redis recover WARNING :active, milestone, " in chart
-    assert "Redis down, start from oldest undelivered message " in chart
+    assert "Redis down, start from the oldest message of the last hour not yet delivered" in chart
     assert "end from Redis answered PING (redis recover) :crit, " in chart
     assert "recovery verified (canary over SSE, stored vs delivered) :done, " in chart
     assert "closed, Redis restarted by redis recover :done, milestone, " in chart
