@@ -17,20 +17,8 @@ app = typer.Typer(
 )
 
 
-@app.command("rules")
-def rules(
-    ctx: typer.Context,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", metavar="FILE", dir_okay=False, help="Write here, not stdout."),
-    ] = None,
-) -> None:
-    """Print (or write) a Prometheus rule file with every critical and warning threshold
-    of the runbook, taken from the configured thresholds; valid for `promtool check rules`."""
-    from e2ee_ops.procedures.alerts import rules_yaml
-
+def _write_or_print(ctx: typer.Context, text: str, out: Path | None) -> None:
     env = app_context(ctx)
-    text = rules_yaml(env.settings.thresholds)
     if out is None:
         env.out.file.write(text)
         env.out.file.flush()
@@ -42,6 +30,30 @@ def rules(
 
         raise ActionFailed(f"cannot write {out} ({exc.strerror})") from None
     env.progress(f"wrote {out}")
+
+
+OutOption = Annotated[
+    Path | None,
+    typer.Option("--out", metavar="FILE", dir_okay=False, help="Write here, not stdout."),
+]
+
+
+@app.command("rules")
+def rules(ctx: typer.Context, out: OutOption = None) -> None:
+    """Print (or write) a Prometheus rule file with every critical and warning threshold
+    of the runbook, taken from the configured thresholds; valid for `promtool check rules`."""
+    from e2ee_ops.procedures.alerts import rules_yaml
+
+    _write_or_print(ctx, rules_yaml(app_context(ctx).settings.thresholds), out)
+
+
+@app.command("dashboard")
+def dashboard(ctx: typer.Context, out: OutOption = None) -> None:
+    """Print (or write) a Grafana dashboard (JSON, for file provisioning) with a panel per
+    runbook metric, its thresholds drawn from the same configuration as `alerts rules`."""
+    from e2ee_ops.procedures.alerts_dashboard import dashboard_json
+
+    _write_or_print(ctx, dashboard_json(app_context(ctx).settings.thresholds), out)
 
 
 @app.command("check")
