@@ -146,8 +146,9 @@ class AppContext:
         return Status.OK.exit_code
 
     def progress(self, message: str) -> None:
-        """A progress note on stderr (never mixed with the data on stdout)."""
-        self.err.print(redact(message), markup=False, highlight=False)
+        """A progress note on stderr (never mixed with the data on stdout), one line
+        whatever the width."""
+        self.err.print(redact(message), markup=False, highlight=False, soft_wrap=True)
 
     # ----------------------------------------------------------------- time
 

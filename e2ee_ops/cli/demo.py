@@ -34,7 +34,8 @@ def demo(
     results = run_demo(
         state_dir=state_dir,
         keep=keep,
-        say=lambda m: env.out.print(m, markup=False, highlight=False),
+        # Lines are never wrapped: a command line must stay one line in a log.
+        say=lambda m: env.out.print(m, markup=False, highlight=False, soft_wrap=True),
     )
     failed = [r for r in results if not r.ok]
     env.out.print(

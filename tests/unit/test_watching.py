@@ -64,3 +64,11 @@ def test_refreshes_as_json_lines_or_every_frame_or_live() -> None:
     env.out = Console(file=screen, force_terminal=True, width=80)
     show_refreshes(env, iter(_reports()), OutputFormat.TABLE)
     assert "WARNING" in screen.getvalue()
+
+
+def test_progress_notes_stay_one_line_whatever_the_width() -> None:
+    err = io.StringIO()
+    env = AppContext.create(stdout=io.StringIO(), stderr=err, environ={"COLUMNS": "40"})
+    note = "wrote " + "/very/long/path" * 10 + " and more words after it"
+    env.progress(note)
+    assert err.getvalue() == note + "\n"
