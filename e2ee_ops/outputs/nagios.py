@@ -2,6 +2,8 @@
 
     E2EE-OPS <CHECK> <STATUS> - <summary> | 'label'=value[uom];warn;crit;min;max ...
 
+Labels are always quoted and never contain `=`, `'` or `|`.
+
 Thresholds are plugin ranges (Monitoring Plugins development guidelines): a
 higher-is-worse limit of 500 is `500` (alert above 500), a lower-is-worse limit
 of 5 is `5:` (alert below 5). nagiosplugin's `Range` and `Performance` write
@@ -80,17 +82,18 @@ def perfdata(findings: Sequence[Finding]) -> str:
         if isinstance(f.value, bool) or not isinstance(f.value, int | float):
             continue
         low, high = _bounds(f)
-        parts.append(
-            str(
-                Performance(
-                    _label(f.name),
-                    number(f.value),
-                    f.unit if f.unit in _UOM else "",
-                    _range(f.threshold_warn, higher_is_worse=f.higher_is_worse),
-                    _range(f.threshold_crit, higher_is_worse=f.higher_is_worse),
-                    None if low is None else number(low),
-                    None if high is None else number(high),
-                )
+        label = _label(f.name)
+        text = str(
+            Performance(
+                label,
+                number(f.value),
+                f.unit if f.unit in _UOM else "",
+                _range(f.threshold_warn, higher_is_worse=f.higher_is_worse),
+                _range(f.threshold_crit, higher_is_worse=f.higher_is_worse),
+                None if low is None else number(low),
+                None if high is None else number(high),
             )
         )
+        # nagiosplugin quotes only labels with spaces; quote every one, as graphers expect.
+        parts.append(text if text.startswith("'") else f"'{label}'{text[len(label) :]}")
     return " ".join(parts)

@@ -19,7 +19,7 @@ def test_emit_renders_on_stdout_and_returns_the_exit_code() -> None:
     ctx = AppContext.create(stdout=out, stderr=err, environ={}, output=OutputFormat.NAGIOS)
     report = Report(title="t", findings=[Finding("a", Status.WARNING, 1, "a is high")])
     assert ctx.emit(report) == ExitCode.WARNING
-    assert out.getvalue() == "E2EE-OPS T WARNING - a is high | a=1\n"
+    assert out.getvalue() == "E2EE-OPS T WARNING - a is high | 'a'=1\n"
     ctx.progress("waiting for Redis (Bearer Abcdef123456)")
     assert err.getvalue() == "waiting for Redis (Bearer **********)\n"
 

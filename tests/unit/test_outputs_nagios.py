@@ -36,7 +36,7 @@ def test_low_is_bad_thresholds_are_ranges_that_alert_below() -> None:
 def test_high_is_bad_thresholds_alert_above() -> None:
     p99 = Finding("p99", Status.OK, 120.5, "ok", threshold_warn=500, unit="ms")
     data = perfdata([p99])
-    assert data == "p99=120.5ms;500;;0"
+    assert data == "'p99'=120.5ms;500;;0"
     assert Range(_fields(data)[1]).match(120.5) and not Range(_fields(data)[1]).match(501)
 
 
@@ -46,7 +46,7 @@ def test_numbers_never_use_exponent_notation() -> None:
     assert number(1e20) == "100000000000000000000"
     assert number(3) == "3" and number(2.0) == "2"
     big = Finding("rows", Status.OK, 1234567.891, "x", threshold_warn=0.00001)
-    assert perfdata([big]) == "rows=1234567.891;0.00001"
+    assert perfdata([big]) == "'rows'=1234567.891;0.00001"
     assert not re.search(r"\de[+-]\d", perfdata([big]))
 
 

@@ -85,7 +85,7 @@ def test_nagios_line_has_status_summary_and_perfdata() -> None:
     line = render_text(sample_report(), OutputFormat.NAGIOS)
     assert line == (
         "E2EE-OPS DEVICES_STUCK CRITICAL - device d1 has 3 prekeys"
-        " | otpk_min=3;10:;5: delivery_p99=120.5ms;500;;0"
+        " | 'otpk_min'=3;10:;5: 'delivery_p99'=120.5ms;500;;0"
     )
     assert "\n" not in line
 
