@@ -37,7 +37,9 @@ from e2ee_ops.embedded import (
     detach,
     free_port,
     import_pgserver,
+    require_embedded,
 )
+from e2ee_ops.errors import E2eeOpsError
 from e2ee_ops.secret import write_secret_file
 
 DEFAULT_STATE_DIR = Path(".sandbox")
@@ -319,6 +321,7 @@ def up(
 ) -> SandboxState:
     if api_instances < 1:
         raise SandboxError("the sandbox needs at least one API instance")
+    require_embedded("the sandbox")  # before anything is created
     state_dir = state_dir.resolve()
     if (state_dir / "state.json").exists():
         current = status(state_dir)
@@ -502,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in status(args.state_dir):
             state = "running" if s.running else "stopped"
             print(f"{s.name:9} {state:8} {s.pid or '-':>8}  {s.address}")
-    except EmbeddedError as exc:
+    except (EmbeddedError, E2eeOpsError) as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 3
     return 0

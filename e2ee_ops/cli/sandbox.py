@@ -73,6 +73,9 @@ def up(
     """Start PostgreSQL, Redis and N reference server instances; migrate; seed an admin,
     two canary accounts and a demo user; write STATE_DIR/config.yaml listing every
     instance in api.base_urls."""
+    from e2ee_ops.embedded import require_embedded
+
+    require_embedded("sandbox up")
     from e2ee_ops import sandbox
 
     env = app_context(ctx)

@@ -66,6 +66,25 @@ def _duration(seconds: float) -> str:
     return f"{max(1, math.ceil(seconds))}s"
 
 
+def sse_failure_rate(selector: str = "") -> str:
+    return (
+        f"rate({m.total(m.SSE_FAILURES)}{selector}[{RATE_WINDOW}])"
+        f" / rate({m.total(m.SSE_CONNECTS)}{selector}[{RATE_WINDOW}])"
+    )
+
+
+def delivery_p99(selector: str = "") -> str:
+    return (
+        "histogram_quantile(0.99, sum by (job, le) "
+        f"(rate({m.DELIVERY_LATENCY_SECONDS}_bucket{selector}[{RATE_WINDOW}])))"
+    )
+
+
+# The queries the rules and the dashboard (`alerts_dashboard.py`) share.
+SSE_FAILURE_RATE = sse_failure_rate()
+DELIVERY_P99 = delivery_p99()
+
+
 def alert_rules(t: Thresholds, job: str = DEFAULT_JOB) -> list[AlertRule]:
     """Every critical and warning threshold of the runbook as a Prometheus alert rule,
     on the series of the scrape job `job` (the API instances)."""
@@ -76,14 +95,7 @@ def alert_rules(t: Thresholds, job: str = DEFAULT_JOB) -> list[AlertRule]:
 
     # min is 0 when there is no device at all
     active = f"and {q(m.OTPK_DEVICES_ACTIVE)} > 0"
-    sse_rate = (
-        f"rate({q(m.total(m.SSE_FAILURES))}[{RATE_WINDOW}])"
-        f" / rate({q(m.total(m.SSE_CONNECTS))}[{RATE_WINDOW}])"
-    )
-    p99 = (
-        "histogram_quantile(0.99, sum by (job, le) "
-        f"(rate({q(m.DELIVERY_LATENCY_SECONDS + '_bucket')}[{RATE_WINDOW}])))"
-    )
+    sse_rate, p99 = sse_failure_rate(selector), delivery_p99(selector)
     return [
         AlertRule(
             "E2eeApiInstanceDown",
@@ -324,6 +336,8 @@ def evaluate_samples(
                 f"{_num(t.otpk_critical)}, warning below {_num(t.otpk_warning)})",
                 threshold_warn=t.otpk_warning,
                 threshold_crit=t.otpk_critical,
+                higher_is_worse=False,
+                minimum=0,
             )
         )
 
