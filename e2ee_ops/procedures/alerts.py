@@ -5,24 +5,27 @@ Both are written against the metric names the reference server exports on `/metr
 and take every number from `Thresholds`. Where the server exports a count that bakes
 in its own threshold (`e2ee_otpk_devices_below_critical` counts pools under the
 SERVER's 5), the rules use a threshold-free metric instead (`e2ee_otpk_remaining_min`,
-`e2ee_signed_prekey_age_max_days`, `e2ee_identity_changes_max_per_user_24h`), so a
+`e2ee_signed_prekey_age_max_seconds`, `e2ee_identity_changes_max_per_user_24h`), so a
 configured threshold other than the runbook's default still means what it says.
 
 `check_alerts` has no history, unlike Prometheus: the SSE failure rate is the ratio
 of the counters since the server started, the p99 comes from the histogram's buckets
 since start (as `histogram_quantile` computes it), and how long Redis has been down is
-dated by evidence only (e2ee-ops's own earlier observations in the journal); when
-nothing dates it, "down, duration unknown" is a WARNING, never an invented CRITICAL.
+dated by evidence only (the server's own `e2ee_redis_unavailable_seconds`, else
+e2ee-ops's earlier observations in the journal); when nothing dates it, "down,
+duration unknown" is a WARNING, never an invented CRITICAL.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from e2ee_ops import metrics as m
 from e2ee_ops.config import Thresholds
 from e2ee_ops.errors import ServiceError
 from e2ee_ops.procedures.outage_evidence import journal_window, record_observation
@@ -35,6 +38,10 @@ if TYPE_CHECKING:
     from e2ee_ops.journal import Journal
 
 GROUP = "e2ee_alerts"
+# The Prometheus scrape job of the API instances; `alerts rules --job` changes it.
+DEFAULT_JOB = "e2ee-api"
+INSTANCE_DOWN_FOR = "1m"
+DAY = 86400
 # How long a condition other than "Redis down" must hold before it fires: long enough
 # that a refill or a single slow scrape does not page, short enough to matter.
 SUSTAIN = "5m"
@@ -49,7 +56,7 @@ class AlertRule:
     for_: str
     summary: str
     description: str
-    threshold: str  # the Thresholds field this rule takes its number from
+    threshold: str | None  # the Thresholds field this rule takes its number from
 
 
 def _num(value: float) -> str:
@@ -61,22 +68,52 @@ def _duration(seconds: float) -> str:
     return f"{max(1, math.ceil(seconds))}s"
 
 
-def alert_rules(t: Thresholds) -> list[AlertRule]:
-    """Every critical and warning threshold of the runbook as a Prometheus alert rule."""
-    active = "and e2ee_otpk_devices_active > 0"  # min is 0 when there is no device at all
-    sse_rate = (
-        f"rate(e2ee_sse_failures_total[{RATE_WINDOW}])"
-        f" / rate(e2ee_sse_connects_total[{RATE_WINDOW}])"
+def sse_failure_rate(selector: str = "") -> str:
+    return (
+        f"rate({m.total(m.SSE_FAILURES)}{selector}[{RATE_WINDOW}])"
+        f" / rate({m.total(m.SSE_CONNECTS)}{selector}[{RATE_WINDOW}])"
     )
-    p99 = (
+
+
+def delivery_p99(selector: str = "") -> str:
+    return (
         "histogram_quantile(0.99, sum by (job, le) "
-        f"(rate(e2ee_delivery_latency_seconds_bucket[{RATE_WINDOW}])))"
+        f"(rate({m.DELIVERY_LATENCY_SECONDS}_bucket{selector}[{RATE_WINDOW}])))"
     )
+
+
+# The queries the rules and the dashboard (`alerts_dashboard.py`) share.
+SSE_FAILURE_RATE = sse_failure_rate()
+DELIVERY_P99 = delivery_p99()
+
+
+def alert_rules(t: Thresholds, job: str = DEFAULT_JOB) -> list[AlertRule]:
+    """Every critical and warning threshold of the runbook as a Prometheus alert rule,
+    on the series of the scrape job `job` (the API instances)."""
+    selector = "{" + f"job={json.dumps(job)}" + "}"
+
+    def q(metric: str) -> str:
+        return metric + selector
+
+    # min is 0 when there is no device at all
+    active = f"and {q(m.OTPK_DEVICES_ACTIVE)} > 0"
+    sse_rate, p99 = sse_failure_rate(selector), delivery_p99(selector)
     return [
+        AlertRule(
+            "E2eeApiInstanceDown",
+            "critical",
+            f"{q('up')} == 0",
+            INSTANCE_DOWN_FOR,
+            "API instance {{ $labels.instance }} does not answer",
+            "Prometheus could not scrape this API instance for more than "
+            f"{INSTANCE_DOWN_FOR}: its streams are gone and its clients reconnect elsewhere. "
+            "Run `e2ee-ops doctor`, then restart the instance (services.api).",
+            None,
+        ),
         AlertRule(
             "E2eeRedisDown",
             "critical",
-            "redis_up == 0",
+            f"{q(m.REDIS_UP)} == 0",
             _duration(t.redis_down_seconds),
             "Redis unavailable on {{ $labels.instance }}",
             f"Redis has been unreachable for more than {_num(t.redis_down_seconds)} s: messages "
@@ -87,7 +124,7 @@ def alert_rules(t: Thresholds) -> list[AlertRule]:
         AlertRule(
             "E2eeOtpkPoolCritical",
             "critical",
-            f"e2ee_otpk_remaining_min < {_num(t.otpk_critical)} {active}",
+            f"{q(m.OTPK_REMAINING_MIN)} < {_num(t.otpk_critical)} {active}",
             SUSTAIN,
             f"A device has fewer than {_num(t.otpk_critical)} one-time prekeys",
             "The smallest one-time prekey pool of an active device is {{ $value }}. "
@@ -97,7 +134,7 @@ def alert_rules(t: Thresholds) -> list[AlertRule]:
         AlertRule(
             "E2eeIdentityChangesHigh",
             "critical",
-            f"e2ee_identity_changes_max_per_user_24h > {_num(t.identity_changes_per_day)}",
+            f"{q(m.IDENTITY_CHANGES_MAX_PER_USER_24H)} > {_num(t.identity_changes_per_day)}",
             SUSTAIN,
             f"A user changed identity keys more than {_num(t.identity_changes_per_day)} "
             "times in 24 h",
@@ -118,7 +155,7 @@ def alert_rules(t: Thresholds) -> list[AlertRule]:
         AlertRule(
             "E2eeOtpkPoolLow",
             "warning",
-            f"e2ee_otpk_remaining_min < {_num(t.otpk_warning)} {active}",
+            f"{q(m.OTPK_REMAINING_MIN)} < {_num(t.otpk_warning)} {active}",
             SUSTAIN,
             f"A device has fewer than {_num(t.otpk_warning)} one-time prekeys",
             "The smallest one-time prekey pool of an active device is {{ $value }}. "
@@ -128,10 +165,10 @@ def alert_rules(t: Thresholds) -> list[AlertRule]:
         AlertRule(
             "E2eeSignedPrekeyStale",
             "warning",
-            f"e2ee_signed_prekey_age_max_days > {_num(t.signed_prekey_max_age_days)}",
+            f"{q(m.SIGNED_PREKEY_AGE_MAX_SECONDS)} > {_num(t.signed_prekey_max_age_days * DAY)}",
             SUSTAIN,
             f"A signed prekey is older than {_num(t.signed_prekey_max_age_days)} days",
-            "The oldest signed prekey of an active device is {{ $value }} days old. "
+            "The oldest signed prekey of an active device is {{ $value | humanizeDuration }} old. "
             "Run `e2ee-ops devices stuck`.",
             "signed_prekey_max_age_days",
         ),
@@ -147,7 +184,7 @@ def alert_rules(t: Thresholds) -> list[AlertRule]:
         AlertRule(
             "E2eePubsubLagHigh",
             "warning",
-            f"e2ee_pubsub_lag_seconds > {_num(t.pubsub_lag_seconds)}",
+            f"{q(m.PUBSUB_LAG_SECONDS)} > {_num(t.pubsub_lag_seconds)}",
             SUSTAIN,
             f"Redis pub/sub lag is above {_num(t.pubsub_lag_seconds)} s "
             "on {{ $labels.instance }}",
@@ -165,7 +202,7 @@ RULES_HEADER = """\
 """
 
 
-def rules_document(t: Thresholds) -> dict[str, object]:
+def rules_document(t: Thresholds, job: str = DEFAULT_JOB) -> dict[str, object]:
     rules = [
         {
             "alert": r.name,
@@ -175,19 +212,19 @@ def rules_document(t: Thresholds) -> dict[str, object]:
             "annotations": {
                 "summary": r.summary,
                 "description": r.description,
-                "threshold": f"thresholds.{r.threshold}",
+                **({"threshold": f"thresholds.{r.threshold}"} if r.threshold else {}),
             },
         }
-        for r in alert_rules(t)
+        for r in alert_rules(t, job)
     ]
     return {"groups": [{"name": GROUP, "rules": rules}]}
 
 
-def rules_yaml(t: Thresholds) -> str:
-    """The rule file's text; the same thresholds always give the same bytes."""
+def rules_yaml(t: Thresholds, job: str = DEFAULT_JOB) -> str:
+    """The rule file's text; the same thresholds and job always give the same bytes."""
     import yaml
 
-    body = yaml.safe_dump(rules_document(t), sort_keys=False, width=100, allow_unicode=True)
+    body = yaml.safe_dump(rules_document(t, job), sort_keys=False, width=100, allow_unicode=True)
     return RULES_HEADER + body
 
 
@@ -250,20 +287,26 @@ def evaluate_samples(
     where = f"/metrics on {host}"
     found: list[Finding] = []
 
-    up = _one(samples, "redis_up")
+    up = _one(samples, m.REDIS_UP)
     name = f"redis down > {_num(t.redis_down_seconds)} s ({host})"
     if up is None:
-        found.append(_missing(name, "redis_up", where))
+        found.append(_missing(name, m.REDIS_UP, where))
     elif up >= 1:
-        found.append(Finding(name, Status.OK, 0, f"{where}: redis_up=1", unit="s"))
+        found.append(Finding(name, Status.OK, 0, f"{where}: {m.REDIS_UP}=1", unit="s"))
     else:
-        found.append(_redis_down_finding(name, where, t, redis_down_for()))
+        gauge = _one(samples, m.REDIS_UNAVAILABLE_SECONDS)
+        down_for = (
+            (gauge, f"{m.REDIS_UNAVAILABLE_SECONDS} on {host}, the server's own record")
+            if gauge
+            else redis_down_for()
+        )
+        found.append(_redis_down_finding(name, where, t, down_for))
 
-    active = _one(samples, "e2ee_otpk_devices_active")
-    pool = _one(samples, "e2ee_otpk_remaining_min")
+    active = _one(samples, m.OTPK_DEVICES_ACTIVE)
+    pool = _one(samples, m.OTPK_REMAINING_MIN)
     name = f"otpk pool min ({host})"
     if pool is None:
-        found.append(_missing(name, "e2ee_otpk_remaining_min", where))
+        found.append(_missing(name, m.OTPK_REMAINING_MIN, where))
     elif not active:
         found.append(Finding(name, Status.OK, None, f"{where}: no active device"))
     else:
@@ -277,6 +320,8 @@ def evaluate_samples(
                 f"{_num(t.otpk_critical)}, warning below {_num(t.otpk_warning)})",
                 threshold_warn=t.otpk_warning,
                 threshold_crit=t.otpk_critical,
+                higher_is_worse=False,
+                minimum=0,
             )
         )
 
@@ -302,40 +347,41 @@ def evaluate_samples(
 
     above(
         "identity changes per user per day",
-        "e2ee_identity_changes_max_per_user_24h",
-        _one(samples, "e2ee_identity_changes_max_per_user_24h"),
+        m.IDENTITY_CHANGES_MAX_PER_USER_24H,
+        _one(samples, m.IDENTITY_CHANGES_MAX_PER_USER_24H),
         t.identity_changes_per_day,
         Status.CRITICAL,
     )
-    connects = _one(samples, "e2ee_sse_connects_total")
-    failures = _one(samples, "e2ee_sse_failures_total")
+    connects = _one(samples, m.total(m.SSE_CONNECTS))
+    failures = _one(samples, m.total(m.SSE_FAILURES))
     rate = (
         None if connects is None or failures is None else (failures / connects if connects else 0)
     )
     above(
         "sse failure rate",
-        "e2ee_sse_failures_total",
+        m.total(m.SSE_FAILURES),
         rate,
         t.sse_failure_rate,
         Status.CRITICAL,
     )
+    age = _one(samples, m.SIGNED_PREKEY_AGE_MAX_SECONDS)
     above(
         "signed prekey age max",
-        "e2ee_signed_prekey_age_max_days",
-        _one(samples, "e2ee_signed_prekey_age_max_days"),
+        m.SIGNED_PREKEY_AGE_MAX_SECONDS,
+        None if age is None else age / DAY,
         t.signed_prekey_max_age_days,
         Status.WARNING,
         "days",
     )
-    p99 = histogram_p99(samples, "e2ee_delivery_latency_seconds")
-    if p99 is None and "e2ee_delivery_latency_seconds_bucket" in samples:
+    p99 = histogram_p99(samples, m.DELIVERY_LATENCY_SECONDS)
+    if p99 is None and m.DELIVERY_LATENCY_SECONDS + "_bucket" in samples:
         found.append(
             Finding(f"delivery p99 ({host})", Status.OK, None, f"{where}: no delivery yet")
         )
     else:
         above(
             "delivery p99",
-            "e2ee_delivery_latency_seconds",
+            m.DELIVERY_LATENCY_SECONDS,
             None if p99 is None else p99 * 1000.0,
             t.delivery_p99_ms,
             Status.WARNING,
@@ -343,8 +389,8 @@ def evaluate_samples(
         )
     above(
         "pub/sub lag",
-        "e2ee_pubsub_lag_seconds",
-        _one(samples, "e2ee_pubsub_lag_seconds"),
+        m.PUBSUB_LAG_SECONDS,
+        _one(samples, m.PUBSUB_LAG_SECONDS),
         t.pubsub_lag_seconds,
         Status.WARNING,
         "s",
@@ -355,14 +401,14 @@ def evaluate_samples(
 def _redis_down_finding(
     name: str, where: str, t: Thresholds, down_for: tuple[float, str] | None
 ) -> Finding:
-    """redis_up=0: CRITICAL once evidence shows it down longer than the threshold; down
+    """Redis down: CRITICAL once evidence shows it down longer than the threshold; down
     for a time nothing dates is a WARNING saying so, never a CRITICAL on a guess."""
     if down_for is None:
         return Finding(
             name,
             Status.WARNING,
             None,
-            f"{where}: redis_up=0; Redis is down, duration unknown (no evidence dates "
+            f"{where}: {m.REDIS_UP}=0; Redis is down, duration unknown (no evidence dates "
             "the start: configure services.api.log or run `e2ee-ops redis check` from cron)",
             threshold_crit=t.redis_down_seconds,
             unit="s",
@@ -372,7 +418,7 @@ def _redis_down_finding(
         name,
         Status.CRITICAL if seconds > t.redis_down_seconds else Status.WARNING,
         round(seconds, 1),
-        f"{where}: redis_up=0 for at least {seconds:.0f} s ({source})",
+        f"{where}: {m.REDIS_UP}=0 for at least {seconds:.0f} s ({source})",
         threshold_crit=t.redis_down_seconds,
         unit="s",
     )

@@ -362,7 +362,7 @@ def describe_entry(e: Entry) -> str:
         duration = d.get("duration_seconds")
         return (
             f"Redis outage of {'unknown duration' if duration is None else f'{duration} s'} "
-            f"(start: {d.get('start_source', '?')}; end: {d.get('end_source', '?')}); "
+            f"(start: {d.get('start_source', '?')}; end: {d.get('redis_back_source', '?')}); "
             f"{d.get('stored')} stored, {d.get('deliverable_not_delivered')} deliverable but "
             f"not delivered, {d.get('waiting_offline')} waiting for offline devices"
         )

@@ -191,10 +191,9 @@ def log_window(
     """The last outage the log shows, or None when it shows none."""
     lost: datetime | None = None
     result: LogWindow | None = None
-    for line in lines:
-        at = line_time(line)
-        if at is None:
-            continue
+    dated = [(at, line) for line in lines if (at := line_time(line)) is not None]
+    # Several instances' logs may come interleaved (kubectl logs -l ...): by time.
+    for at, line in sorted(dated, key=lambda d: d[0]):
         low = line.lower()
         if down.lower() in low and lost is None:
             lost = at

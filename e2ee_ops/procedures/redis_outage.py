@@ -668,20 +668,25 @@ def recover_redis(
     delivery = _settled_window(t, window, settle_seconds)
     status, sentence = _delivery_sentence(delivery, window)
     run.done(sentence, status)
+    recovered_at = datetime.now(UTC)
     record: dict[str, Any] = {
-        **window.as_dict(),
+        # The outage: from losing Redis to the service having it again, each end with
+        # the evidence that dates it, or None and "unknown".
+        "start": window.start.at.isoformat() if window.start.at else None,
+        "start_source": window.start.source,
+        "redis_back_at": window.end.at.isoformat() if window.end.at else None,
+        "redis_back_source": window.end.source,
+        "duration_seconds": window.duration_seconds,
+        "duration": window.as_dict()["duration"],
+        # The recovery: detected, then verified (canary, stored vs delivered) at `end`.
         "detected_at": detected_at.isoformat(),
+        "end": recovered_at.isoformat(),
         "verdict": state.verdict,
         "redis_restarted": restart_redis,
         "canary_message_id": canary.message_id,
         "canary_latency_ms": round(canary.latency_ms, 1),
         **_delivery_record(delivery),
     }
-    # Flat copies the post-mortem reads.
-    record["start"] = window.start.at.isoformat() if window.start.at else None
-    record["end"] = window.end.at.isoformat() if window.end.at else None
-    record["start_source"] = window.start.source
-    record["end_source"] = window.end.source
     plan.data["outage"] = record
     plan.summary = window.sentence()
     if journal is not None:
