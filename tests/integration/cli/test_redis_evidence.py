@@ -40,6 +40,8 @@ def outages(config: Path) -> list[dict[str, Any]]:
 def with_redis_url(sandbox_config: Path, tmp_path: Path, url: str) -> Path:
     config = yaml.safe_load(sandbox_config.read_text())
     config["redis"]["url"] = url
+    config["redis"]["timeout_seconds"] = 0.5
+    config["redis"]["down_confirm_seconds"] = 1
     config["journal"]["path"] = str(tmp_path / "journal.jsonl")
     path = tmp_path / "wrong-redis.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -208,3 +210,24 @@ def test_alerts_check_dates_an_outage_from_evidence_never_a_guess(
     # (no longer a CRITICAL dated from the oldest undelivered message of the hour).
     assert redis_down["status"] == "WARNING", redis_down
     assert "the server's own record" in redis_down["summary"]
+
+
+def test_an_api_that_reports_redis_unavailable_while_redis_answers_gets_an_api_restart(
+    sandbox_state, sandbox_config: Path, tmp_path: Path, redis_url: str
+) -> None:
+    # e2ee-ops PINGs a healthy Redis while the API cannot reach its own.
+    config = with_redis_url(sandbox_config, tmp_path, redis_url)
+    sandbox.stop_service(sandbox_state.dir, "redis")
+    try:
+        deadline = time.monotonic() + 15
+        check = run(config, "--output", "json", "redis", "check")
+        while check.exit_code != 2 and time.monotonic() < deadline:
+            time.sleep(0.3)
+            check = run(config, "--output", "json", "redis", "check")
+        assert check.exit_code == 2, check.stdout
+        assert "restarts the API instances" in check.json["summary"]
+        plan = run(config, "--output", "json", "redis", "recover")
+        watch = plan.json["steps"][3]["description"]
+        assert "restart the API instances: " in watch and "restart api" in watch
+    finally:
+        restore_redis(sandbox_state)
