@@ -365,6 +365,12 @@ class JournalSettings(_Section):
     path: Path
 
 
+class AlertsSettings(_Section):
+    # `alerts check` measures rates (SSE failures, delivery p99, HTTP errors) between two
+    # samples of each instance's /metrics taken this far apart.
+    sample_interval_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
 class Settings(_Section):
     """The validated, effective configuration."""
 
@@ -379,6 +385,7 @@ class Settings(_Section):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     notifiers: NotifierSettings = Field(default_factory=NotifierSettings)
     incident: IncidentSettings = Field(default_factory=IncidentSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     journal: JournalSettings
 
 

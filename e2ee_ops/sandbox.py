@@ -436,6 +436,7 @@ def write_config(state: SandboxState) -> Path:
             },
         },
         "rollback": {"env_file": str(state.api_env_path)},
+        "alerts": {"sample_interval_seconds": 1},
         "journal": {"path": str(state.dir / "journal.jsonl")},
     }
     header = (

@@ -70,16 +70,18 @@ def check(
     textfile: TextfileOption = None,
     output: OutputOption = None,
 ) -> None:
-    """Evaluate every alert threshold now against each API instance's /metrics (and
-    PostgreSQL to date a Redis outage): one line each; exit code by the worst."""
-    from e2ee_ops.cli.targets import api_clients, database
+    """Evaluate every alert threshold now against each API instance's /metrics: rates
+    (SSE failures, delivery p99, HTTP errors) between two samples
+    alerts.sample_interval_seconds apart, levels from the second; one line each; exit
+    code by the worst."""
+    from e2ee_ops.cli.targets import api_clients
     from e2ee_ops.procedures.alerts import check_alerts
 
     env = app_context(ctx)
     report = check_alerts(
         apis=api_clients(env, None),
-        db=database(env, required=False),
         thresholds=env.settings.thresholds,
+        sample_interval=env.settings.alerts.sample_interval_seconds,
         timeout=env.remaining(),
         journal=env.journal(),
     )

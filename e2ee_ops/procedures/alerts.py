@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +35,6 @@ from e2ee_ops.status import Finding, Report, Status, classify
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.api import ApiClient
-    from e2ee_ops.adapters.postgres import OpsDatabase
     from e2ee_ops.journal import Journal
 
 GROUP = "e2ee_alerts"
@@ -282,7 +282,12 @@ def evaluate_samples(
     *,
     host: str,
     redis_down_for: Callable[[], tuple[float, str] | None] = lambda: None,
+    rates: Samples | None = None,
+    rate_seconds: float | None = None,
 ) -> list[Finding]:
+    """`rates`: each counter's growth over the last `rate_seconds` (two samples); without
+    it, ratios are of the totals since the process started."""
+    rate_note = f"over {rate_seconds:g} s: /metrics sampled twice" if rate_seconds else ""
     """One finding per threshold from one instance's `/metrics` samples."""
     where = f"/metrics on {host}"
     found: list[Finding] = []
@@ -326,7 +331,13 @@ def evaluate_samples(
         )
 
     def above(
-        label: str, metric: str, value: float | None, limit: float, status: Status, unit: str = ""
+        label: str,
+        metric: str,
+        value: float | None,
+        limit: float,
+        status: Status,
+        unit: str = "",
+        note: str = "",
     ) -> None:
         if value is None:
             found.append(_missing(f"{label} ({host})", metric, where))
@@ -337,7 +348,7 @@ def evaluate_samples(
                 f"{label} ({host})",
                 status if bad else Status.OK,
                 round(value, 4),
-                f"{label} is {value:.4g}{(' ' + unit) if unit else ''} "
+                f"{label} is {value:.4g}{(' ' + unit) if unit else ''}{note} "
                 f"({status.value.lower()} above {_num(limit)})",
                 threshold_warn=limit if status is Status.WARNING else None,
                 threshold_crit=limit if status is Status.CRITICAL else None,
@@ -352,18 +363,30 @@ def evaluate_samples(
         t.identity_changes_per_day,
         Status.CRITICAL,
     )
-    connects = _one(samples, m.total(m.SSE_CONNECTS))
-    failures = _one(samples, m.total(m.SSE_FAILURES))
-    rate = (
-        None if connects is None or failures is None else (failures / connects if connects else 0)
-    )
-    above(
-        "sse failure rate",
-        m.total(m.SSE_FAILURES),
-        rate,
-        t.sse_failure_rate,
-        Status.CRITICAL,
-    )
+    # Rates from the counters' growth between two samples when given (else since the
+    # process started, which a long-lived healthy process dilutes).
+    counted = rates if rates is not None else samples
+    over = f" ({rate_note})" if rates is not None else " (since the process started)"
+    connects = _one(counted, m.total(m.SSE_CONNECTS))
+    failures = _one(counted, m.total(m.SSE_FAILURES))
+    if connects is not None and failures is not None and not connects:
+        found.append(
+            Finding(
+                f"sse failure rate ({host})",
+                Status.OK,
+                None,
+                f"no SSE connection was opened{over}: no failure rate to judge",
+            )
+        )
+    else:
+        above(
+            "sse failure rate",
+            m.total(m.SSE_FAILURES),
+            None if connects is None or failures is None else failures / connects,
+            t.sse_failure_rate,
+            Status.CRITICAL,
+            note=over,
+        )
     age = _one(samples, m.SIGNED_PREKEY_AGE_MAX_SECONDS)
     above(
         "signed prekey age max",
@@ -373,10 +396,10 @@ def evaluate_samples(
         Status.WARNING,
         "days",
     )
-    p99 = histogram_p99(samples, m.DELIVERY_LATENCY_SECONDS)
-    if p99 is None and m.DELIVERY_LATENCY_SECONDS + "_bucket" in samples:
+    p99 = histogram_p99(counted, m.DELIVERY_LATENCY_SECONDS)
+    if p99 is None and m.DELIVERY_LATENCY_SECONDS + "_bucket" in counted:
         found.append(
-            Finding(f"delivery p99 ({host})", Status.OK, None, f"{where}: no delivery yet")
+            Finding(f"delivery p99 ({host})", Status.OK, None, f"{where}: no delivery{over}")
         )
     else:
         above(
@@ -386,7 +409,10 @@ def evaluate_samples(
             t.delivery_p99_ms,
             Status.WARNING,
             "ms",
+            note=over,
         )
+    if rates is not None:
+        found.append(_http_error_rates(rates, host, rate_seconds or 0.0))
     above(
         "pub/sub lag",
         m.PUBSUB_LAG_SECONDS,
@@ -396,6 +422,24 @@ def evaluate_samples(
         "s",
     )
     return found
+
+
+def _http_error_rates(rates: Samples, host: str, seconds: float) -> Finding:
+    """HTTP error responses per second by status over the sampling interval (the
+    runbook's "monitor error rates": 409, 429, 403, 500)."""
+    by_status: dict[str, float] = {}
+    for labels, grew in rates.get(m.total(m.HTTP_ERRORS), ()):
+        status = labels.get("status", "?")
+        by_status[status] = by_status.get(status, 0.0) + grew
+    per_second = {s: round(n / seconds, 4) for s, n in sorted(by_status.items())} if seconds else {}
+    shown = ", ".join(f"{s}: {v:g}/s" for s, v in per_second.items() if v) or "none"
+    # The runbook lists these to monitor but gives no threshold: shown, never judged.
+    return Finding(
+        f"http error rate ({host})",
+        Status.OK,
+        per_second,
+        f"HTTP error responses over {seconds:g} s (/metrics sampled twice): {shown}",
+    )
 
 
 def _redis_down_finding(
@@ -438,24 +482,46 @@ def redis_down_evidence(
     return max(0.0, (now - start.at).total_seconds()), start.source
 
 
+def counter_deltas(
+    later: Samples, earlier: Samples
+) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """How much each series grew between two samples (a series that shrank was reset by
+    a restart: its later value is what it counted since)."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for name, rows in later.items():
+        before = {tuple(sorted(labels.items())): v for labels, v in earlier.get(name, ())}
+        out[name] = []
+        for labels, value in rows:
+            old = before.get(tuple(sorted(labels.items())), 0.0)
+            out[name].append((labels, value - old if value >= old else value))
+    return out
+
+
 def check_alerts(
     *,
     apis: Sequence[ApiClient],
-    db: OpsDatabase | None,
     thresholds: Thresholds,
+    sample_interval: float = 10.0,
     timeout: float | None = None,
     journal: Journal | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Report:
-    """Every alert threshold evaluated now, per API instance; the worst decides. `journal`
-    dates an outage from earlier observations and receives this one's view of Redis."""
+    """Every alert threshold evaluated now, per API instance; the worst decides. Rates
+    come from two samples of each instance's /metrics `sample_interval` seconds apart,
+    levels from the second. `journal` dates an outage from earlier observations and
+    receives this one's view of Redis."""
 
     def probe(api: ApiClient) -> list[Finding]:
+        first = parse_exposition(api.prometheus_metrics())
+        sleep(sample_interval)
         samples = parse_exposition(api.prometheus_metrics())
         return evaluate_samples(
             samples,
             thresholds,
             host=api.host,
             redis_down_for=lambda: redis_down_evidence(journal),
+            rates=counter_deltas(samples, first),
+            rate_seconds=sample_interval,
         )
 
     probes: dict[str, Probe] = {
@@ -464,6 +530,9 @@ def check_alerts(
     }
     report = Report(title="alerts check", findings=run_probes(probes, timeout=timeout))
     report.data["thresholds"] = thresholds.model_dump()
+    report.data["rates_from"] = (
+        f"/metrics of each instance sampled twice, {sample_interval:g} s apart"
+    )
     redis = [f for f in report.findings if f.name.startswith("redis down >")]
     if redis and all(f.status is not Status.UNKNOWN for f in redis):
         record_observation(

@@ -12,7 +12,14 @@ def write_config(tmp_path: Path, **sections: Any) -> Path:
     """`e2ee-ops.yaml` in `tmp_path` with `sections`, the journal in `tmp_path`."""
     config = tmp_path / "e2ee-ops.yaml"
     config.write_text(
-        yaml.safe_dump({"journal": {"path": str(tmp_path / "journal.jsonl")}, **sections})
+        yaml.safe_dump(
+            {
+                "journal": {"path": str(tmp_path / "journal.jsonl")},
+                # alerts check samples /metrics twice: briefly in tests.
+                "alerts": {"sample_interval_seconds": 0.2},
+                **sections,
+            }
+        )
     )
     return config
 

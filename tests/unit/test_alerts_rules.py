@@ -153,3 +153,32 @@ def test_redis_down_is_dated_by_evidence_or_a_warning_with_duration_unknown() ->
     assert dated.status is Status.CRITICAL and "the server's own record" in dated.summary
     missing = [f for f in evaluate_samples(samples, t, host="a") if f.status is Status.UNKNOWN]
     assert missing  # metrics this text lacks are UNKNOWN, never OK
+
+
+def test_rates_come_from_the_growth_between_two_samples() -> None:
+    from e2ee_ops.procedures.alerts import counter_deltas
+
+    def exposition(connects: float, failures: float, errors: float) -> str:
+        return (
+            "# TYPE e2ee_sse_connects counter\n"
+            f"e2ee_sse_connects_total {connects}\n"
+            "# TYPE e2ee_sse_failures counter\n"
+            f"e2ee_sse_failures_total {failures}\n"
+            "# TYPE e2ee_http_errors counter\n"
+            f'e2ee_http_errors_total{{status="500",code="none"}} {errors}\n'
+        )
+
+    # 1000 connects and 0 failures since start, then 10 connects and 5 failures: 50 %.
+    first = parse_exposition(exposition(1000, 0, 7))
+    later = parse_exposition(exposition(1010, 5, 9))
+    found = {
+        f.name.rsplit(" (", 1)[0]: f
+        for f in evaluate_samples(
+            later, Thresholds(), host="a", rates=counter_deltas(later, first), rate_seconds=2
+        )
+    }
+    assert found["sse failure rate"].value == 0.5
+    assert found["sse failure rate"].status is Status.CRITICAL
+    assert found["http error rate"].value == {"500": 1.0}
+    totals = {f.name.rsplit(" (", 1)[0]: f for f in evaluate_samples(later, Thresholds(), host="a")}
+    assert totals["sse failure rate"].status is Status.OK  # 5 of 1010: diluted since start

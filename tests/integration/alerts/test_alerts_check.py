@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -13,8 +14,10 @@ from tests.integration.reference.streams import StreamCollector
 from tests.support.cli import cli
 
 
-def check(config: Path, **thresholds: float):  # type: ignore[no-untyped-def]
+def check(config: Path, sample: float | None = None, **thresholds: float):  # type: ignore[no-untyped-def]
     env = {f"E2EE_OPS_THRESHOLDS__{k.upper()}": str(v) for k, v in thresholds.items()}
+    if sample is not None:
+        env["E2EE_OPS_ALERTS__SAMPLE_INTERVAL_SECONDS"] = str(sample)
     result = cli("--config", str(config), "--output", "json", "alerts", "check", env=env)
     assert "Traceback" not in result.stderr
     by_name = {f["name"].rsplit(" (", 1)[0]: f for f in result.json["findings"]}
@@ -64,14 +67,31 @@ def test_latency_and_pubsub_lag_trip_low_thresholds(ops_config, users, reference
     dan_device = dan.register_device("phone", prekeys=50)["device_id"]
     token = users.admin.issue_token(bob_id)
     collector = StreamCollector(reference_server.url, token, bob_device).start()
+    result: list[tuple[int, dict]] = []  # type: ignore[type-arg]
     try:
         time.sleep(0.5)  # let the stream open before sending
         conv = dan.open_conversation(bob_id)
         dan.send(conv, dan_device, bob_id)
         assert collector.wait_for(lambda evs: any(e.event == "message" for e in evs), 10)
+        # Latency is a rate now: deliveries must happen between the check's two samples.
+        checker = threading.Thread(
+            target=lambda: result.append(
+                check(
+                    ops_config,
+                    delivery_p99_ms=0.0001,
+                    pubsub_lag_seconds=0.0000001,
+                    sample=1.5,
+                )
+            )
+        )
+        checker.start()
+        while checker.is_alive():
+            dan.send(conv, dan_device, bob_id)
+            time.sleep(0.1)
+        checker.join()
     finally:
         collector.close()
-    code, found = check(ops_config, delivery_p99_ms=0.0001, pubsub_lag_seconds=0.0000001)
+    [(code, found)] = result
     assert found["delivery p99"]["status"] == "WARNING"
     assert found["pub/sub lag"]["status"] == "WARNING"
     assert code >= 1
@@ -100,3 +120,19 @@ def test_redis_down_is_critical_once_dated_past_the_threshold(
     _, found = check(ops_config, redis_down_seconds=3600)
     down = next(f for n, f in found.items() if n.startswith("redis down"))
     assert down["status"] == "WARNING"
+
+
+def test_error_and_sse_rates_are_measured_between_two_samples_not_since_start(
+    ops_config, reference_server
+) -> None:  # type: ignore[no-untyped-def]
+    # Errors before the check: in the totals since start, not in the rates it measures.
+    for _ in range(5):
+        httpx.get(f"{reference_server.url}/dm/metrics", headers={"Authorization": "Bearer x"})
+    code, found = check(ops_config)
+    errors = found["http error rate"]
+    assert errors["status"] == "OK" and "sampled twice" in errors["summary"]
+    assert not any(errors["value"].values()), errors  # nothing failed during the interval
+    sse = found["sse failure rate"]
+    assert "no SSE connection was opened (over 0.2 s: /metrics sampled twice)" in sse["summary"]
+    result = cli("--config", str(ops_config), "--output", "json", "alerts", "check")
+    assert "sampled twice, 0.2 s apart" in result.json["data"]["rates_from"]
