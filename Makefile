@@ -17,7 +17,7 @@ setup: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check e2ee_ops tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 lint: $(STAMP)
 	$(BIN)/ruff check e2ee_ops tests bench

@@ -3,7 +3,6 @@ it and its unit tests fire and clear every alert; `evaluate_samples` on canned t
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,15 +11,16 @@ import pytest
 from e2ee_ops.config import Thresholds
 from e2ee_ops.procedures.alerts import evaluate_samples, histogram_p99, parse_exposition, rules_yaml
 from e2ee_ops.status import Status
+from tests.required import tool
 from tests.unit.clihelper import cli
 
 ALERTS = Path(__file__).resolve().parents[2] / "alerts"
 RULES = ALERTS / "e2ee_alerts.rules.yml"
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None,
-    reason="promtool is not installed (Debian: apt-get install prometheus; .ci/run installs it)",
-)
+
+
+@pytest.fixture
+def promtool() -> str:
+    return tool("promtool", "Debian: apt-get install prometheus; .ci/run installs it")
 
 
 def test_committed_rules_are_the_generated_defaults(isolated_env: dict[str, str]) -> None:
@@ -30,7 +30,7 @@ def test_committed_rules_are_the_generated_defaults(isolated_env: dict[str, str]
 
 
 def test_rules_take_their_numbers_from_the_config(
-    isolated_env: dict[str, str], tmp_path: Path
+    isolated_env: dict[str, str], tmp_path: Path, promtool: str
 ) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(
@@ -43,23 +43,22 @@ def test_rules_take_their_numbers_from_the_config(
     text = out.read_text()
     assert "e2ee_otpk_remaining_min < 3 and" in text and "e2ee_otpk_remaining_min < 8 and" in text
     assert "for: 90s" in text and "> 0.25" in text and "> 0.05" in text
-    if PROMTOOL:
-        subprocess.run([PROMTOOL, "check", "rules", str(out)], check=True, capture_output=True)
-
-
-@needs_promtool
-def test_promtool_checks_the_committed_rules() -> None:
-    done = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True)  # type: ignore[list-item]
+    done = subprocess.run([promtool, "check", "rules", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 8 rules found" in done.stdout
 
 
-@needs_promtool
-def test_promtool_unit_tests_fire_and_clear_each_alert() -> None:
+def test_promtool_checks_the_committed_rules(promtool: str) -> None:
+    done = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 8 rules found" in done.stdout
+
+
+def test_promtool_unit_tests_fire_and_clear_each_alert(promtool: str) -> None:
     test_file = ALERTS / "e2ee_alerts.test.yml"
     done = subprocess.run(
-        [PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, cwd=ALERTS
-    )  # type: ignore[list-item]
+        [promtool, "test", "rules", str(test_file)], capture_output=True, text=True, cwd=ALERTS
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     names = {
         line.split(": ", 1)[1] for line in RULES.read_text().splitlines() if "- alert:" in line
