@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from e2ee_ops.config import Thresholds
-from e2ee_ops.procedures.alerts import evaluate_samples, histogram_p99, parse_exposition, rules_yaml
+from e2ee_ops.procedures.alerts import evaluate_samples, histogram_p99, parse_exposition
 from e2ee_ops.status import Status
 from tests.required import tool
 from tests.unit.clihelper import cli
@@ -26,7 +26,39 @@ def promtool() -> str:
 def test_committed_rules_are_the_generated_defaults(isolated_env: dict[str, str]) -> None:
     result = cli("alerts", "rules")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == RULES.read_text() == rules_yaml(Thresholds())
+    assert result.stdout == RULES.read_text()
+
+
+def test_committed_rules_carry_the_runbook_figures() -> None:
+    """Each alert of the committed file: its severity and the runbook's figure in its rule."""
+    import yaml
+
+    [group] = yaml.safe_load(RULES.read_text())["groups"]
+    rules = {r["alert"]: (r["labels"]["severity"], r["expr"], r["for"]) for r in group["rules"]}
+    active = "and e2ee_otpk_devices_active > 0"
+    assert rules == {
+        "E2eeRedisDown": ("critical", "redis_up == 0", "60s"),
+        "E2eeOtpkPoolCritical": ("critical", f"e2ee_otpk_remaining_min < 5 {active}", "5m"),
+        "E2eeIdentityChangesHigh": (
+            "critical",
+            "e2ee_identity_changes_max_per_user_24h > 2",
+            "5m",
+        ),
+        "E2eeSseFailureRateHigh": (
+            "critical",
+            "(rate(e2ee_sse_failures_total[5m]) / rate(e2ee_sse_connects_total[5m])) > 0.1",
+            "5m",
+        ),
+        "E2eeOtpkPoolLow": ("warning", f"e2ee_otpk_remaining_min < 10 {active}", "5m"),
+        "E2eeSignedPrekeyStale": ("warning", "e2ee_signed_prekey_age_max_days > 90", "5m"),
+        "E2eeDeliveryLatencyP99High": (
+            "warning",
+            "histogram_quantile(0.99, sum by (job, le) "
+            "(rate(e2ee_delivery_latency_seconds_bucket[5m]))) > 0.5",
+            "5m",
+        ),
+        "E2eePubsubLagHigh": ("warning", "e2ee_pubsub_lag_seconds > 2", "5m"),
+    }
 
 
 def test_rules_take_their_numbers_from_the_config(
@@ -134,4 +166,18 @@ def test_redis_down_is_dated_or_assumed_critical() -> None:
     long = evaluate_samples(samples, t, host="a", redis_down_for=lambda: 75.0)[0]
     assert (short.status, long.status) == (Status.WARNING, Status.CRITICAL)
     missing = [f for f in evaluate_samples(samples, t, host="a") if f.status is Status.UNKNOWN]
-    assert missing  # metrics this text lacks are UNKNOWN, never OK
+    # Every metric this text lacks is UNKNOWN, never OK, and says which metric is missing.
+    assert [(f.name, f.summary) for f in missing] == [
+        ("otpk pool min (a)", "/metrics on a does not export e2ee_otpk_remaining_min"),
+        (
+            "identity changes per user per day (a)",
+            "/metrics on a does not export e2ee_identity_changes_max_per_user_24h",
+        ),
+        ("sse failure rate (a)", "/metrics on a does not export e2ee_sse_failures_total"),
+        (
+            "signed prekey age max (a)",
+            "/metrics on a does not export e2ee_signed_prekey_age_max_days",
+        ),
+        ("delivery p99 (a)", "/metrics on a does not export e2ee_delivery_latency_seconds"),
+        ("pub/sub lag (a)", "/metrics on a does not export e2ee_pubsub_lag_seconds"),
+    ]
