@@ -45,8 +45,8 @@ def _mutmut() -> str:
     return found
 
 
-def _run(budget: float, children: int, names: list[str], sample: int, seed: int) -> bool:
-    """mutmut run with shared servers; False when the budget ran out."""
+def _run(budget: float, children: int, names: list[str], sample: int, seed: int) -> str | None:
+    """mutmut run with shared servers; None when it finished, else why it stopped."""
     from e2ee_ops.embedded import EmbeddedPostgres, EmbeddedRedis
 
     deadline = time.monotonic() + budget
@@ -62,8 +62,9 @@ def _run(budget: float, children: int, names: list[str], sample: int, seed: int)
         }
         try:
             if not names:
-                if not _mutmut_run([WARM_UP], children, env, deadline):
-                    return False
+                stopped = _mutmut_run([WARM_UP], children, env, deadline)
+                if stopped:
+                    return stopped
                 names = _sample(sample, seed)
             return _mutmut_run(names, children, env, deadline)
         finally:
@@ -71,21 +72,26 @@ def _run(budget: float, children: int, names: list[str], sample: int, seed: int)
             pg.stop()
 
 
-def _mutmut_run(names: list[str], children: int, env: dict[str, str], deadline: float) -> bool:
+def _mutmut_run(
+    names: list[str], children: int, env: dict[str, str], deadline: float
+) -> str | None:
+    """None when mutmut finished; else why it stopped."""
     cmd = [_mutmut(), "run", "--max-children", str(children), *names]
     print(f"mutmut run: {len(names)} name(s)", flush=True)
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
     try:
-        proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        return True
-    except subprocess.TimeoutExpired:
+        code = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except BaseException as exc:  # the budget, or Ctrl-C: stop mutmut and its children
         os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        return False
+        if isinstance(exc, subprocess.TimeoutExpired):
+            return "the time budget ran out: unchecked mutants are listed as such"
+        raise
+    return None if code == 0 else f"mutmut failed (exit {code}); see its output above"
 
 
 def _sample(size: int, seed: int) -> list[str]:
@@ -158,9 +164,11 @@ def main() -> int:
     args = parser.parse_args()
     if not args.report_only:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
-        finished = _run(args.budget, args.children, args.names, args.sample, args.seed)
-        if not finished:
-            print(f"budget of {args.budget:g} s reached: unchecked mutants are listed as such")
+        stopped = _run(args.budget, args.children, args.names, args.sample, args.seed)
+        if stopped:
+            print(stopped)
+            if stopped.startswith("mutmut failed"):
+                return 1
     by_file = results()
     if not by_file:
         print("no mutation results: run without --report-only first", file=sys.stderr)
