@@ -7,8 +7,10 @@ has none in `NO_BOUNDARY`). The figure tested is the field's default, the runboo
 Where a figure is compared with rows (prekey pools, key and last-seen ages, abuse rates,
 the undelivered window), the rows are real, in a PostgreSQL database of this module, and
 the toolkit's own query and verdict decide. Ages are set against a pinned "now" read from
-the database, so "exactly 90 days old" is exact. Figures compared with a service's
-`/metrics` are given as the samples that `alerts check` evaluates.
+the database, so "exactly 90 days old" is exact. `alerts check` runs over HTTP against the
+reference server's real `/metrics` where the server derives the figure from rows (pools,
+identity changes); the figures no row can pin exactly (ages measured by the server, rates,
+latencies, lag) are given as the `/metrics` samples `alerts check` evaluates.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ import psycopg
 import pytest
 
 from e2ee_ops.adapters.abuse_db import AbuseDatabase
+from e2ee_ops.adapters.api import ApiClient
 from e2ee_ops.adapters.devices_db import DevicesDatabase
 from e2ee_ops.adapters.postgres import OpsDatabase
 from e2ee_ops.config import Thresholds
 from e2ee_ops.dburl import libpq_url
 from e2ee_ops.procedures.abuse import top_senders
-from e2ee_ops.procedures.alerts import evaluate_samples
+from e2ee_ops.procedures.alerts import check_alerts, evaluate_samples
 from e2ee_ops.procedures.devices import find_stuck_devices, stuck_options
 from e2ee_ops.procedures.redis_outage import undelivered_finding
 from e2ee_ops.reference.bootstrap import migrate
@@ -59,7 +62,13 @@ BOUNDARIES = [
     Boundary("otpk_warning", "devices stuck", 1, (WARNING, OK, OK)),
     Boundary("signed_prekey_max_age_days", "devices stuck", HOUR, (OK, OK, WARNING)),
     Boundary("device_inactive_days", "devices stuck", HOUR, (OK, OK, WARNING)),
-    # The same figures as `alerts check` reads them from /metrics.
+    # `alerts check` against the reference server's real /metrics over HTTP, where the
+    # server derives the figure from rows: pools, and identity changes in 24 h.
+    Boundary("otpk_critical", "alerts check (server)", 1, (CRITICAL, WARNING, WARNING)),
+    Boundary("otpk_warning", "alerts check (server)", 1, (WARNING, OK, OK)),
+    Boundary("identity_changes_per_day", "alerts check (server)", 1, (OK, OK, CRITICAL)),
+    # The same figures, and those no row can pin (ages, rates, latencies), as the samples
+    # of /metrics that `alerts check` evaluates.
     Boundary("otpk_critical", "alerts check", 1, (CRITICAL, WARNING, WARNING)),
     Boundary("otpk_warning", "alerts check", 1, (WARNING, OK, OK)),
     Boundary("signed_prekey_max_age_days", "alerts check", HOUR, (OK, OK, WARNING)),
@@ -243,7 +252,7 @@ def _stuck(url: str, now: datetime) -> dict[str, Status]:
     return {d["device_name"]: Status(d["status"]) for d in report.data["devices"]}
 
 
-def devices_stuck(world: World, b: Boundary, position: str) -> Status:
+def devices_stuck(world: World, b: Boundary, position: str, _: pytest.FixtureRequest) -> Status:
     """The status `devices stuck` gives the case's device; a device it does not list is OK,
     and one it lists is never OK (the query and the verdict agree on who is stuck)."""
     listed = _stuck(world.url, world.now)
@@ -251,7 +260,7 @@ def devices_stuck(world: World, b: Boundary, position: str) -> Status:
     return listed.get(_name(b, position), OK)
 
 
-def abuse_top_senders(world: World, b: Boundary, position: str) -> Status:
+def abuse_top_senders(world: World, b: Boundary, position: str, _: pytest.FixtureRequest) -> Status:
     """The case's sender, with every other abuse rate out of reach so only this one speaks."""
     others = {f: 1e9 for f in Thresholds.model_fields if f.startswith("abuse_") and f != b.field}
     report = top_senders(
@@ -304,7 +313,7 @@ def _samples(field: str, value: float) -> dict[str, list[tuple[dict[str, str], f
     return samples
 
 
-def alerts_check(world: World, b: Boundary, position: str) -> Status:
+def alerts_check(world: World, b: Boundary, position: str, _: pytest.FixtureRequest) -> Status:
     """The status `alerts check` gives the finding this figure decides."""
     value = b.value(position)
     findings = evaluate_samples(
@@ -316,7 +325,45 @@ def alerts_check(world: World, b: Boundary, position: str) -> Status:
     return Status.worst(statuses)
 
 
-def redis_check(world: World, b: Boundary, position: str) -> Status:
+def alerts_check_on_the_server(
+    world: World, b: Boundary, position: str, request: pytest.FixtureRequest
+) -> Status:
+    """`alerts check` over HTTP against the session's reference server, on rows made for
+    this case alone: one active device with that pool, or one user with that many identity
+    key changes in the last 24 hours."""
+    url = request.getfixturevalue("clean_db")
+    server = request.getfixturevalue("reference_server")
+    count = int(b.value(position))
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        owner = _user(conn, f"owner-{uuid.uuid4().hex[:8]}")
+        device = conn.execute(
+            "INSERT INTO e2ee_devices (user_id, device_name, identity_key) "
+            "VALUES (%s, 'phone', '\\x00') RETURNING device_id",
+            (owner,),
+        ).fetchone()[0]  # type: ignore[index]
+        if b.field.startswith("otpk"):
+            conn.execute(
+                "INSERT INTO e2ee_key_bundles (device_id, signed_prekey_id, signed_prekey_public,"
+                " signed_prekey_signature, prekeys_remaining) VALUES (%s, 1, '\\x00', '\\x00', %s)",
+                (device, count),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO e2ee_identity_events (user_id, device_id, old_fingerprint,"
+                " new_fingerprint, occurred_at) "
+                "SELECT %s, %s, 'old', 'new', now() - interval '1 hour' "
+                "FROM generate_series(1, %s)",
+                (owner, device, count),
+            )
+    prefix = "otpk pool min" if b.field.startswith("otpk") else "identity changes per user"
+    with ApiClient(server.url, timeout=10) as api:
+        report = check_alerts(apis=[api], db=None, thresholds=RUNBOOK)
+    [finding] = [f for f in report.findings if f.name.startswith(prefix)]
+    assert finding.value == count
+    return finding.status
+
+
+def redis_check(world: World, b: Boundary, position: str, _: pytest.FixtureRequest) -> Status:
     """`redis check`'s undelivered finding with one undelivered message of the given age.
 
     Its query compares with the database's now(), which only moves on: a message stored
@@ -337,18 +384,22 @@ def redis_check(world: World, b: Boundary, position: str) -> Status:
     return finding.status
 
 
-EVALUATORS: dict[str, Callable[[World, Boundary, str], Status]] = {
+# Each takes the case and the test's fixture request (for fixtures only it needs).
+EVALUATORS: dict[str, Callable[[World, Boundary, str, pytest.FixtureRequest], Status]] = {
     "devices stuck": devices_stuck,
     "alerts check": alerts_check,
+    "alerts check (server)": alerts_check_on_the_server,
     "abuse top-senders": abuse_top_senders,
     "redis check": redis_check,
 }
 
 
 @pytest.mark.parametrize(("boundary", "position"), CASES)
-def test_boundary(world: World, boundary: Boundary, position: str) -> None:
+def test_boundary(
+    world: World, boundary: Boundary, position: str, request: pytest.FixtureRequest
+) -> None:
     expected = boundary.statuses[POSITIONS.index(position)]
-    assert EVALUATORS[boundary.where](world, boundary, position) is expected
+    assert EVALUATORS[boundary.where](world, boundary, position, request) is expected
 
 
 def test_stuck_devices_count_only_pools_under_the_critical_figure(world: World) -> None:
