@@ -412,3 +412,9 @@ def test_stuck_devices_count_only_pools_under_the_critical_figure(world: World) 
     assert names == {"otpk_critical-below"}
     assert report.data["critical"] == 1
     assert report.data["total"] == len(report.data["devices"]) == 6
+    assert report.data["thresholds"] == {
+        "otpk_critical": 5,
+        "otpk_warning": 10,
+        "signed_prekey_max_age_days": 90,
+        "device_inactive_days": 30,
+    }

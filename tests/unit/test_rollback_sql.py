@@ -80,6 +80,8 @@ def test_protected_patterns_match_bare_and_qualified_names() -> None:
 def test_listing_cuts_long_lists() -> None:
     assert listing(["a", "b"]) == "a, b"
     assert listing([str(n) for n in range(12)], limit=3) == "0, 1, 2 and 9 more"
+    assert listing(["a", "b", "c"], limit=3) == "a, b, c"  # exactly at the limit: nothing more
+    assert listing(["a", "b", "c", "d"], limit=3) == "a, b, c and 1 more"
 
 
 def test_dropping_a_column_is_destructive_and_dropping_a_constraint_is_not() -> None:

@@ -50,8 +50,11 @@ def test_without_options_shows_current_and_history(migrated, run) -> None:  # ty
     assert data["current"] == "0003_dm_messages"
     history = [r["revision"] for r in data["history"]]
     assert history[-3:] == ["0003_dm_messages", "0002_e2ee_keys", "0001_accounts"]
-    current = {f["name"]: f for f in result.json["findings"]}["0003_dm_messages"]
-    assert "current" in current["value"]
+    findings = {f["name"]: f for f in result.json["findings"]}
+    assert findings["current"]["value"] == "0003_dm_messages"
+    assert findings["current"]["summary"] == "the database is at 0003_dm_messages"
+    assert findings["current"]["status"] == "OK"
+    assert "current" in findings["0003_dm_messages"]["value"]
     assert tables(url) == before and current_revision(url) == "0003_dm_messages"
 
 
