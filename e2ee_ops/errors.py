@@ -3,14 +3,15 @@
     E2eeOpsError                  base: one clear sentence for the operator
      ├── ConfigError              the configuration is missing, malformed or unusable
      ├── UsageError               the command line asks for something impossible
-     ├── NotImplementedYet        the command is planned but does not exist yet
      ├── UnreachableError         could not connect to a host (API, Redis, Postgres)
      ├── TimedOutError            a host or the whole command ran out of time
      ├── AuthError                a token was missing, invalid or lacked the scope (401/403)
      ├── RefusedError             the service understood and refused (4xx with a code, 429)
      ├── ServiceError             the service failed (5xx) or answered something unreadable
      ├── ActionFailed             a mutation we ran (restart, write) did not succeed
-     └── VerificationFailed       a step ran but the runbook's verification did not hold
+     │    └── GitError            a git command exited non-zero
+     ├── VerificationFailed       a step ran but the runbook's verification did not hold
+     └── SkipReminder             a channel cannot reach this owner: skipped, not failed
 
 The core (procedures, adapters) raises these and never prints or exits; the CLI's
 single top-level handler turns them into one line on stderr and an exit code
@@ -89,10 +90,6 @@ class UsageError(E2eeOpsError):
     """The command line is inconsistent (e.g. mutually exclusive options)."""
 
 
-class NotImplementedYet(E2eeOpsError):
-    """A command that the design plans but that does not exist yet."""
-
-
 class UnreachableError(E2eeOpsError):
     """A connection to a host could not be established."""
 
@@ -153,5 +150,17 @@ class ActionFailed(E2eeOpsError):
     """An action e2ee-ops performed (a restart, a write) did not succeed."""
 
 
+class GitError(ActionFailed):
+    """A git command exited non-zero."""
+
+    def __init__(self, message: str, *, stderr: str, hint: str | None = None) -> None:
+        self.stderr = stderr
+        super().__init__(message, hint=hint)
+
+
 class VerificationFailed(E2eeOpsError):
     """An action ran, but the runbook's verification of its effect did not hold."""
+
+
+class SkipReminder(E2eeOpsError):
+    """This channel cannot reach this owner (e.g. no email address): not a failure."""

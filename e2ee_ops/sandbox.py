@@ -25,7 +25,6 @@ from typing import Any
 
 import yaml
 
-from e2ee_ops.config import write_secret_file
 from e2ee_ops.embedded import (
     EmbeddedError,
     EmbeddedPostgres,
@@ -35,6 +34,7 @@ from e2ee_ops.embedded import (
     free_port,
     import_pgserver,
 )
+from e2ee_ops.secret import write_secret_file
 
 DEFAULT_STATE_DIR = Path(".sandbox")
 DATABASE_NAME = "e2ee_sandbox"
@@ -327,7 +327,6 @@ def write_config(state: SandboxState) -> Path:
             "canary_b": {"file": accounts["canary_b"].token_file},
         },
         "canary": {
-            "account_a": str(accounts["canary_a"].account_id),
             "device_a": accounts["canary_a"].device_id,
             "account_b": str(accounts["canary_b"].account_id),
             "device_b": accounts["canary_b"].device_id,

@@ -11,8 +11,8 @@ import pytest
 from e2ee_ops.config import Thresholds
 from e2ee_ops.procedures.alerts import evaluate_samples, histogram_p99, parse_exposition
 from e2ee_ops.status import Status
-from tests.required import tool
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
+from tests.support.required import tool
 
 ALERTS = Path(__file__).resolve().parents[2] / "alerts"
 RULES = ALERTS / "e2ee_alerts.rules.yml"

@@ -13,7 +13,7 @@ import pytest
 
 from e2ee_ops.render import to_json_data
 from e2ee_ops.status import Finding, Plan, Report, Status, Step
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "tests" / "data" / "output.schema.json").read_text())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.required import tool
+from tests.support.required import tool
 
 
 def test_a_missing_tool_skips_outside_ci(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ import psycopg
 
 from e2ee_ops.dburl import libpq_url
 from tests.integration.reference.streams import StreamCollector
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 EXIT_CODE = {"OK": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 

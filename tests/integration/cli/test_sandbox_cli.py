@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 from e2ee_ops.sandbox import pid_alive
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 
 def test_sandbox_lifecycle_leaves_no_process_behind(tmp_path: Path) -> None:

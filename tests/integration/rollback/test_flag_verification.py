@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from e2ee_ops.adapters.api import ApiClient
-from e2ee_ops.config import Secret
 from e2ee_ops.procedures.rollback_flag import _check_conversations
+from e2ee_ops.secret import Secret
 
 
 class Canned:
