@@ -6,7 +6,14 @@ from typing import Annotated
 
 import typer
 
-from e2ee_ops.cli.common import OutputOption, YesOption, app_context, finish
+from e2ee_ops.cli.common import (
+    JunitOption,
+    OutputOption,
+    TextfileOption,
+    YesOption,
+    app_context,
+    finish,
+)
 from e2ee_ops.errors import UsageError
 
 app = typer.Typer(
@@ -75,6 +82,8 @@ def stuck(
     interval: Annotated[
         float, typer.Option("--interval", min=0.1, help="Seconds between --watch checks.")
     ] = 30.0,
+    junit: JunitOption = None,
+    textfile: TextfileOption = None,
     output: OutputOption = None,
 ) -> None:
     """Active devices with a one-time prekey pool under the thresholds, a signed prekey
@@ -101,14 +110,17 @@ def stuck(
     )
     db = devices_db(env)
     if watch:
-        report = procedure.watch_stuck_devices(
-            db=db,
-            options=options,
-            timeout_seconds=watch_timeout,
-            interval_seconds=interval,
-            journal=env.journal(),
-            progress=env.progress,
-        )
+        from e2ee_ops.cli.common import ticker
+
+        with ticker(env) as tick:
+            report = procedure.watch_stuck_devices(
+                db=db,
+                options=options,
+                timeout_seconds=watch_timeout,
+                interval_seconds=interval,
+                journal=env.journal(),
+                on_tick=tick,
+            )
         finish(ctx, report, output=output)
     if not notify:
         finish(ctx, procedure.find_stuck_devices(db=db, options=options), output=output)

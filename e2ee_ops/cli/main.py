@@ -19,20 +19,8 @@ import typer
 from typer.core import TyperGroup
 
 from e2ee_ops import __version__
-from e2ee_ops.cli import (
-    abuse,
-    alerts,
-    config,
-    demo,
-    devices,
-    doctor,
-    incident,
-    postmortem,
-    redis,
-    rollback,
-    runbook,
-    sandbox,
-)
+from e2ee_ops.cli import demo, doctor
+from e2ee_ops.cli.common import JunitOption, TextfileOption
 from e2ee_ops.context import AppContext
 from e2ee_ops.errors import E2eeOpsError, redact
 from e2ee_ops.render import OutputFormat
@@ -40,9 +28,45 @@ from e2ee_ops.status import ExitCode, exit_code_for
 
 PROG = "e2ee-ops"
 
+# The command groups, in the order `--help` lists them: each module's `app`, built
+# only when the command line reaches it (`cli/lazy_groups.py`).
+GROUPS = {
+    name: f"e2ee_ops.cli.{name}"
+    for name in (
+        "redis",
+        "rollback",
+        "devices",
+        "abuse",
+        "alerts",
+        "incident",
+        "postmortem",
+        "runbook",
+        "sandbox",
+        "config",
+    )
+}
+
 
 class OpsGroup(TyperGroup):
     """The root group: runs every invocation (console script or CliRunner) through guarded()."""
+
+    def __init__(self, **attrs: Any) -> None:
+        from e2ee_ops.cli.lazy_groups import LazyCommands
+
+        super().__init__(**attrs)
+        self.commands = LazyCommands(self.commands, GROUPS, app)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        from e2ee_ops.cli.lazy_groups import LazyCommands
+
+        commands = self.commands
+        if not isinstance(commands, LazyCommands):
+            return super().format_commands(ctx, formatter)
+        self.commands = commands.listing()
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            self.commands = commands
 
     def main(  # type: ignore[override]
         self,
@@ -52,21 +76,61 @@ class OpsGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        from e2ee_ops.cli.lazy_params import defer_unset_coercion
+
+        defer_unset_coercion()
         argv = list(sys.argv[1:] if args is None else args)
-
-        def invoke() -> Any:
-            return super(OpsGroup, self).main(
-                args=argv,
-                prog_name=prog_name or PROG,
-                complete_var=complete_var,
-                standalone_mode=False,
-                **extra,
+        if not argv or _only_help_or_version(argv):  # nothing to deliver; start quickly
+            code = guarded(
+                lambda: self._main(argv, prog_name, complete_var, extra),
+                debug=_wants_debug(argv),
             )
-
-        code = guarded(invoke, debug=_wants_debug(argv))
+        else:
+            code = self._run(argv, prog_name, complete_var, extra)
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
+
+    def _main(
+        self, argv: list[str], prog_name: str | None, complete_var: str | None, extra: Any
+    ) -> Any:
+        return super().main(
+            args=argv,
+            prog_name=prog_name or PROG,
+            complete_var=complete_var,
+            standalone_mode=False,
+            **extra,
+        )
+
+    def _run(
+        self, argv: list[str], prog_name: str | None, complete_var: str | None, extra: Any
+    ) -> int:
+        """Run a command, then deliver its outcome (JUnit, textfile, nagios line)."""
+        from e2ee_ops.cli.outcome import Invocation, deliver
+
+        env = extra.pop("obj", None)
+        if not isinstance(env, AppContext):
+            env = AppContext.create()
+        inv = Invocation.parse(argv, self, env.environ)
+        started, began = env.clock(), env.monotonic()
+        failures: list[str] = []
+        code = guarded(
+            lambda: self._main(argv, prog_name, complete_var, {**extra, "obj": env}),
+            debug=_wants_debug(argv),
+            failed=failures.append,
+        )
+        return deliver(
+            inv,
+            code=code,
+            result=env.last_result,
+            error=failures[-1] if failures else None,
+            started=started,
+            elapsed=env.monotonic() - began,
+        )
+
+
+def _only_help_or_version(argv: Sequence[str]) -> bool:
+    return any(a in ("-h", "--help", "--version") for a in argv)
 
 
 def _wants_debug(argv: Sequence[str]) -> bool:
@@ -79,8 +143,19 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
-def guarded(invoke: Callable[[], Any], *, debug: bool) -> int:
-    """Run the CLI and turn its outcome into an exit code: the only place that decides."""
+def guarded(
+    invoke: Callable[[], Any],
+    *,
+    debug: bool,
+    failed: Callable[[str], object] = lambda sentence: None,
+) -> int:
+    """Run the CLI and turn its outcome into an exit code: the only place that decides.
+    `failed` hears the one sentence of a run that ended in an error."""
+
+    def fail(sentence: str, code: int) -> int:
+        failed(redact(sentence))
+        return code
+
     try:
         result = invoke()
     except typer.TyperException as exc:  # usage errors, bad parameters, help on no args
@@ -89,18 +164,18 @@ def guarded(invoke: Callable[[], Any], *, debug: bool) -> int:
             show()
         else:
             _say(exc.format_message())
-        return ExitCode.USAGE
+        return fail(f"usage: {exc.format_message()}", ExitCode.USAGE)
     except typer.Abort:
         _say("aborted")
-        return ExitCode.INTERRUPTED
+        return fail("aborted", ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
         _say("interrupted")
-        return ExitCode.INTERRUPTED
+        return fail("interrupted", ExitCode.INTERRUPTED)
     except E2eeOpsError as exc:
         if debug:
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
         _say(f"error: {exc.sentence}")
-        return exit_code_for(exc)
+        return fail(exc.sentence, exit_code_for(exc))
     except Exception as exc:  # a bug: say so, keep secrets out, exit UNKNOWN
         if debug:
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
@@ -108,10 +183,11 @@ def guarded(invoke: Callable[[], Any], *, debug: bool) -> int:
             f"internal error: {type(exc).__name__}: {exc}"
             + ("" if debug else " (rerun with --debug for the traceback)")
         )
-        return ExitCode.UNKNOWN
+        return fail(f"internal error: {type(exc).__name__}: {exc}", ExitCode.UNKNOWN)
     if isinstance(result, int) and not isinstance(result, bool):
         if result == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into Exit(130)
             _say("interrupted")
+            return fail("interrupted", ExitCode.INTERRUPTED)
         return result
     return ExitCode.OK
 
@@ -171,6 +247,8 @@ def main(
             help="Give up after this long; the result is then UNKNOWN (exit 3).",
         ),
     ] = None,
+    junit: JunitOption = None,
+    textfile: TextfileOption = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[
         bool,
@@ -199,9 +277,6 @@ def main(
     ctx.call_on_close(env.resources.close)
 
 
-for group in (redis, rollback, devices, abuse, alerts, incident, postmortem, runbook, sandbox):
-    app.add_typer(group.app)
-app.add_typer(config.app)
 app.command("doctor")(doctor.doctor)
 app.command("demo")(demo.demo)
 

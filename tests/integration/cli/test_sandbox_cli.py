@@ -10,8 +10,8 @@ from e2ee_ops.sandbox import pid_alive
 from tests.support.cli import cli
 
 
-def test_sandbox_lifecycle_leaves_no_process_behind(tmp_path: Path) -> None:
-    state_dir = tmp_path / "sbx"
+def test_sandbox_lifecycle_leaves_no_process_behind(server_dir: Path) -> None:
+    state_dir = server_dir / "sbx"
     up = cli("--output", "json", "sandbox", "up", "--state-dir", str(state_dir))
     try:
         assert up.exit_code == 0, up.stdout + up.stderr
