@@ -305,7 +305,7 @@ class Thresholds(_Section):
     abuse_messages_min: int = Field(default=50, ge=1)
     abuse_fanout_min: int = Field(default=10, ge=1)
     abuse_new_conversations_min: int = Field(default=10, ge=1)
-    abuse_rate_limited_min: int = Field(default=2, ge=1)
+    abuse_rate_limited_min: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _warning_above_critical(self) -> Thresholds:
