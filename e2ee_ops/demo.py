@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from e2ee_ops import sandbox
 from e2ee_ops.reference import seed
 
@@ -63,6 +65,7 @@ class Step:
     expect: tuple[int, ...] = (0,)
     before: Callable[[], None] | None = None
     verify: Callable[[Run], str | None] | None = None  # a failure reason, or None
+    explain: Callable[[Run], list[str]] | None = None  # lines shown under the step
 
 
 @dataclass
@@ -84,6 +87,10 @@ def run_cli(config: Path, args: list[str]) -> Run:
         stdin=subprocess.DEVNULL,
     )
     return Run(argv, proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+def _clock(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds")[11:23]
 
 
 def _summary(run: Run) -> str:
@@ -118,6 +125,8 @@ def execute_step(ctx: DemoContext, step: Step) -> StepResult:
         reason = step.verify(run)
         if reason:
             ok, detail = False, reason
+    if step.explain is not None:
+        detail = "\n       ".join([detail, *step.explain(run)])
     return StepResult(
         step.section,
         step.title,
@@ -190,10 +199,70 @@ def build_steps(ctx: DemoContext) -> list[Step]:
     spammer = world.users[seed.SPAMMER]
     postmortem = ctx.workdir / "postmortem.md"
 
-    def stop_redis_and_send() -> None:
-        ctx.marks["outage_start"] = datetime.now(UTC).isoformat(timespec="seconds")
-        sandbox.stop_service(state.dir, "redis")
+    def kill_redis_and_send() -> None:
+        """SIGKILL, as a crash would: the demo knows when, and watches (PING every 50 ms)
+        for when Redis answers again, to compare with what `redis recover` measures."""
+        import os
+        import signal
+        import threading
+
+        import redis as redis_client
+
+        current = sandbox.SandboxState.load(state.dir)
+        assert current.redis_pid is not None
+        ctx.marks["killed_at"] = datetime.now(UTC)
+        os.kill(current.redis_pid, signal.SIGKILL)
+        current.redis_pid = None  # dead: the configured restart starts a new one
+        current.save()
+
+        def watch_for_pong() -> None:
+            client = redis_client.Redis.from_url(state.redis_url, socket_timeout=0.2)
+            try:
+                while "back_at" not in ctx.marks:
+                    try:
+                        client.ping()
+                        ctx.marks["back_at"] = datetime.now(UTC)
+                    except redis_client.RedisError:
+                        time.sleep(0.05)
+            finally:
+                client.close()
+
+        time.sleep(0.3)  # the dead port refuses at once; start watching after the kill
+        threading.Thread(target=watch_for_pong, daemon=True).start()
+        # Paged, the on-call engineer looks: by then the service itself says Redis is down.
+        admin = Path(state.accounts["admin"].token_file).read_text().strip()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            answer = httpx.get(
+                f"{state.api_url}/dm/metrics", headers={"Authorization": f"Bearer {admin}"}
+            )
+            if answer.status_code == 200 and answer.json().get("redis_status") != "ok":
+                break
+            time.sleep(0.1)
         ctx.marks["during"] = seed.send(world, api, "alice", "bob", count=5)
+        # And one to a phone that is offline: it waits for its owner, not for Redis.
+        ctx.marks["offline"] = seed.send(world, api, "alice", "bystander00")
+
+    def measured_vs_true(run: Run) -> list[str]:
+        outage = ((run.json or {}).get("data") or {}).get("outage") or {}
+        killed, back = ctx.marks.get("killed_at"), ctx.marks.get("back_at")
+        measured = outage.get("duration_seconds")
+        lines = [
+            f"measured outage: {'unknown' if measured is None else f'{measured:g} s'}"
+            f" (start: {outage.get('start_source', 'unknown')};"
+            f" end: {outage.get('redis_back_source', 'unknown')})",
+        ]
+        if killed is not None and back is not None:
+            true = (back - killed).total_seconds()
+            lines.append(
+                f"true outage: {true:.1f} s (the demo sent SIGKILL at {_clock(killed)} and "
+                f"Redis answered PING again at {_clock(back)})"
+            )
+        lines.append(
+            f"waiting for offline phones (not a Redis problem): {outage.get('waiting_offline')}"
+            f"; deliverable but not delivered: {outage.get('deliverable_not_delivered')}"
+        )
+        return lines
 
     def all_delivered(run: Run) -> str | None:
         expected = ctx.marks.get("during", [])
@@ -257,11 +326,24 @@ def build_steps(ctx: DemoContext) -> list[Step]:
     def incident_announced(run: Run) -> str | None:
         return None if receiver.posts("/incident") else "the incident channel heard nothing"
 
+    def response_ticks() -> list[str]:
+        if not postmortem.exists():
+            return []
+        text = postmortem.read_text()
+        part = text.split("## Response steps", 1)[-1].split("##", 1)[0]
+        return [line for line in part.splitlines() if line.startswith("- [")]
+
     def postmortem_written(run: Run) -> str | None:
         if not postmortem.exists():
             return f"{postmortem} was not written"
         text = postmortem.read_text()
-        return None if "- [x]" in text else "the checklist has nothing measured"
+        if "- [x]" not in text:
+            return "the checklist has nothing measured"
+        ticks = response_ticks()
+        open_steps = [t for t in ticks if not t.startswith("- [x] ") or " — " not in t]
+        if len(ticks) != 6 or open_steps:
+            return f"response steps without the evidence of a tick: {open_steps or ticks}"
+        return None
 
     return [
         Step(
@@ -279,7 +361,7 @@ def build_steps(ctx: DemoContext) -> list[Step]:
             "Redis goes down mid-traffic; detection says CRITICAL",
             ["redis", "check"],
             expect=(2,),
-            before=stop_redis_and_send,
+            before=kill_redis_and_send,
         ),
         Step("Redis outage", "The recovery plan (nothing changes)", ["redis", "recover"]),
         Step(
@@ -287,6 +369,7 @@ def build_steps(ctx: DemoContext) -> list[Step]:
             "Recover: restart, PING, metrics, canary over SSE, stored vs delivered",
             ["redis", "recover", "--execute", "--yes"],
             verify=all_delivered,
+            explain=measured_vs_true,
         ),
         Step("Redis outage", "Detection is green again", ["redis", "check"], expect=(0, 1)),
         Step(
@@ -354,6 +437,10 @@ def build_steps(ctx: DemoContext) -> list[Step]:
             "The checklist, prefilled with what the commands measured",
             ["postmortem", "checklist", "--out", str(postmortem)],
             verify=postmortem_written,
+            explain=lambda _run: (
+                ["each response step, ticked by its journal record:"]
+                + [f"  {t}" for t in response_ticks()]
+            ),
         ),
     ]
 
