@@ -365,6 +365,14 @@ class JournalSettings(_Section):
     path: Path
 
 
+class PrometheusSettings(_Section):
+    """A Prometheus server scraping the API instances: `alerts check` reads its rates."""
+
+    url: str | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    rate_window: str = Field(default="5m", pattern=r"^[0-9]+[smh]$")
+
+
 class AlertsSettings(_Section):
     # `alerts check` measures rates (SSE failures, delivery p99, HTTP errors) between two
     # samples of each instance's /metrics taken this far apart.
@@ -386,6 +394,7 @@ class Settings(_Section):
     notifiers: NotifierSettings = Field(default_factory=NotifierSettings)
     incident: IncidentSettings = Field(default_factory=IncidentSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     journal: JournalSettings
 
 

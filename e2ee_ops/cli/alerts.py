@@ -71,10 +71,10 @@ def check(
     output: OutputOption = None,
 ) -> None:
     """Evaluate every alert threshold now against each API instance's /metrics: rates
-    (SSE failures, delivery p99, HTTP errors) between two samples
-    alerts.sample_interval_seconds apart, levels from the second; one line each; exit
-    code by the worst."""
-    from e2ee_ops.cli.targets import api_clients
+    (SSE failures, delivery p99, HTTP errors) from Prometheus when prometheus.url is
+    set, else between two samples alerts.sample_interval_seconds apart; levels from
+    /metrics; one line each; exit code by the worst."""
+    from e2ee_ops.cli.targets import api_clients, prometheus
     from e2ee_ops.procedures.alerts import check_alerts
 
     env = app_context(ctx)
@@ -82,6 +82,8 @@ def check(
         apis=api_clients(env, None),
         thresholds=env.settings.thresholds,
         sample_interval=env.settings.alerts.sample_interval_seconds,
+        prometheus=prometheus(env),
+        rate_window=env.settings.prometheus.rate_window,
         timeout=env.remaining(),
         journal=env.journal(),
     )

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from e2ee_ops.adapters.migrations import Migrations
     from e2ee_ops.adapters.notifiers import Notifier
     from e2ee_ops.adapters.postgres import OpsDatabase
+    from e2ee_ops.adapters.prometheus import PrometheusQuery
     from e2ee_ops.adapters.redis_client import RedisProbe
     from e2ee_ops.adapters.restarter import Restarter
     from e2ee_ops.adapters.service_log import ServiceLog
@@ -269,6 +270,16 @@ def canary(env: AppContext) -> Canary | None:
         receiver_device=c.device_b,
         delivery_timeout_seconds=c.delivery_timeout_seconds,
     )
+
+
+def prometheus(env: AppContext) -> PrometheusQuery | None:
+    """The Prometheus server (prometheus.url), or None when it is not configured."""
+    from e2ee_ops.adapters.prometheus import PrometheusQuery
+
+    p = env.settings.prometheus
+    if not p.url:
+        return None
+    return env.closing(PrometheusQuery(p.url, timeout=p.timeout_seconds))
 
 
 def service_log(env: AppContext) -> ServiceLog | None:

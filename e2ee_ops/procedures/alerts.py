@@ -35,6 +35,7 @@ from e2ee_ops.status import Finding, Report, Status, classify
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.api import ApiClient
+    from e2ee_ops.adapters.prometheus import PrometheusQuery
     from e2ee_ops.journal import Journal
 
 GROUP = "e2ee_alerts"
@@ -284,10 +285,14 @@ def evaluate_samples(
     redis_down_for: Callable[[], tuple[float, str] | None] = lambda: None,
     rates: Samples | None = None,
     rate_seconds: float | None = None,
+    rate_source: str = "",
 ) -> list[Finding]:
-    """`rates`: each counter's growth over the last `rate_seconds` (two samples); without
-    it, ratios are of the totals since the process started."""
-    rate_note = f"over {rate_seconds:g} s: /metrics sampled twice" if rate_seconds else ""
+    """`rates`: each counter's growth over the last `rate_seconds` (two samples), or, with
+    `rate_source`, its per-second rate from there; without it, ratios are of the totals
+    since the process started."""
+    rate_note = rate_source or (
+        f"over {rate_seconds:g} s: /metrics sampled twice" if rate_seconds else ""
+    )
     """One finding per threshold from one instance's `/metrics` samples."""
     where = f"/metrics on {host}"
     found: list[Finding] = []
@@ -412,7 +417,7 @@ def evaluate_samples(
             note=over,
         )
     if rates is not None:
-        found.append(_http_error_rates(rates, host, rate_seconds or 0.0))
+        found.append(_http_error_rates(rates, host, rate_seconds or 0.0, rate_note))
     above(
         "pub/sub lag",
         m.PUBSUB_LAG_SECONDS,
@@ -424,7 +429,26 @@ def evaluate_samples(
     return found
 
 
-def _http_error_rates(rates: Samples, host: str, seconds: float) -> Finding:
+def prometheus_rates(prometheus: PrometheusQuery, window: str) -> dict[str, Samples]:
+    """Per-second rates over `window` by instance (its `instance` label, host:port), in
+    the shape of counter samples: connects, failures, latency buckets, HTTP errors."""
+    by_instance: dict[str, dict[str, list[tuple[dict[str, str], float]]]] = {}
+
+    def gather(name: str, expr: str) -> None:
+        for labels, value in prometheus.query(expr):
+            instance = labels.pop("instance", "")
+            by_instance.setdefault(instance, {}).setdefault(name, []).append((labels, value))
+
+    for counter in (m.SSE_CONNECTS, m.SSE_FAILURES):
+        gather(m.total(counter), f"sum by (instance) (rate({m.total(counter)}[{window}]))")
+    bucket = m.DELIVERY_LATENCY_SECONDS + "_bucket"
+    gather(bucket, f"sum by (instance, le) (rate({bucket}[{window}]))")
+    errors = m.total(m.HTTP_ERRORS)
+    gather(errors, f"sum by (instance, status) (rate({errors}[{window}]))")
+    return dict(by_instance)
+
+
+def _http_error_rates(rates: Samples, host: str, seconds: float, note: str) -> Finding:
     """HTTP error responses per second by status over the sampling interval (the
     runbook's "monitor error rates": 409, 429, 403, 500)."""
     by_status: dict[str, float] = {}
@@ -438,7 +462,7 @@ def _http_error_rates(rates: Samples, host: str, seconds: float) -> Finding:
         f"http error rate ({host})",
         Status.OK,
         per_second,
-        f"HTTP error responses over {seconds:g} s (/metrics sampled twice): {shown}",
+        f"HTTP error responses per second ({note}): {shown}",
     )
 
 
@@ -502,6 +526,8 @@ def check_alerts(
     apis: Sequence[ApiClient],
     thresholds: Thresholds,
     sample_interval: float = 10.0,
+    prometheus: PrometheusQuery | None = None,
+    rate_window: str = "5m",
     timeout: float | None = None,
     journal: Journal | None = None,
     sleep: Callable[[float], None] = time.sleep,
@@ -511,17 +537,27 @@ def check_alerts(
     levels from the second. `journal` dates an outage from earlier observations and
     receives this one's view of Redis."""
 
+    from_prometheus = prometheus_rates(prometheus, rate_window) if prometheus else None
+
     def probe(api: ApiClient) -> list[Finding]:
-        first = parse_exposition(api.prometheus_metrics())
-        sleep(sample_interval)
-        samples = parse_exposition(api.prometheus_metrics())
+        if from_prometheus is not None:
+            samples = parse_exposition(api.prometheus_metrics())
+            rates: Samples = from_prometheus.get(api.host, {})
+            seconds, source = 1.0, f"rate over {rate_window} from Prometheus"
+        else:
+            first = parse_exposition(api.prometheus_metrics())
+            sleep(sample_interval)
+            samples = parse_exposition(api.prometheus_metrics())
+            rates = counter_deltas(samples, first)
+            seconds, source = sample_interval, ""
         return evaluate_samples(
             samples,
             thresholds,
             host=api.host,
             redis_down_for=lambda: redis_down_evidence(journal),
-            rates=counter_deltas(samples, first),
-            rate_seconds=sample_interval,
+            rates=rates,
+            rate_seconds=seconds,
+            rate_source=source,
         )
 
     probes: dict[str, Probe] = {
@@ -531,7 +567,9 @@ def check_alerts(
     report = Report(title="alerts check", findings=run_probes(probes, timeout=timeout))
     report.data["thresholds"] = thresholds.model_dump()
     report.data["rates_from"] = (
-        f"/metrics of each instance sampled twice, {sample_interval:g} s apart"
+        f"Prometheus at {prometheus.host}, rate over {rate_window}"
+        if prometheus is not None
+        else f"/metrics of each instance sampled twice, {sample_interval:g} s apart"
     )
     redis = [f for f in report.findings if f.name.startswith("redis down >")]
     if redis and all(f.status is not Status.UNKNOWN for f in redis):

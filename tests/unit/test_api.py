@@ -277,3 +277,32 @@ def test_event_stream_handle_waits_for_what_arrives_and_how_it_ends(
         assert stream.opened and stream.saw("closing") and stream.error is None
         assert [e.event for _, e in stream.received] == ["heartbeat", "message", "closing"]
     assert route.calls.last.request.headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+def test_prometheus_query_reads_a_vector_and_refuses_errors() -> None:
+    import httpx
+
+    from e2ee_ops.adapters.prometheus import PrometheusQuery
+    from e2ee_ops.errors import ServiceError
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.params["query"] == "up":
+            return httpx.Response(
+                200,
+                json={
+                    "status": "success",
+                    "data": {
+                        "resultType": "vector",
+                        "result": [{"metric": {"instance": "a:1"}, "value": [0, "1"]}],
+                    },
+                },
+            )
+        return httpx.Response(400, json={"status": "error", "error": "parse error"})
+
+    prometheus = PrometheusQuery("http://prom:9090", transport=httpx.MockTransport(answer))
+    try:
+        assert prometheus.query("up") == [({"instance": "a:1"}, 1.0)]
+        with pytest.raises(ServiceError, match="HTTP 400"):
+            prometheus.query("bad(")
+    finally:
+        prometheus.close()

@@ -140,3 +140,89 @@ def test_error_and_sse_rates_are_measured_between_two_samples_not_since_start(
     assert "no SSE connection was opened (over 0.2 s: /metrics sampled twice)" in sse["summary"]
     result = cli("--config", str(ops_config), "--output", "json", "alerts", "check")
     assert "sampled twice, 0.2 s apart" in result.json["data"]["rates_from"]
+
+
+class PrometheusApi:
+    """A local HTTP server answering Prometheus's `GET /api/v1/query` with fixed vectors,
+    chosen by the metric the query names; it records every query."""
+
+    def __init__(self, vectors: dict[str, list[tuple[dict[str, str], float]]]) -> None:
+        import json as json_
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
+
+        queries: list[str] = []
+        self.queries = queries
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                query = parse_qs(urlsplit(self.path).query)["query"][0]
+                queries.append(query)
+                [rows] = [v for name, v in vectors.items() if f"({name}[" in query]
+                body = json_.dumps(
+                    {
+                        "status": "success",
+                        "data": {
+                            "resultType": "vector",
+                            "result": [
+                                {"metric": labels, "value": [0, str(value)]}
+                                for labels, value in rows
+                            ],
+                        },
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_rates_come_from_prometheus_when_it_is_configured(
+    tmp_path, reference_server, clean_db, admin_token
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.config import write_ops_config
+
+    instance = {"instance": reference_server.url.removeprefix("http://")}
+    prometheus = PrometheusApi(
+        {
+            "e2ee_sse_connects_total": [(instance, 2.0)],
+            "e2ee_sse_failures_total": [(instance, 1.0)],
+            "e2ee_delivery_latency_seconds_bucket": [
+                ({**instance, "le": "0.1"}, 1.0),
+                ({**instance, "le": "+Inf"}, 1.0),
+            ],
+            "e2ee_http_errors_total": [({**instance, "status": "500"}, 0.25)],
+        }
+    )
+    try:
+        config = write_ops_config(
+            tmp_path,
+            reference_server.url,
+            clean_db,
+            admin_token,
+            prometheus={"url": prometheus.url, "rate_window": "10m"},
+        )
+        result = cli("--config", str(config), "--output", "json", "alerts", "check")
+    finally:
+        prometheus.close()
+    assert result.exit_code == 2, result.stdout + result.stderr
+    found = {f["name"].rsplit(" (", 1)[0]: f for f in result.json["findings"]}
+    sse = found["sse failure rate"]
+    assert sse["status"] == "CRITICAL" and sse["value"] == 0.5
+    assert "rate over 10m from Prometheus" in sse["summary"]
+    assert found["http error rate"]["value"] == {"500": 0.25}
+    assert result.json["data"]["rates_from"].startswith("Prometheus at 127.0.0.1:")
+    assert any("rate(e2ee_sse_failures_total[10m])" in q for q in prometheus.queries)
