@@ -30,6 +30,7 @@ UNKNOWN = "unknown"
 # when its relay reaches Redis again.
 DOWN_MARKER = "Redis unavailable"
 UP_MARKER = "Redis available again"
+REPEAT_SECONDS = 60.0  # an unchanged observation is journaled again after this long
 
 
 @dataclass(frozen=True)
@@ -249,16 +250,18 @@ def record_observation(
     journal: Journal | None, command: str, down: bool | None, evidence: Sequence[str]
 ) -> None:
     """Journal what a check saw of Redis (down or healthy; nothing when it could not
-    tell) when it differs from the last observation, or while an incident is open:
-    later outage records and `alerts check` date an outage from these."""
+    tell) when it differs from the last observation, or, while an incident is open, at
+    most once a minute (`redis watch` refreshes every few seconds): later outage
+    records and `alerts check` date an outage from these."""
     if journal is None or down is None:
         return
     last = None
     for entry in journal.entries(kind=REDIS_OBSERVATION):
         last = entry
-    unchanged = last is not None and bool(last.data.get("down")) == down
-    if unchanged and journal.open_incident_id() is None:
-        return
+    if last is not None and bool(last.data.get("down")) == down:
+        recent = (datetime.now(UTC) - last.ts).total_seconds() < REPEAT_SECONDS
+        if recent or journal.open_incident_id() is None:
+            return
     journal.append(
         REDIS_OBSERVATION, command=command, data={"down": down, "evidence": list(evidence)}
     )

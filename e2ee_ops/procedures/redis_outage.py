@@ -370,6 +370,20 @@ class RedisState:
 
 
 def assess_redis(t: RedisTargets) -> RedisState:
+    """PINGs over `down_confirm_seconds` (first: the API's own answer may wait on a
+    stalled Redis), then every instance's view of Redis."""
+    errors: list[E2eeOpsError] = []
+    answered_ms: float | None = None
+    end = t.monotonic() + t.down_confirm_seconds
+    while True:
+        try:
+            answered_ms = t.redis.ping()
+            break
+        except E2eeOpsError as exc:
+            errors.append(exc)
+        if t.monotonic() >= end:
+            break
+        t.sleep(1.0)
     answers = _metrics(t.admin_apis)
     statuses = [str(m.get("redis_status", "unknown")) for m in answers]
     service_down = "unavailable" in statuses
@@ -384,24 +398,9 @@ def assess_redis(t: RedisTargets) -> RedisState:
         if service_healthy
         else "no API instance says how Redis is"
     )
-    errors: list[E2eeOpsError] = []
-    end = t.monotonic() + t.down_confirm_seconds
-    while True:
-        try:
-            ms = t.redis.ping()
-        except E2eeOpsError as exc:
-            errors.append(exc)
-        else:
-            return RedisState(
-                "up",
-                f"Redis answers PING in {ms:.0f} ms; {said}",
-                service_down,
-                service_healthy,
-                record,
-            )
-        if t.monotonic() >= end:
-            break
-        t.sleep(1.0)
+    if answered_ms is not None:
+        sentence = f"Redis answers PING in {answered_ms:.0f} ms; {said}"
+        return RedisState("up", sentence, service_down, service_healthy, record)
     tried = f"{len(errors)} PING(s) over {t.down_confirm_seconds:g} s failed ({errors[-1]})"
     if any(isinstance(e, TimedOutError) for e in errors):
         verdict, why = "stalled", f"{tried}: Redis does not answer in time; {said}"

@@ -116,13 +116,17 @@ def test_recover_on_a_healthy_redis_records_no_outage_and_exits_0(
 
 
 def test_a_paused_redis_is_waited_for_with_progress_not_restarted(
-    sandbox_state, sandbox_config: Path
+    sandbox_state, sandbox_config: Path, tmp_path: Path
 ) -> None:
     pid = redis_pid(sandbox_state)
+    config = yaml.safe_load(sandbox_config.read_text())
+    config["redis"]["timeout_seconds"] = 0.5  # a PING slower than this counts as not answered
+    quick = tmp_path / "quick-ping.yaml"
+    quick.write_text(yaml.safe_dump(config))
     client = redis.Redis.from_url(sandbox_state.redis_url)
     try:
-        client.execute_command("CLIENT", "PAUSE", 8000, "ALL")
-        result = run(sandbox_config, "--output", "json", "redis", "recover", "--execute", "--yes")
+        client.execute_command("CLIENT", "PAUSE", 5000, "ALL")
+        result = run(quick, "--output", "json", "redis", "recover", "--execute", "--yes")
     finally:
         client.close()
     assert result.exit_code in (0, 1), result.stdout + result.stderr
