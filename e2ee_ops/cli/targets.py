@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from e2ee_ops.adapters.postgres import OpsDatabase
     from e2ee_ops.adapters.redis_client import RedisProbe
     from e2ee_ops.adapters.restarter import Restarter
+    from e2ee_ops.adapters.sentinel import SentinelAdmin
     from e2ee_ops.procedures.doctor import DoctorTargets
     from e2ee_ops.procedures.incident import Channels
     from e2ee_ops.procedures.redis_outage import Canary, RedisTargets
@@ -143,6 +144,23 @@ def redis_probe(env: AppContext) -> RedisProbe:
             "Redis is not configured", hint="set redis.url or redis.sentinel in the config"
         )
     return env.closing(probe)
+
+
+def sentinel_admin(env: AppContext) -> SentinelAdmin | None:
+    """The sentinels of redis.sentinel, or None when Redis is reached by URL."""
+    from e2ee_ops.adapters.sentinel import SentinelAdmin
+
+    r = env.settings.redis
+    if r.sentinel is None:
+        return None
+    return env.closing(
+        SentinelAdmin(
+            r.sentinel.hosts,
+            r.sentinel.service_name,
+            password=_secret(env, r.password, "redis.password"),
+            timeout=r.timeout_seconds,
+        )
+    )
 
 
 def restarter(env: AppContext, service: str) -> Restarter:
@@ -280,6 +298,7 @@ def redis_targets(env: AppContext, *, with_restarter: bool = False) -> RedisTarg
         canary=canary(env),
         thresholds=env.settings.thresholds,
         restarter=restarter(env, "redis") if with_restarter else None,
+        sentinel=sentinel_admin(env),
         progress=env.progress,
     )
 
@@ -292,6 +311,7 @@ def doctor_targets(env: AppContext) -> DoctorTargets:
         public_apis=api_clients(env, None),
         admin_apis=api_clients(env, "admin"),
         redis=redis_probe(env),
+        sentinel=sentinel_admin(env),
         db=db,
         migrations=migrations(env, db) if db is not None else None,
         thresholds=env.settings.thresholds,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from e2ee_ops.adapters.postgres import DeliveryWindow, OpsDatabase
     from e2ee_ops.adapters.redis_client import RedisProbe
     from e2ee_ops.adapters.restarter import Restarter
+    from e2ee_ops.adapters.sentinel import SentinelAdmin
     from e2ee_ops.journal import Journal
 
 
@@ -53,6 +54,7 @@ class RedisTargets:
     canary: Canary | None
     thresholds: Thresholds
     restarter: Restarter | None = None
+    sentinel: SentinelAdmin | None = None  # redis.sentinel: the Sentinel path
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     progress: Callable[[str], None] = lambda _m: None
@@ -187,6 +189,11 @@ def detection_probes(t: RedisTargets) -> dict[str, Probe]:
     for api in t.admin_apis:
         probes[f"api metrics ({api.host})"] = lambda api=api: metrics_findings(api, t.thresholds)  # type: ignore[misc]
     probes["redis ping"] = lambda: ping_findings(t.redis)
+    if t.sentinel is not None:
+        from e2ee_ops.procedures.redis_sentinel import sentinel_findings
+
+        sentinel = t.sentinel
+        probes["sentinel"] = lambda: sentinel_findings(sentinel)
     probes["sse heartbeat relay_lag"] = lambda: _heartbeat_finding(
         t.canary, t.heartbeat_wait_seconds
     )
@@ -326,6 +333,12 @@ def recover_redis(
     journal: Journal | None = None,
     settle_seconds: float = 15.0,
 ) -> Plan:
+    if t.sentinel is not None:
+        from e2ee_ops.procedures.redis_sentinel import recover_sentinel
+
+        return recover_sentinel(
+            t, execute=execute, since=since, journal=journal, settle_seconds=settle_seconds
+        )
     plan = recovery_plan(t, force=force)
     if not execute:
         return plan
