@@ -35,8 +35,30 @@ if TYPE_CHECKING:
 VERIFY_TOKENS = ("user", "canary_a", "canary_b")
 
 
+def api_urls(env: AppContext) -> list[str]:
+    """The API instances: api.base_urls, or the ready endpoints of the Kubernetes Service
+    in api.discover (asked once per command)."""
+    api = env.settings.api
+    if api.discover is None:
+        return list(api.base_urls)
+    if "api_urls" not in env.wiring:
+        from e2ee_ops.adapters.kubernetes import service_urls
+
+        k = api.discover.kubernetes
+        env.wiring["api_urls"] = service_urls(
+            k.service,
+            namespace=k.namespace,
+            port=k.port,
+            context=k.context,
+            scheme=k.scheme,
+            timeout=k.timeout_seconds,
+        )
+    urls: list[str] = env.wiring["api_urls"]
+    return urls
+
+
 def api_clients(env: AppContext, token: str | None) -> list[ApiClient]:
-    """One client per configured API instance, acting with the configured token `token`
+    """One client per API instance, acting with the configured token `token`
     (admin, user, ...), or anonymous when `token` is None."""
     from e2ee_ops.adapters.api import ApiClient
 
@@ -46,7 +68,7 @@ def api_clients(env: AppContext, token: str | None) -> list[ApiClient]:
         env.closing(
             ApiClient(url, token=secret, timeout=s.api.timeout_seconds, retries=s.api.retries)
         )
-        for url in s.api.base_urls
+        for url in api_urls(env)
     ]
 
 
@@ -57,7 +79,7 @@ def api_client(env: AppContext, token: str) -> ApiClient:
     s = env.settings
     return env.closing(
         ApiClient(
-            s.api.base_urls[0],
+            api_urls(env)[0],
             token=s.tokens.resolve(token, environ=env.environ),
             timeout=s.api.timeout_seconds,
             retries=s.api.retries,
@@ -177,9 +199,13 @@ def restarter(env: AppContext, service: str) -> Restarter:
             command=list(settings.command) if settings.command else None,
             sudo=settings.sudo,
             timeout_seconds=settings.timeout_seconds,
+            kind=settings.kind,
+            name=settings.name,
+            namespace=settings.namespace,
+            context=settings.context,
         )
     )
-    return Restarter(service, spec)
+    return Restarter(service, spec, remaining=env.remaining)
 
 
 def notifiers(env: AppContext, channels: list[str]) -> list[Notifier]:
