@@ -277,6 +277,26 @@ def current_primary_port(state: SandboxState) -> int | None:
     return None
 
 
+def kill_redis_node(state: SandboxState, port: int) -> None:
+    """SIGKILL the Redis node on `port` (a failover drill): no shutdown, no warning."""
+    index = state.redis_node_ports.index(port)
+    sigkill(state.redis_node_pids[index])
+    state.redis_node_pids[index] = None
+    state.save()
+
+
+def sigkill(pid: int | None) -> None:
+    """Kill a sandbox process without warning (SIGKILL), and reap it if it is our child."""
+    if not pid_alive(pid):
+        return
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 def _stop_redis(state: SandboxState) -> None:
     for pid in [*state.sentinel_pids, *state.redis_node_pids, state.redis_pid]:
         stop_pid(pid)

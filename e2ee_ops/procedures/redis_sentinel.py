@@ -438,10 +438,20 @@ def recover_sentinel(
         "primary": primary,
         "failover": failover,
         "rejoined_as_replica": rejoined,
+        # The relay's own unavailability, lost to regained (the postmortem's duration).
+        "duration_seconds": unavailable.get("seconds"),
         "stored": window.stored if window else None,
         "delivered": window.delivered if window else None,
+        "stored_not_delivered": (window.stored - window.delivered) if window else None,
         "all_delivered": window.all_delivered if window else None,
-        "undelivered": [u.message_id for u in window.undelivered] if window else [],
+        "undelivered": [
+            {
+                "message_id": u.message_id,
+                "created_at": u.created_at.isoformat(),
+                "devices_pending": u.devices_pending,
+            }
+            for u in (window.undelivered if window else [])
+        ],
         "canary_message_id": canary.message_id,
         "canary_latency_ms": round(canary.latency_ms, 1),
     }
@@ -514,10 +524,18 @@ def _unavailability_record(apis: Sequence[ApiClient]) -> dict[str, Any]:
     """The fleet's unavailability window from each instance's own relay record."""
     windows = [r["last_redis_outage"] for r in _outage_windows(apis) if r.get("last_redis_outage")]
     if not windows:
-        return {"from": None, "to": None, "source": "unknown (no instance recorded an outage)"}
+        return {
+            "from": None,
+            "to": None,
+            "seconds": None,
+            "source": "unknown (no instance recorded an outage)",
+        }
+    lost, regained = min(w["lost_at"] for w in windows), max(w["regained_at"] for w in windows)
+    seconds = (datetime.fromisoformat(regained) - datetime.fromisoformat(lost)).total_seconds()
     return {
-        "from": min(w["lost_at"] for w in windows),
-        "to": max(w["regained_at"] for w in windows),
+        "from": lost,
+        "to": regained,
+        "seconds": round(seconds, 3),
         "seconds_by_instance": [w["duration_seconds"] for w in windows],
         "source": "the API instances' relay outage records (/dm/metrics redis_outages_by_instance)",
     }

@@ -3,8 +3,6 @@ sentinels (`sandbox up --redis sentinel`), shared by the Sentinel tests of one m
 
 from __future__ import annotations
 
-import os
-import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -49,13 +47,3 @@ def wait_healthy(admin: SentinelAdmin, deadline: float = 30.0) -> None:
         if time.monotonic() > end:
             raise AssertionError([f.summary for f in findings])
         time.sleep(0.2)
-
-
-def sigkill(pid: int | None) -> None:
-    """Kill a sandbox process without warning, and reap it."""
-    assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass

@@ -13,8 +13,9 @@ from e2ee_ops import sandbox
 from e2ee_ops.adapters.sentinel import SentinelAdmin
 from e2ee_ops.procedures.redis_sentinel import read_topology, sentinel_findings
 from e2ee_ops.reference.client import OnlineDevice, ReferenceClient
+from e2ee_ops.sandbox import kill_redis_node, sigkill
 from e2ee_ops.status import Status
-from tests.integration.sentinel.conftest import sigkill, wait_healthy
+from tests.integration.sentinel.conftest import wait_healthy
 from tests.support.cli import cli
 
 
@@ -103,13 +104,12 @@ def test_sandbox_writes_the_sentinels_into_the_config(
 def test_primary_sigkilled_under_traffic_every_message_arrives_exactly_once(
     sentinel_sandbox: sandbox.SandboxState, sentinels: SentinelAdmin
 ) -> None:
-    state = sentinel_sandbox
     wait_healthy(sentinels)
+    state = sandbox.SandboxState.load(sentinel_sandbox.dir)  # pids as the restarts left them
     code, findings = check(state)
     assert code == 0, findings
     old_primary = read_topology(sentinels).primary
     assert old_primary is not None
-    node = state.redis_node_ports.index(int(old_primary.rpartition(":")[2]))
 
     # Receivers on the other instance than the sender: every wake-up crosses Redis.
     receivers = {
@@ -121,7 +121,7 @@ def test_primary_sigkilled_under_traffic_every_message_arrives_exactly_once(
     try:
         with Sender(state) as sender:
             sender.wait_for_more(6)  # before
-            sigkill(state.redis_node_pids[node])
+            kill_redis_node(state, int(old_primary.rpartition(":")[2]))
             # Before down-after has passed, the sentinels still name the dead primary.
             primary = {f.name: f for f in sentinel_findings(sentinels)}["sentinel primary"]
             assert primary.status is Status.CRITICAL, primary.summary
@@ -149,7 +149,10 @@ def test_primary_sigkilled_under_traffic_every_message_arrives_exactly_once(
             assert outage["topology"] == "sentinel"
             assert outage["rejoined_as_replica"] == [old_primary]
             assert outage["primary"] != old_primary
-            assert outage["unavailability"]["from"] is not None
+            unavailable = outage["unavailability"]
+            assert unavailable["from"] is not None and unavailable["seconds"] > 0
+            assert outage["duration_seconds"] == unavailable["seconds"]
+            assert outage["all_delivered"] is True and outage["undelivered"] == []
             assert outage["failover"]["primary_since"] is not None
             assert sentinels.role(old_primary).role == "slave"
             sender.wait_for_more(6)
@@ -170,8 +173,8 @@ def test_primary_sigkilled_under_traffic_every_message_arrives_exactly_once(
 def test_one_sentinel_lost_is_a_warning_two_lost_is_critical_and_no_failover(
     sentinel_sandbox: sandbox.SandboxState, sentinels: SentinelAdmin
 ) -> None:
-    state = sentinel_sandbox
     wait_healthy(sentinels)
+    state = sandbox.SandboxState.load(sentinel_sandbox.dir)  # pids as the restarts left them
     sigkill(state.sentinel_pids[2])
     code, findings = check(state)
     assert code == 1
@@ -181,7 +184,7 @@ def test_one_sentinel_lost_is_a_warning_two_lost_is_critical_and_no_failover(
     primary = read_topology(sentinels).primary
     assert primary is not None
     sigkill(state.sentinel_pids[1])
-    sigkill(state.redis_node_pids[state.redis_node_ports.index(int(primary.rpartition(":")[2]))])
+    kill_redis_node(state, int(primary.rpartition(":")[2]))
     code, findings = check(state)
     assert code == 2
     assert findings["sentinel quorum"]["status"] == "CRITICAL"
