@@ -180,6 +180,9 @@ def test_one_sentinel_lost_is_a_warning_two_lost_is_critical_and_no_failover(
     assert code == 1
     assert findings["sentinel quorum"]["status"] == "WARNING"
     assert state.sentinel_hosts[2] in findings["sentinel quorum"]["summary"]
+    doctor = cli("--config", str(state.config_path), "--output", "json", "doctor").json
+    quorum = next(f for f in doctor["findings"] if f["name"] == "sentinel quorum")
+    assert quorum["status"] == "WARNING"
 
     primary = read_topology(sentinels).primary
     assert primary is not None
@@ -198,3 +201,55 @@ def test_one_sentinel_lost_is_a_warning_two_lost_is_critical_and_no_failover(
     assert "no failover attempted" in result.stdout
     # The one sentinel left still names the dead primary: nobody promoted a replica.
     assert read_topology(sentinels).views[0].primary == primary
+
+
+def test_recover_asks_for_the_failover_the_sentinels_did_not_make(
+    sentinel_sandbox: sandbox.SandboxState, sentinels: SentinelAdmin
+) -> None:
+    import dataclasses
+
+    import redis
+
+    from e2ee_ops.cli import targets
+    from e2ee_ops.context import AppContext
+    from e2ee_ops.procedures.redis_outage import recover_redis
+
+    wait_healthy(sentinels)
+    state = sandbox.SandboxState.load(sentinel_sandbox.dir)
+    old_primary = read_topology(sentinels).primary
+    assert old_primary is not None
+
+    def down_after(ms: int) -> None:
+        for port in state.sentinel_ports:
+            with redis.Redis(port=port, socket_timeout=2) as c:
+                c.execute_command("SENTINEL", "SET", "e2ee", "down-after-milliseconds", ms)
+
+    # Sentinels that would notice only after a minute: the failover is the toolkit's.
+    down_after(60_000)
+    env = AppContext.create(config_file=state.config_path)
+    try:
+        kill_redis_node(state, int(old_primary.rpartition(":")[2]))
+        # Waits run on a clock that jumps by each sleep: the minute passes at once.
+        now = [0.0]
+
+        def sleep(seconds: float) -> None:
+            time.sleep(0.02)
+            now[0] += seconds
+
+        t = dataclasses.replace(
+            targets.redis_targets(env, with_restarter=True), monotonic=lambda: now[0], sleep=sleep
+        )
+        plan = recover_redis(t, execute=True, settle_seconds=5)
+        outcomes = [s.outcome for s in plan.steps]
+        assert plan.status is Status.OK, outcomes
+        assert outcomes[1] == (
+            f"no failover within 65 s: SENTINEL FAILOVER e2ee sent to {state.sentinel_hosts[0]}"
+        )
+        outage = plan.data["outage"]
+        assert outage["failover"]["triggered"] is True
+        assert outage["primary"] != old_primary
+        assert outage["rejoined_as_replica"] == [old_primary]
+        assert sentinels.role(old_primary).primary == outage["primary"]
+    finally:
+        env.resources.close()
+        down_after(1000)
