@@ -406,7 +406,10 @@ def recover_sentinel(
             result = t.restarter.restart()
         except E2eeOpsError as exc:
             return fail(f"restart failed: {exc}")
-        run.done(f"restarted the failed node(s) in {result.seconds:.1f} s")
+        run.done(
+            f"restarted the failed node(s) in {result.seconds:.1f} s: "
+            + "; then ".join(f"`{c}`" for c in result.commands)
+        )
         for node in sorted(failed_nodes):
             if not _wait_until(t, th.recover_deadline_seconds, _rejoined(sentinel, node, primary)):
                 return fail(
