@@ -222,11 +222,11 @@ def _replicas_finding(sentinel: SentinelAdmin, topo: Topology) -> Finding:
         for r in lead.replicas
     ]
     down = [r.address for r in lead.replicas if r.down]
-    broken = [r.address for r in lead.replicas if not r.down and r.link_status != "ok"]
+    broken = [r for r in lead.replicas if not r.down and r.link_status != "ok"]
     healthy = len(lead.replicas) - len(down) - len(broken)
     where = f"SENTINEL REPLICAS on {lead.sentinel}"
     if down or broken:
-        parts = [f"{a} down" for a in down] + [f"{a} link {'err'}" for a in broken]
+        parts = [f"{a} down" for a in down] + [f"{r.address} link {r.link_status}" for r in broken]
         return Finding(
             name,
             Status.WARNING,
@@ -551,12 +551,9 @@ def _unavailability_start(
         return since, "--since given by the operator"
     starts = []
     for row in _outage_windows(apis):
-        for key in ("redis_unavailable_since",):
-            if row.get(key):
-                starts.append(row[key])
-        last = row.get("last_redis_outage")
-        if last and last.get("lost_at"):
-            starts.append(last["lost_at"])
+        # An outage still open on an instance, or its last one that closed.
+        last = row.get("last_redis_outage") or {}
+        starts += [s for s in (row.get("redis_unavailable_since"), last.get("lost_at")) if s]
     parsed = [datetime.fromisoformat(s) for s in starts]
     recent = [p for p in parsed if now - p < timedelta(hours=1)]
     if not recent:
