@@ -87,7 +87,11 @@ class Topology:
 
 
 def read_topology(sentinel: SentinelAdmin) -> Topology:
-    views = sentinel.views()
+    return topology_of(sentinel.views())
+
+
+def topology_of(views: list[SentinelView]) -> Topology:
+    """The primary named by at least a quorum of the sentinels that answered, or None."""
     reachable = [v for v in views if v.error is None]
     named = Counter(v.primary for v in reachable if v.primary)
     primary, agreeing = named.most_common(1)[0] if named else (None, 0)
