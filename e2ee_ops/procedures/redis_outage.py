@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.config import Thresholds
-from e2ee_ops.errors import E2eeOpsError, VerificationFailed
+from e2ee_ops.errors import E2eeOpsError, UsageError, VerificationFailed
 from e2ee_ops.journal import REDIS_OUTAGE
 from e2ee_ops.procedures.probes import Probe, run_probes
 from e2ee_ops.status import Finding, Plan, Report, Status, Step, StepRunner, classify
@@ -336,6 +336,12 @@ def recover_redis(
     if t.sentinel is not None:
         from e2ee_ops.procedures.redis_sentinel import recover_sentinel
 
+        if force:
+            raise UsageError(
+                "--force restarts a lone Redis; under Sentinel a healthy primary is not "
+                "restarted (that would only cause a failover)",
+                hint="drop --force; `redis recover` fails over when the primary is down",
+            )
         return recover_sentinel(
             t, execute=execute, since=since, journal=journal, settle_seconds=settle_seconds
         )

@@ -199,6 +199,8 @@ def test_one_sentinel_lost_is_a_warning_two_lost_is_critical_and_no_failover(
     )  # fmt: skip
     assert result.exit_code == 2
     assert "no failover attempted" in result.stdout
+    forced = cli("--config", str(state.config_path), "redis", "recover", "--force")
+    assert forced.exit_code == 64 and "under Sentinel" in forced.stderr
     # The one sentinel left still names the dead primary: nobody promoted a replica.
     assert read_topology(sentinels).views[0].primary == primary
 
