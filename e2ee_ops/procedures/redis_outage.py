@@ -296,6 +296,77 @@ def send_canary(canary: Canary, *, deadline_seconds: float) -> CanaryResult:
     return CanaryResult(expected, (arrived_at - sent_at) * 1000.0)
 
 
+@dataclass(frozen=True)
+class RelayVerified:
+    """What the runbook's verification after Redis is back measured."""
+
+    canary: CanaryResult
+    window: DeliveryWindow | None  # None without PostgreSQL
+    undelivered: list[dict[str, Any]]
+
+
+def verify_relay(
+    t: RedisTargets,
+    run: StepRunner,
+    *,
+    window_start: datetime,
+    settle_seconds: float,
+    stuck: str = "",
+) -> RelayVerified | str:
+    """The runbook's verification once Redis answers again (after a restart or a
+    failover), as three steps of `run`: every instance's metrics clear, a canary arrives
+    over SSE, and everything stored since `window_start` is delivered. Returns what was
+    measured, or the failed step's outcome (`stuck` is added when the metrics stay bad)."""
+    th = t.thresholds
+    if not _wait_until(t, th.recover_deadline_seconds, lambda: _metrics_clear(t.admin_apis)):
+        return (
+            "/dm/metrics still shows redis unavailable or relay_lag after "
+            f"{th.recover_deadline_seconds:g} s{stuck}"
+        )
+    run.done("every API instance reports redis_status=ok and relay_lag=false")
+
+    if t.canary is None:
+        return "no canary accounts are configured (tokens.canary_a/b, canary.*)"
+    try:
+        canary = send_canary(t.canary, deadline_seconds=t.canary.delivery_timeout_seconds)
+    except E2eeOpsError as exc:
+        return f"canary not delivered: {exc}"
+    slow = canary.latency_ms > th.delivery_p99_ms
+    run.done(
+        f"canary message {canary.message_id} arrived over SSE in {canary.latency_ms:.0f} ms"
+        + (f" (over {th.delivery_p99_ms:g} ms)" if slow else ""),
+        Status.WARNING if slow else Status.OK,
+    )
+
+    window = _settled_window(t, window_start, settle_seconds)
+    undelivered = (
+        [
+            {
+                "message_id": u.message_id,
+                "created_at": u.created_at.isoformat(),
+                "devices_pending": u.devices_pending,
+            }
+            for u in window.undelivered
+        ]
+        if window
+        else []
+    )
+    if window is None:
+        run.done("no PostgreSQL configured: stored vs delivered not compared", Status.UNKNOWN)
+    elif window.all_delivered:
+        run.done(
+            f"all {window.stored} message(s) stored since {window.start:%H:%M:%S} were delivered"
+        )
+    else:
+        run.done(
+            f"{window.stored - window.delivered} of {window.stored} message(s) stored since "
+            f"{window.start:%H:%M:%S} are not yet delivered (offline devices?); ids: "
+            + ", ".join(str(u["message_id"]) for u in undelivered[:10]),
+            Status.WARNING,
+        )
+    return RelayVerified(canary, window, undelivered)
+
+
 def _b64(raw: bytes) -> str:
     import base64
 
@@ -378,52 +449,10 @@ def recover_redis(
     redis_back_at = datetime.now(UTC)
     run.done("Redis answers PING")
 
-    if not _wait_until(t, th.recover_deadline_seconds, lambda: _metrics_clear(t.admin_apis)):
-        return fail(
-            "/dm/metrics still shows redis unavailable or relay_lag after "
-            f"{th.recover_deadline_seconds:g} s"
-        )
-    run.done("every API instance reports redis_status=ok and relay_lag=false")
-
-    if t.canary is None:
-        return fail("no canary accounts are configured (tokens.canary_a/b, canary.*)")
-    try:
-        canary = send_canary(t.canary, deadline_seconds=t.canary.delivery_timeout_seconds)
-    except E2eeOpsError as exc:
-        return fail(f"canary not delivered: {exc}")
-    slow = canary.latency_ms > th.delivery_p99_ms
-    run.done(
-        f"canary message {canary.message_id} arrived over SSE in {canary.latency_ms:.0f} ms"
-        + (f" (over {th.delivery_p99_ms:g} ms)" if slow else ""),
-        Status.WARNING if slow else Status.OK,
-    )
-
-    window = _settled_window(t, window_start, settle_seconds)
-    undelivered = (
-        [
-            {
-                "message_id": u.message_id,
-                "created_at": u.created_at.isoformat(),
-                "devices_pending": u.devices_pending,
-            }
-            for u in window.undelivered
-        ]
-        if window
-        else []
-    )
-    if window is None:
-        run.done("no PostgreSQL configured: stored vs delivered not compared", Status.UNKNOWN)
-    elif window.all_delivered:
-        run.done(
-            f"all {window.stored} message(s) stored since {window.start:%H:%M:%S} were delivered"
-        )
-    else:
-        run.done(
-            f"{window.stored - window.delivered} of {window.stored} message(s) stored since "
-            f"{window.start:%H:%M:%S} are not yet delivered (offline devices?); ids: "
-            + ", ".join(str(u["message_id"]) for u in undelivered[:10]),
-            Status.WARNING,
-        )
+    verified = verify_relay(t, run, window_start=window_start, settle_seconds=settle_seconds)
+    if isinstance(verified, str):
+        return fail(verified)
+    canary, window, undelivered = verified.canary, verified.window, verified.undelivered
     ended_at = datetime.now(UTC)
     record = {
         "detected_at": detected_at.isoformat(),

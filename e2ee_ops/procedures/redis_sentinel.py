@@ -21,13 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.errors import E2eeOpsError
 from e2ee_ops.journal import REDIS_OUTAGE
-from e2ee_ops.procedures.redis_outage import (
-    RedisTargets,
-    _metrics_clear,
-    _settled_window,
-    _wait_until,
-    send_canary,
-)
+from e2ee_ops.procedures.redis_outage import RedisTargets, _wait_until, verify_relay
 from e2ee_ops.status import Finding, Plan, Status, Step, StepRunner
 
 if TYPE_CHECKING:
@@ -367,33 +361,17 @@ def recover_sentinel(
     )
 
     # 4-6. the service follows, exactly as after a restart.
-    if not _wait_until(t, th.recover_deadline_seconds, lambda: _metrics_clear(t.admin_apis)):
-        return fail(
-            "/dm/metrics still shows redis unavailable or relay_lag after "
-            f"{th.recover_deadline_seconds:g} s: the relay did not follow the new primary"
-        )
-    run.done("every API instance reports redis_status=ok and relay_lag=false")
-    if t.canary is None:
-        return fail("no canary accounts are configured (tokens.canary_a/b, canary.*)")
-    try:
-        canary = send_canary(t.canary, deadline_seconds=t.canary.delivery_timeout_seconds)
-    except E2eeOpsError as exc:
-        return fail(f"canary not delivered: {exc}")
-    run.done(f"canary message {canary.message_id} arrived over SSE in {canary.latency_ms:.0f} ms")
-
     window_start, start_source = _unavailability_start(t.admin_apis, since, detected_at)
-    window = _settled_window(t, window_start, settle_seconds)
-    if window is None:
-        run.done("no PostgreSQL configured: stored vs delivered not compared", Status.UNKNOWN)
-    elif window.all_delivered:
-        run.done(f"all {window.stored} message(s) stored since {window.start:%H:%M:%S} delivered")
-    else:
-        ids = ", ".join(str(u.message_id) for u in window.undelivered[:10])
-        run.done(
-            f"{window.stored - window.delivered} of {window.stored} message(s) stored since "
-            f"{window.start:%H:%M:%S} are not yet delivered (offline devices?); ids: {ids}",
-            Status.WARNING,
-        )
+    verified = verify_relay(
+        t,
+        run,
+        window_start=window_start,
+        settle_seconds=settle_seconds,
+        stuck=": the relay did not follow the new primary",
+    )
+    if isinstance(verified, str):
+        return fail(verified)
+    canary, window = verified.canary, verified.window
 
     # 7-8. the failed node comes back as a replica.
     rejoined: list[str] = []
@@ -451,14 +429,7 @@ def recover_sentinel(
         "delivered": window.delivered if window else None,
         "stored_not_delivered": (window.stored - window.delivered) if window else None,
         "all_delivered": window.all_delivered if window else None,
-        "undelivered": [
-            {
-                "message_id": u.message_id,
-                "created_at": u.created_at.isoformat(),
-                "devices_pending": u.devices_pending,
-            }
-            for u in (window.undelivered if window else [])
-        ],
+        "undelivered": verified.undelivered,
         "canary_message_id": canary.message_id,
         "canary_latency_ms": round(canary.latency_ms, 1),
     }
