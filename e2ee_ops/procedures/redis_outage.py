@@ -304,6 +304,32 @@ class RelayVerified:
     window: DeliveryWindow | None  # None without PostgreSQL
     undelivered: list[dict[str, Any]]
 
+    def record(self) -> dict[str, Any]:
+        """Its part of the outage record: stored vs delivered and the canary."""
+        w = self.window
+        return {
+            "stored": w.stored if w else None,
+            "delivered": w.delivered if w else None,
+            "stored_not_delivered": (w.stored - w.delivered) if w else None,
+            "all_delivered": w.all_delivered if w else None,
+            "undelivered": self.undelivered,
+            "canary_message_id": self.canary.message_id,
+            "canary_latency_ms": round(self.canary.latency_ms, 1),
+        }
+
+
+def record_outage(
+    plan: Plan, run: StepRunner, journal: Journal | None, record: dict[str, Any]
+) -> Plan:
+    """The outage record into the plan's data and, as the last step, the journal."""
+    plan.data["outage"] = record
+    if journal is not None:
+        journal.append(REDIS_OUTAGE, command="redis recover", data=record)
+        run.done(f"outage recorded in the journal ({journal.path})")
+    else:
+        run.skip("no journal configured")
+    return plan
+
 
 def verify_relay(
     t: RedisTargets,
@@ -452,7 +478,6 @@ def recover_redis(
     verified = verify_relay(t, run, window_start=window_start, settle_seconds=settle_seconds)
     if isinstance(verified, str):
         return fail(verified)
-    canary, window, undelivered = verified.canary, verified.window, verified.undelivered
     ended_at = datetime.now(UTC)
     record = {
         "detected_at": detected_at.isoformat(),
@@ -463,21 +488,9 @@ def recover_redis(
         "end": ended_at.isoformat(),
         "duration_seconds": round((redis_back_at - window_start).total_seconds(), 1),
         "was_down": was_down,
-        "stored": window.stored if window else None,
-        "delivered": window.delivered if window else None,
-        "stored_not_delivered": (window.stored - window.delivered) if window else None,
-        "all_delivered": window.all_delivered if window else None,
-        "undelivered": undelivered,
-        "canary_message_id": canary.message_id,
-        "canary_latency_ms": round(canary.latency_ms, 1),
+        **verified.record(),
     }
-    plan.data["outage"] = record
-    if journal is not None:
-        journal.append(REDIS_OUTAGE, command="redis recover", data=record)
-        run.done(f"outage recorded in the journal ({journal.path})")
-    else:
-        run.skip("no journal configured")
-    return plan
+    return record_outage(plan, run, journal, record)
 
 
 def _outage_start_estimate(t: RedisTargets, now: datetime) -> tuple[datetime, str]:

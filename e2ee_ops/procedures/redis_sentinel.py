@@ -20,8 +20,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.errors import E2eeOpsError
-from e2ee_ops.journal import REDIS_OUTAGE
-from e2ee_ops.procedures.redis_outage import RedisTargets, _wait_until, verify_relay
+from e2ee_ops.procedures.redis_outage import (
+    RedisTargets,
+    _wait_until,
+    record_outage,
+    verify_relay,
+)
 from e2ee_ops.status import Finding, Plan, Status, Step, StepRunner
 
 if TYPE_CHECKING:
@@ -371,7 +375,6 @@ def recover_sentinel(
     )
     if isinstance(verified, str):
         return fail(verified)
-    canary, window = verified.canary, verified.window
 
     # 7-8. the failed node comes back as a replica.
     rejoined: list[str] = []
@@ -425,21 +428,9 @@ def recover_sentinel(
         "rejoined_as_replica": rejoined,
         # The relay's own unavailability, lost to regained (the postmortem's duration).
         "duration_seconds": unavailable.get("seconds"),
-        "stored": window.stored if window else None,
-        "delivered": window.delivered if window else None,
-        "stored_not_delivered": (window.stored - window.delivered) if window else None,
-        "all_delivered": window.all_delivered if window else None,
-        "undelivered": verified.undelivered,
-        "canary_message_id": canary.message_id,
-        "canary_latency_ms": round(canary.latency_ms, 1),
+        **verified.record(),
     }
-    plan.data["outage"] = record
-    if journal is not None:
-        journal.append(REDIS_OUTAGE, command="redis recover", data=record)
-        run.done(f"outage recorded in the journal ({journal.path})")
-    else:
-        run.skip("no journal configured")
-    return plan
+    return record_outage(plan, run, journal, record)
 
 
 def _primary_answers(sentinel: SentinelAdmin, address: str | None) -> bool:
