@@ -9,8 +9,8 @@ the password.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ import redis.exceptions as rx
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from e2ee_ops.errors import AuthError, ServiceError, TimedOutError, UnreachableError
+from e2ee_ops.adapters.redis_client import redis_errors
 from e2ee_ops.secret import Secret
 
 
@@ -187,24 +187,8 @@ class SentinelAdmin:
         with self._errors(sentinel, "SENTINEL FAILOVER"), self._client(sentinel) as c:
             c.execute_command("SENTINEL", "FAILOVER", self.service)
 
-    @contextmanager
-    def _errors(self, address: str, what: str) -> Iterator[None]:
-        try:
-            yield
-        except (rx.AuthenticationError, rx.AuthorizationError, rx.NoPermissionError) as exc:
-            raise AuthError(
-                f"Redis at {address} refused the credentials for {what}",
-                hint="check redis.password",
-            ) from exc
-        except rx.TimeoutError as exc:
-            raise TimedOutError(
-                f"Redis at {address} did not answer {what} within {self.timeout:g} s",
-                host=address,
-            ) from exc
-        except (rx.ConnectionError, OSError) as exc:
-            raise UnreachableError(f"cannot connect to Redis at {address}", host=address) from exc
-        except rx.RedisError as exc:
-            raise ServiceError(f"Redis at {address} failed {what}: {exc}") from exc
+    def _errors(self, address: str, what: str) -> AbstractContextManager[None]:
+        return redis_errors(address, what, self.timeout)
 
 
 def _int(value: Any) -> int | None:
