@@ -177,3 +177,16 @@ def test_config_needs_a_name_for_kubernetes_and_one_way_to_the_instances(tmp_pat
     )
     with pytest.raises(ConfigError, match="either base_urls or discover"):
         load_config(config_file=config, environ={"HOME": str(tmp_path)}, cwd=tmp_path)
+
+
+def test_the_config_becomes_the_kubectl_restart(tmp_path: Path) -> None:
+    config = tmp_path / "e2ee-ops.yaml"
+    config.write_text(
+        "services:\n  redis:\n    restart:\n      method: kubernetes\n      kind: statefulset\n"
+        "      name: redis\n      namespace: data\n      context: prod\n      timeout_seconds: 90\n"
+    )
+    env = AppContext.create(environ={"HOME": str(tmp_path)}, cwd=tmp_path, config_file=config)
+    assert targets.restarter(env, "redis").describe() == (
+        "kubectl --context prod --namespace data rollout restart statefulset/redis, then "
+        "kubectl --context prod --namespace data rollout status statefulset/redis --timeout=90s"
+    )
