@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.config import Thresholds
-from e2ee_ops.errors import E2eeOpsError, TimedOutError, VerificationFailed
+from e2ee_ops.errors import E2eeOpsError, TimedOutError, UsageError, VerificationFailed
 from e2ee_ops.journal import REDIS_OUTAGE
 from e2ee_ops.procedures.outage_evidence import (
     DOWN_MARKER,
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from e2ee_ops.adapters.postgres import DeliveryWindow, OpsDatabase
     from e2ee_ops.adapters.redis_client import RedisProbe
     from e2ee_ops.adapters.restarter import Restarter
+    from e2ee_ops.adapters.sentinel import SentinelAdmin
     from e2ee_ops.adapters.service_log import ServiceLog
     from e2ee_ops.journal import Journal
 
@@ -82,6 +83,7 @@ class RedisTargets:
     journal: Journal | None = None  # earlier observations are read from it, new ones added
     down_confirm_seconds: float = 3.0  # PINGs are retried this long before "down"
     api_catch_up_seconds: float = 30.0  # the API may take this long to see Redis again
+    sentinel: SentinelAdmin | None = None  # redis.sentinel: the Sentinel path
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     progress: Callable[[str], None] = lambda _m: None
@@ -224,6 +226,11 @@ def detection_probes(t: RedisTargets) -> dict[str, Probe]:
     for api in t.admin_apis:
         probes[f"api metrics ({api.host})"] = lambda api=api: metrics_findings(api, t.thresholds)  # type: ignore[misc]
     probes["redis ping"] = lambda: ping_findings(t.redis)
+    if t.sentinel is not None:
+        from e2ee_ops.procedures.redis_sentinel import sentinel_findings
+
+        sentinel = t.sentinel
+        probes["sentinel"] = lambda: sentinel_findings(sentinel)
     probes["sse heartbeat relay_lag"] = lambda: _heartbeat_finding(
         t.canary, t.heartbeat_wait_seconds
     )
@@ -315,7 +322,7 @@ def _wait_until(
     t: RedisTargets,
     deadline_seconds: float,
     predicate: Callable[[], bool],
-    what: str,
+    what: str = "it",
     interval: float = 0.5,
     every: float = 5.0,
 ) -> bool:
@@ -463,6 +470,115 @@ def send_canary(canary: Canary, *, deadline_seconds: float) -> CanaryResult:
     return CanaryResult(expected, (arrived_at - sent_at) * 1000.0)
 
 
+@dataclass(frozen=True)
+class RelayVerified:
+    """What the runbook's verification after Redis is back measured."""
+
+    canary: CanaryResult
+    window: DeliveryWindow | None  # None without PostgreSQL
+    undelivered: list[dict[str, Any]]
+
+    def record(self) -> dict[str, Any]:
+        """Its part of the outage record: stored vs delivered and the canary."""
+        return {
+            **_delivery_record(self.window),
+            "canary_message_id": self.canary.message_id,
+            "canary_latency_ms": round(self.canary.latency_ms, 1),
+        }
+
+
+def record_outage(
+    plan: Plan,
+    run: StepRunner,
+    journal: Journal | None,
+    record: dict[str, Any],
+    *,
+    sentence: str = "",
+) -> Plan:
+    """The outage record into the plan's data and, as the last step, the journal."""
+    plan.data["outage"] = record
+    if journal is not None:
+        journal.append(REDIS_OUTAGE, command="redis recover", data=record)
+        run.done(
+            f"outage recorded in the journal ({journal.path})"
+            + (f": {sentence}" if sentence else "")
+        )
+    else:
+        run.skip("no journal configured")
+    return plan
+
+
+def verify_relay(
+    t: RedisTargets,
+    run: StepRunner,
+    *,
+    window_start: datetime | Callable[[], datetime | None] | None,
+    settle_seconds: float,
+    stuck: str = "",
+    api_restarter: Restarter | None = None,
+) -> RelayVerified | str:
+    """The runbook's verification once Redis answers again (after a restart or a
+    failover), as three steps of `run`: every instance's metrics clear (with
+    `api_restarter`, instances still reporting Redis unavailable after
+    `t.api_catch_up_seconds` are restarted), a canary arrives over SSE, and what was
+    stored since `window_start` (a time, or a function giving it once the metrics are
+    clear; None: no outage to compare) is delivered or waits for offline devices.
+    Returns what was measured, or the failed step's outcome (`stuck` is added when the
+    metrics stay bad)."""
+    th = t.thresholds
+
+    def clear(seconds: float) -> bool:
+        return _wait_until(
+            t,
+            seconds,
+            lambda: _metrics_clear(t.admin_apis),
+            "every API instance to report redis_status=ok",
+        )
+
+    api_note = ""
+    if api_restarter is None or api_restarter.spec is None:
+        if not clear(th.recover_deadline_seconds):
+            return (
+                "/dm/metrics still shows redis unavailable or relay_lag after "
+                f"{th.recover_deadline_seconds:g} s{stuck}; restart the API instances "
+                "(configure services.api.restart to let recover do it)"
+            )
+    elif not clear(min(t.api_catch_up_seconds, th.recover_deadline_seconds)):
+        try:
+            api_restarter.restart()
+        except E2eeOpsError as exc:
+            return f"restarting the API instances failed: {exc}"
+        api_note = " after restarting the API instances (they reported Redis unavailable)"
+        if not clear(th.recover_deadline_seconds):
+            return (
+                "/dm/metrics still shows redis unavailable or relay_lag after restarting the "
+                f"API instances and {th.recover_deadline_seconds:g} s; check the API's log"
+            )
+    run.done("every API instance reports redis_status=ok and relay_lag=false" + api_note)
+
+    if t.canary is None:
+        return "no canary accounts are configured (tokens.canary_a/b, canary.*)"
+    try:
+        canary = send_canary(t.canary, deadline_seconds=t.canary.delivery_timeout_seconds)
+    except E2eeOpsError as exc:
+        return f"canary not delivered: {exc}; check the API's log and SSE proxy"
+    slow = canary.latency_ms > th.delivery_p99_ms
+    run.done(
+        f"canary message {canary.message_id} arrived over SSE in {canary.latency_ms:.0f} ms"
+        + (f" (over {th.delivery_p99_ms:g} ms)" if slow else ""),
+        Status.WARNING if slow else Status.OK,
+    )
+
+    start = window_start() if callable(window_start) else window_start
+    if start is None and callable(window_start):
+        run.skip("skipped: no outage (nothing was down), so no outage window to compare")
+        return RelayVerified(canary, None, [])
+    delivery = _settled_window(t, start, settle_seconds)
+    status, sentence = _delivery_sentence(delivery, start)
+    run.done(sentence, status)
+    return RelayVerified(canary, delivery, [])
+
+
 def _b64(raw: bytes) -> str:
     import base64
 
@@ -526,6 +642,18 @@ def recover_redis(
     journal: Journal | None = None,
     settle_seconds: float = 15.0,
 ) -> Plan:
+    if t.sentinel is not None:
+        from e2ee_ops.procedures.redis_sentinel import recover_sentinel
+
+        if force:
+            raise UsageError(
+                "--force restarts a lone Redis; under Sentinel a healthy primary is not "
+                "restarted (that would only cause a failover)",
+                hint="drop --force; `redis recover` fails over when the primary is down",
+            )
+        return recover_sentinel(
+            t, execute=execute, since=since, journal=journal, settle_seconds=settle_seconds
+        )
     plan = recovery_plan(t, force=force)
     if not execute:
         return plan
@@ -604,70 +732,37 @@ def recover_redis(
         )
     run.done("Redis answers PING")
 
-    clear = _wait_until(
-        t,
-        min(t.api_catch_up_seconds, th.recover_deadline_seconds),
-        lambda: _metrics_clear(t.admin_apis),
-        "every API instance to report redis_status=ok",
-    )
-    api_note = ""
-    if not clear:
-        if t.api_restarter is None or t.api_restarter.spec is None:
-            return fail(
-                "the API still reports Redis unavailable while Redis answers PING; restart "
-                "the API instances (configure services.api.restart to let recover do it)"
-            )
-        try:
-            t.api_restarter.restart()
-        except E2eeOpsError as exc:
-            return fail(f"restarting the API instances failed: {exc}")
-        api_note = " after restarting the API instances (they reported Redis unavailable)"
-        if not _wait_until(
+    window: OutageWindow | None = None
+
+    def start_of_window() -> datetime | None:
+        nonlocal window
+        if not outage:
+            return None
+        window = outage_window(
             t,
-            th.recover_deadline_seconds,
-            lambda: _metrics_clear(t.admin_apis),
-            "every API instance to report redis_status=ok",
-        ):
-            return fail(
-                "/dm/metrics still shows redis unavailable or relay_lag after restarting the "
-                f"API instances and {th.recover_deadline_seconds:g} s; check the API's log"
-            )
-    metrics_clear_at = datetime.now(UTC)
-    run.done("every API instance reports redis_status=ok and relay_lag=false" + api_note)
+            since=since,
+            at_detection=state.record,
+            detected_at=detected_at,
+            fallback_end=Instant(
+                datetime.now(UTC),
+                "e2ee-ops: every API instance reported redis_status=ok (at the latest)",
+            ),
+        )
+        return window.start.at
 
-    if t.canary is None:
-        return fail("no canary accounts are configured (tokens.canary_a/b, canary.*)")
-    try:
-        canary = send_canary(t.canary, deadline_seconds=t.canary.delivery_timeout_seconds)
-    except E2eeOpsError as exc:
-        return fail(f"canary not delivered: {exc}; check the API's log and SSE proxy")
-    slow = canary.latency_ms > th.delivery_p99_ms
-    run.done(
-        f"canary message {canary.message_id} arrived over SSE in {canary.latency_ms:.0f} ms"
-        + (f" (over {th.delivery_p99_ms:g} ms)" if slow else ""),
-        Status.WARNING if slow else Status.OK,
+    verified = verify_relay(
+        t,
+        run,
+        window_start=start_of_window,
+        settle_seconds=settle_seconds,
+        api_restarter=t.api_restarter,
     )
-
-    if not outage:
-        run.skip("skipped: no outage (nothing was down), so no outage window to compare")
+    if isinstance(verified, str):
+        return fail(verified)
+    if window is None:
         run.skip("skipped: no outage, no record")
         plan.summary = "no outage: Redis and the API are healthy and a canary went through"
         return plan
-
-    window = outage_window(
-        t,
-        since=since,
-        at_detection=state.record,
-        detected_at=detected_at,
-        fallback_end=Instant(
-            metrics_clear_at,
-            "e2ee-ops: every API instance reported redis_status=ok (at the latest)",
-        ),
-    )
-    delivery = _settled_window(t, window, settle_seconds)
-    status, sentence = _delivery_sentence(delivery, window)
-    run.done(sentence, status)
-    recovered_at = datetime.now(UTC)
     record: dict[str, Any] = {
         # The outage: from losing Redis to the service having it again, each end with
         # the evidence that dates it, or None and "unknown".
@@ -679,21 +774,13 @@ def recover_redis(
         "duration": window.as_dict()["duration"],
         # The recovery: detected, then verified (canary, stored vs delivered) at `end`.
         "detected_at": detected_at.isoformat(),
-        "end": recovered_at.isoformat(),
+        "end": datetime.now(UTC).isoformat(),
         "verdict": state.verdict,
         "redis_restarted": restart_redis,
-        "canary_message_id": canary.message_id,
-        "canary_latency_ms": round(canary.latency_ms, 1),
-        **_delivery_record(delivery),
+        **verified.record(),
     }
-    plan.data["outage"] = record
     plan.summary = window.sentence()
-    if journal is not None:
-        journal.append(REDIS_OUTAGE, command="redis recover", data=record)
-        run.done(f"recorded in the journal ({journal.path}): {window.sentence()}")
-    else:
-        run.skip("no journal configured")
-    return plan
+    return record_outage(plan, run, journal, record, sentence=window.sentence())
 
 
 def outage_window(
@@ -741,31 +828,44 @@ def outage_window(
 
 
 def _settled_window(
-    t: RedisTargets, window: OutageWindow, settle_seconds: float
+    t: RedisTargets, start: datetime | None, settle_seconds: float
 ) -> DeliveryWindow | None:
     """Stored vs delivered from the outage's start until now, given clients
     `settle_seconds` to catch up; None without a database or a known start."""
-    if t.db is None or window.start.at is None:
+    if t.db is None or start is None:
         return None
-    db, start = t.db, window.start.at
+    db = t.db
 
     def probe() -> DeliveryWindow:
         return db.delivery_window(start, datetime.now(UTC) + timedelta(seconds=1))
 
-    delivery = probe()
+    def pending(w: DeliveryWindow) -> set[int]:
+        return {u.message_id for u in w.undelivered}
+
+    # Wait while something could still arrive: a message for a device seen since, or
+    # pending messages that change between probes (in flight). Messages that only wait,
+    # unchanged, for devices not seen since are offline phones: no reason to wait.
+    delivery, before = probe(), None
     deadline = t.monotonic() + settle_seconds
-    while delivery.deliverable and t.monotonic() < deadline:
+    while (
+        not delivery.all_delivered
+        and (delivery.deliverable or pending(delivery) != before)
+        and t.monotonic() < deadline
+    ):
+        before = pending(delivery)
         t.sleep(1.0)
         delivery = probe()
     return delivery
 
 
-def _delivery_sentence(delivery: DeliveryWindow | None, window: OutageWindow) -> tuple[Status, str]:
+def _delivery_sentence(
+    delivery: DeliveryWindow | None, start: datetime | None
+) -> tuple[Status, str]:
     if delivery is None:
         why = (
             "the outage start is unknown (give --since)"
-            if window.start.at is None
-            else "no PostgreSQL configured"
+            if start is None
+            else ("no PostgreSQL configured")
         )
         return Status.UNKNOWN, f"stored vs delivered not compared: {why}"
     since = f"since {delivery.start:%H:%M:%S}" if delivery.start else ""
