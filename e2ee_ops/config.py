@@ -553,11 +553,24 @@ def load_config(
     return LoadedConfig(settings=settings, provenance=provenance, file=path, profile=selected)
 
 
+# A config file is a few kilobytes; these bounds stop a hostile or broken one (a huge
+# file, a "billion laughs" of YAML aliases) from exhausting memory or time.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_VALUES = 10_000
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path} ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start})",
+            hint="save it as UTF-8",
+        ) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
@@ -566,7 +579,25 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(document, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings at the top")
+    if _count_values(document, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise ConfigError(
+            f"config file {path} expands to more than {MAX_CONFIG_VALUES} values",
+            hint="YAML aliases (*name) repeat whole subtrees; write the settings out",
+        )
     return document
+
+
+def _count_values(node: Any, limit: int) -> int:
+    """Values in the tree as loaded (aliases counted each time), stopping past `limit`."""
+    count, stack = 0, [node]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def _describe_validation(exc: ValidationError, provenance: Mapping[str, str]) -> str:

@@ -181,6 +181,16 @@ class EmbeddedPostgres:
 
         return with_database(self.url, name)
 
+    def drop_database(self, name: str) -> None:
+        """Drop `name` (and its connections) if it exists."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()  # type: ignore[attr-defined]

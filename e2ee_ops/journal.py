@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from e2ee_ops.errors import ActionFailed, redact
+from e2ee_ops.errors import ActionFailed, ConfigError, redact
 
 # Entry kinds. Others may be added; readers must ignore kinds they do not know.
 PLAN = "plan"
@@ -129,10 +129,7 @@ class Journal:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise ActionFailed(
-                f"cannot open the journal {self.path} ({exc.strerror})",
-                hint="set journal.path to a writable file",
-            ) from exc
+            raise self._unusable(exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             written = os.write(fd, line)  # one write: readers never see half a line
@@ -150,6 +147,8 @@ class Journal:
             fh = self.path.open("rb")
         except FileNotFoundError:
             return
+        except OSError as exc:
+            raise self._unusable(exc) from None
         with fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
             lines = fh.read().splitlines()
@@ -163,6 +162,14 @@ class Journal:
             if incident_id is not None and entry.incident_id != incident_id:
                 continue
             yield entry
+
+    def _unusable(self, exc: OSError) -> ConfigError:
+        # A journal that cannot be written is a configuration problem (exit 3), found
+        # before anything acts: the plan entry is written first.
+        return ConfigError(
+            f"cannot use the journal {self.path} ({exc.strerror or type(exc).__name__})",
+            hint="set journal.path to a writable file",
+        )
 
     def open_incident_id(self) -> str | None:
         """The id of the incident opened last and not yet closed, if any.

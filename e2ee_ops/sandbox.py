@@ -35,6 +35,7 @@ from e2ee_ops.embedded import (
     free_port,
     import_pgserver,
 )
+from e2ee_ops.errors import ConfigError
 
 DEFAULT_STATE_DIR = Path(".sandbox")
 DATABASE_NAME = "e2ee_sandbox"
@@ -103,9 +104,16 @@ class SandboxState:
         path = state_dir / "state.json"
         if not path.exists():
             raise SandboxError(f"no sandbox in {state_dir}; start one with `e2ee-ops sandbox up`")
-        raw = json.loads(path.read_text())
-        raw["accounts"] = {k: Account(**v) for k, v in raw.get("accounts", {}).items()}
-        return cls(**raw)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw["accounts"] = {k: Account(**v) for k, v in raw.get("accounts", {}).items()}
+            return cls(**raw)
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise ConfigError(
+                f"the sandbox state {path} is unreadable ({type(exc).__name__})",
+                hint=f"stop what it started by hand and remove {state_dir}, "
+                "or use another --state-dir",
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -240,17 +248,20 @@ def _stop_postgres(state: SandboxState) -> None:
 
 def up(state_dir: Path, *, progress: Callable[[str], None] = lambda _: None) -> SandboxState:
     state_dir = state_dir.resolve()
-    if (state_dir / "state.json").exists():
+    replacing = (state_dir / "state.json").exists()
+    if replacing:
         current = status(state_dir)
         if all(s.running for s in current):
             return SandboxState.load(state_dir)
-        down(state_dir)
+        down(state_dir)  # a stopped or half-started sandbox is replaced, data and all
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)  # PostgreSQL runs as its own user and must reach its data
 
     progress("starting PostgreSQL (pgserver)")
     pg = EmbeddedPostgres(state_dir / "pgdata", keep_running=True)
     pg.start()
+    if replacing:
+        pg.drop_database(DATABASE_NAME)
     database_url = pg.create_database(DATABASE_NAME)
     state = SandboxState(
         state_dir=str(state_dir),

@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from e2ee_ops.cli.common import ExecuteOption, OutputOption, YesOption, app_context, finish
+from e2ee_ops.cli.common import (
+    MAX_COUNT,
+    MAX_ID,
+    ExecuteOption,
+    OutputOption,
+    YesOption,
+    app_context,
+    finish,
+)
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.api import ApiClient
@@ -34,7 +42,9 @@ VerifyTokenOption = Annotated[
 def top_senders(
     ctx: typer.Context,
     window: Annotated[str, typer.Option("--window", help="How far back: 30m, 1h, 2d, ...")] = "1h",
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Senders to show.")] = 10,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_COUNT, help="Senders to show.")
+    ] = 10,
     output: OutputOption = None,
 ) -> None:
     """Per sender in the window: messages, distinct recipients (fan-out), new
@@ -115,7 +125,9 @@ def _run(
 @app.command("block")
 def block(
     ctx: typer.Context,
-    user: Annotated[int, typer.Argument(metavar="ACCOUNT_ID", help="The user to block.")],
+    user: Annotated[
+        int, typer.Argument(metavar="ACCOUNT_ID", min=1, max=MAX_ID, help="The user to block.")
+    ],
     reason: Annotated[
         str, typer.Option("--reason", help="Why: stored by the service and in the journal.")
     ],
@@ -141,7 +153,9 @@ def block(
 @app.command("unblock")
 def unblock(
     ctx: typer.Context,
-    user: Annotated[int, typer.Argument(metavar="ACCOUNT_ID", help="The user to unblock.")],
+    user: Annotated[
+        int, typer.Argument(metavar="ACCOUNT_ID", min=1, max=MAX_ID, help="The user to unblock.")
+    ],
     execute: ExecuteOption = False,
     yes: YesOption = False,
     verify_token: VerifyTokenOption = None,

@@ -9,6 +9,14 @@ import typer
 from e2ee_ops.context import AppContext
 from e2ee_ops.render import OutputFormat, Result
 
+# Upper bounds of numeric options. Beyond them a value is a typo, and it would overflow
+# a timer, a timestamp or a BIGINT before it meant anything: such input is a usage
+# error (exit 64) with a sentence, never an internal error.
+MAX_SECONDS = 7 * 24 * 3600.0  # --timeout, --interval, --watch-timeout: a week
+MAX_DAYS = 36_500.0  # --inactive-days: a century
+MAX_ID = 2**63 - 1  # account ids are PostgreSQL BIGINTs
+MAX_COUNT = 1_000_000  # --limit, --count, --steps, --threshold
+
 # Add to any data command so `--output` works after the subcommand too:
 #     def check(ctx: typer.Context, output: OutputOption = None) -> None:
 OutputOption = Annotated[

@@ -6,7 +6,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from e2ee_ops.cli.common import OutputOption, YesOption, app_context, finish
+from e2ee_ops.cli.common import (
+    MAX_COUNT,
+    MAX_DAYS,
+    MAX_ID,
+    MAX_SECONDS,
+    OutputOption,
+    YesOption,
+    app_context,
+    finish,
+)
 from e2ee_ops.errors import UsageError
 
 if TYPE_CHECKING:
@@ -44,13 +53,17 @@ def _channels(text: str) -> list[str]:
 def stuck(
     ctx: typer.Context,
     user: Annotated[
-        int | None, typer.Option("--user", metavar="ACCOUNT_ID", help="Only this user's devices.")
+        int | None,
+        typer.Option(
+            "--user", metavar="ACCOUNT_ID", min=1, max=MAX_ID, help="Only this user's devices."
+        ),
     ] = None,
     threshold: Annotated[
         int | None,
         typer.Option(
             "--threshold",
             min=0,
+            max=MAX_COUNT,
             help="List pools below this many prekeys (default: thresholds.otpk_warning, 10); "
             "below thresholds.otpk_critical (5) is CRITICAL.",
         ),
@@ -60,11 +73,13 @@ def stuck(
         typer.Option(
             "--inactive-days",
             min=0.0,
+            max=MAX_DAYS,
             help="Not seen for longer is listed (default: thresholds.device_inactive_days).",
         ),
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", min=1, help="Show at most this many, worst first.")
+        int,
+        typer.Option("--limit", min=1, max=MAX_COUNT, help="Show at most this many, worst first."),
     ] = 50,
     notify: Annotated[
         str | None,
@@ -83,10 +98,16 @@ def stuck(
         typer.Option("--watch", help="Follow the listed devices until they refill or time out."),
     ] = False,
     watch_timeout: Annotated[
-        float, typer.Option("--watch-timeout", min=0.0, help="Seconds --watch waits at most.")
+        float,
+        typer.Option(
+            "--watch-timeout", min=0.0, max=MAX_SECONDS, help="Seconds --watch waits at most."
+        ),
     ] = 900.0,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.1, help="Seconds between --watch checks.")
+        float,
+        typer.Option(
+            "--interval", min=0.1, max=MAX_SECONDS, help="Seconds between --watch checks."
+        ),
     ] = 30.0,
     output: OutputOption = None,
 ) -> None:

@@ -33,6 +33,7 @@ from e2ee_ops.cli import (
     runbook,
     sandbox,
 )
+from e2ee_ops.cli.common import MAX_SECONDS
 from e2ee_ops.context import AppContext
 from e2ee_ops.errors import E2eeOpsError, redact
 from e2ee_ops.render import OutputFormat
@@ -167,6 +168,7 @@ def main(
         typer.Option(
             "--timeout",
             min=0.001,
+            max=MAX_SECONDS,
             metavar="SECONDS",
             help="Give up after this long; the result is then UNKNOWN (exit 3).",
         ),

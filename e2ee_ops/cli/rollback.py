@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from e2ee_ops.cli.acting import carry_out
-from e2ee_ops.cli.common import ExecuteOption, OutputOption, YesOption, app_context, finish
+from e2ee_ops.cli.common import (
+    MAX_COUNT,
+    ExecuteOption,
+    OutputOption,
+    YesOption,
+    app_context,
+    finish,
+)
 from e2ee_ops.cli.confirm import confirm_execution
 from e2ee_ops.errors import ConfigError, UsageError
 
@@ -96,7 +103,8 @@ def flag(
 def migration(
     ctx: typer.Context,
     steps: Annotated[
-        int | None, typer.Option("--steps", min=1, metavar="N", help="Undo N revisions.")
+        int | None,
+        typer.Option("--steps", min=1, max=MAX_COUNT, metavar="N", help="Undo N revisions."),
     ] = None,
     to: Annotated[
         str | None,

@@ -28,12 +28,18 @@ PROBE_DEVICE = "00000000-0000-0000-0000-000000000000"
 BLOCKED_CODE = "USER_BLOCKED"
 
 
+MAX_WINDOW_DAYS = 366  # metadata older than a year is not an abuse burst
+
+
 def parse_window(text: str) -> float:
-    """`90s`, `30m`, `1h`, `2d` (or plain seconds) → seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
+    """`90s`, `30m`, `1h`, `2d` (or plain seconds) → seconds, at most MAX_WINDOW_DAYS."""
+    match = re.fullmatch(r"\s*(\d{1,12}(?:\.\d{1,6})?)\s*([smhd]?)\s*", text.lower())
     if not match or float(match.group(1)) <= 0:
-        raise UsageError(f"--window {text!r} is not a duration such as 30m, 1h or 2d")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+        raise UsageError(f"--window {text[:40]!r} is not a duration such as 30m, 1h or 2d")
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds > MAX_WINDOW_DAYS * 86400:
+        raise UsageError(f"--window {text!r} is longer than {MAX_WINDOW_DAYS} days")
+    return seconds
 
 
 # ---- detection --------------------------------------------------------------------------
