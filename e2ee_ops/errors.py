@@ -12,6 +12,10 @@
      ├── ActionFailed             a mutation we ran (restart, write) did not succeed
      └── VerificationFailed       a step ran but the runbook's verification did not hold
 
+Interrupts are not errors: Ctrl-C is Python's KeyboardInterrupt, and SIGTERM (what
+`timeout`, systemd and Kubernetes send) becomes `Terminated`, a KeyboardInterrupt too,
+so every cleanup that handles one handles both.
+
 The core (procedures, adapters) raises these and never prints or exits; the CLI's
 single top-level handler turns them into one line on stderr and an exit code
 (`e2ee_ops.status.exit_code_for`). Every message is passed through `redact()` so a
@@ -155,3 +159,11 @@ class ActionFailed(E2eeOpsError):
 
 class VerificationFailed(E2eeOpsError):
     """An action ran, but the runbook's verification of its effect did not hold."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop by SIGTERM."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"terminated by signal {signum}")

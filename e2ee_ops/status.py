@@ -26,6 +26,7 @@ class ExitCode(enum.IntEnum):
     UNKNOWN = 3
     USAGE = 64  # EX_USAGE, so a typo is never mistaken for CRITICAL
     INTERRUPTED = 130  # 128 + SIGINT
+    TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 
 
 @functools.total_ordering
@@ -172,6 +173,8 @@ def exit_code_for(outcome: Status | BaseException) -> ExitCode:
     """The exit code of a status or of an exception: the single place this is decided."""
     if isinstance(outcome, Status):
         return outcome.exit_code
+    if isinstance(outcome, errors.Terminated):
+        return ExitCode.TERMINATED
     if isinstance(outcome, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
     if isinstance(outcome, errors.UsageError):

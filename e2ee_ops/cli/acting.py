@@ -13,7 +13,7 @@ import typer
 
 from e2ee_ops.cli.common import app_context, finish
 from e2ee_ops.cli.confirm import confirm_execution
-from e2ee_ops.errors import E2eeOpsError, UsageError
+from e2ee_ops.errors import E2eeOpsError, Terminated, UsageError
 
 if TYPE_CHECKING:
     from e2ee_ops.render import OutputFormat
@@ -54,13 +54,9 @@ def carry_out(
         )
         try:
             plan = act()
-        except E2eeOpsError as exc:
-            # A UsageError is a refusal by the last checks, before any change; anything
-            # else (lost connection, --timeout) leaves the state unknown.
-            status = "REFUSED" if isinstance(exc, UsageError) else "UNKNOWN"
-            journal.append(
-                "outcome", command=command, data={**extra, "status": status, "error": exc.sentence}
-            )
+        except BaseException as exc:
+            # Every plan entry gets its outcome, whatever happened.
+            journal.append("outcome", command=command, data={**extra, **_failed(exc)})
             raise
         journal.append(
             "outcome",
@@ -74,3 +70,15 @@ def carry_out(
             },
         )
     finish(ctx, plan, output=output)
+
+
+def _failed(exc: BaseException) -> dict[str, Any]:
+    """The outcome of an act that did not return: refused, interrupted or unknown."""
+    if isinstance(exc, KeyboardInterrupt):
+        by = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        return {"status": "INTERRUPTED", "error": f"interrupted by {by}"}
+    if isinstance(exc, UsageError):  # a refusal by the last checks, before any change
+        return {"status": "REFUSED", "error": exc.sentence}
+    if isinstance(exc, E2eeOpsError):  # lost connection, --timeout: state unknown
+        return {"status": "UNKNOWN", "error": exc.sentence}
+    return {"status": "UNKNOWN", "error": f"internal error: {type(exc).__name__}"}

@@ -9,10 +9,14 @@ only with --debug. Heavy libraries are imported inside commands, never here.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -35,7 +39,7 @@ from e2ee_ops.cli import (
 )
 from e2ee_ops.cli.common import MAX_SECONDS
 from e2ee_ops.context import AppContext
-from e2ee_ops.errors import E2eeOpsError, redact
+from e2ee_ops.errors import E2eeOpsError, Terminated, redact
 from e2ee_ops.render import OutputFormat
 from e2ee_ops.status import ExitCode, exit_code_for
 
@@ -64,10 +68,32 @@ class OpsGroup(TyperGroup):
                 **extra,
             )
 
-        code = guarded(invoke, debug=_wants_debug(argv))
+        with _sigterm_raises() as caught:
+            code = guarded(invoke, debug=_wants_debug(argv), caught=caught)
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[list[int]]:
+    """Turn SIGTERM into `Terminated` in the main thread, so it unwinds like Ctrl-C:
+    children are killed, the journal gets an outcome, the exit code is 143. The list
+    yielded records the signal (typer reports any interrupt as a bare exit 130)."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _wants_debug(argv: Sequence[str]) -> bool:
@@ -80,7 +106,7 @@ def _say(message: str) -> None:
     sys.stderr.flush()
 
 
-def guarded(invoke: Callable[[], Any], *, debug: bool) -> int:
+def guarded(invoke: Callable[[], Any], *, debug: bool, caught: Sequence[int] = ()) -> int:
     """Run the CLI and turn its outcome into an exit code: the only place that decides."""
     try:
         result = invoke()
@@ -91,12 +117,13 @@ def guarded(invoke: Callable[[], Any], *, debug: bool) -> int:
         else:
             _say(exc.format_message())
         return ExitCode.USAGE
-    except typer.Abort:
+    except typer.Abort as exc:  # click wraps an interrupt in Abort
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            return _interrupted(exc.__cause__)
         _say("aborted")
         return ExitCode.INTERRUPTED
-    except KeyboardInterrupt:
-        _say("interrupted")
-        return ExitCode.INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except E2eeOpsError as exc:
         if debug:
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
@@ -111,10 +138,16 @@ def guarded(invoke: Callable[[], Any], *, debug: bool) -> int:
         )
         return ExitCode.UNKNOWN
     if isinstance(result, int) and not isinstance(result, bool):
-        if result == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into Exit(130)
-            _say("interrupted")
+        if result == ExitCode.INTERRUPTED:  # typer turns any interrupt into Exit(130)
+            return _interrupted(Terminated(caught[-1]) if caught else KeyboardInterrupt())
         return result
     return ExitCode.OK
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    by = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+    _say(f"interrupted by {by}: stopped what was running; the journal records what completed")
+    return exit_code_for(exc)
 
 
 app = typer.Typer(
