@@ -180,7 +180,9 @@ def migration(
             return
         typed = ",".join(at_risk)
         if confirm_tables is None:  # --yes does not waive typing the names back
-            confirm_execution(env, plan, yes=yes, typed=typed)
+            confirm_execution(
+                env, plan, yes=yes, typed=typed, unattended=f"--confirm-tables {typed}"
+            )
             return
         given = {name.strip() for name in confirm_tables.split(",") if name.strip()}
         if given != set(at_risk):
