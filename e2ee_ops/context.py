@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from e2ee_ops.errors import TimedOutError, redact
 from e2ee_ops.journal import Journal, utc_now
-from e2ee_ops.render import OutputFormat, Result, render
+from e2ee_ops.render import OutputFormat, Result, printable, render
 from e2ee_ops.status import ExitCode, Plan, Report, Status
 
 
@@ -137,7 +137,7 @@ class AppContext:
 
     def progress(self, message: str) -> None:
         """A progress note on stderr (never mixed with the data on stdout)."""
-        self.err.print(redact(message), markup=False, highlight=False)
+        self.err.print(printable(redact(message)), markup=False, highlight=False)
 
     # ----------------------------------------------------------------- time
 

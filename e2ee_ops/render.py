@@ -1,7 +1,9 @@
 """One renderer for every result: `table` (rich), `json`, `markdown` and `nagios`.
 
 A result is a `Report`, a `Plan`, or a list of dataclass instances (e.g. the rows
-of `config show`). Every string goes through `redact()` on its way out.
+of `config show`). Every string goes through `redact()` on its way out, and through
+`printable()`: text from the service (device names, usernames, server messages) can
+carry terminal escape sequences and newlines, which are shown escaped, never obeyed.
 
 JSON shape (stable; CI and cron parse it):
 
@@ -22,6 +24,7 @@ import dataclasses
 import enum
 import json
 import math
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -33,7 +36,15 @@ from e2ee_ops.status import ExitCode, Finding, Plan, Report, Status
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["OutputFormat", "Result", "redact", "render", "render_text", "to_json_data"]
+__all__ = [
+    "OutputFormat",
+    "Result",
+    "printable",
+    "redact",
+    "render",
+    "render_text",
+    "to_json_data",
+]
 
 Result: TypeAlias = Report | Plan | Sequence[Any]
 
@@ -44,6 +55,22 @@ _STATUS_STYLE = {
     Status.CRITICAL: "bold red",
     Status.UNKNOWN: "magenta",
 }
+
+
+# C0 and C1 control characters, DEL, and the bidirectional overrides that reorder text.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_JSON_UNESCAPED = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal or a one-line format: control characters escaped
+    (an ESC shows as `\\x1b`, a newline as `\\n`), everything else unchanged."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _out(text: str) -> str:
+    """Every string a text format writes: redacted, then made printable."""
+    return printable(redact(text))
 
 
 class OutputFormat(enum.StrEnum):
@@ -67,7 +94,9 @@ def render(result: Result, fmt: OutputFormat, out: Console, *, title: str = "") 
 def render_text(result: Result, fmt: OutputFormat, *, title: str = "") -> str:
     """`result` as text in a non-table format (json, markdown, nagios)."""
     if fmt is OutputFormat.JSON:
-        return json.dumps(to_json_data(result, title=title), indent=2, ensure_ascii=False)
+        text = json.dumps(to_json_data(result, title=title), indent=2, ensure_ascii=False)
+        # json escapes C0 itself, not these; they occur only inside strings: \uXXXX is valid.
+        return _JSON_UNESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     if fmt is OutputFormat.MARKDOWN:
         return _markdown(result, title)
     if fmt is OutputFormat.NAGIOS:
@@ -166,7 +195,7 @@ def _cell(value: Any) -> str:
         value = value.value
     if isinstance(value, float):
         value = f"{value:g}"
-    return redact(str(value))
+    return _out(str(value))
 
 
 def _value_with_unit(finding: Finding) -> str:
@@ -187,8 +216,12 @@ def _rows(items: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
     return columns, cells
 
 
+_MD_SPECIAL = re.compile(r"([\\|`\[\]])")  # escapes, cells, code spans, links
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Markdown-inert text: control characters escaped, table and markup separators too."""
+    return _MD_SPECIAL.sub(r"\\\1", _out(text))
 
 
 def _markdown(result: Result, title: str) -> str:
@@ -198,7 +231,7 @@ def _markdown(result: Result, title: str) -> str:
         lines += [f"**Status:** {result.status.value} — {_md_escape(result.one_line_summary())}"]
         lines += ["", "| Check | Status | Value | Summary |", "| --- | --- | --- | --- |"]
         for f in result.findings:
-            row = [f.name, f.status.value, _value_with_unit(f), redact(f.summary)]
+            row = [f.name, f.status.value, _value_with_unit(f), f.summary]
             lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
     elif isinstance(result, Plan):
         lines += [f"# {_md_escape(result.title)}", ""]
@@ -206,13 +239,13 @@ def _markdown(result: Result, title: str) -> str:
         lines.append("")
         for step in result.steps:
             box = "x" if step.executed else " "
-            outcome = f" — {redact(step.outcome)}" if step.outcome else ""
-            lines.append(f"- [{box}] {redact(step.description)}{outcome}")
+            outcome = f" — {_md_escape(step.outcome)}" if step.outcome else ""
+            lines.append(f"- [{box}] {_md_escape(step.description)}{outcome}")
     else:
         if title:
             lines += [f"# {_md_escape(title)}", ""]
         columns, rows = _rows(result)
-        lines.append("| " + " | ".join(columns) + " |")
+        lines.append("| " + " | ".join(_md_escape(c) for c in columns) + " |")
         lines.append("|" + " --- |" * len(columns))
         lines += ["| " + " | ".join(_md_escape(c) for c in cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n"
@@ -223,8 +256,9 @@ def _nagios(result: Result, title: str) -> str:
         name, status, summary = result.title, result.status, result.one_line_summary()
     else:
         name, status, summary = title or "result", Status.OK, f"{len(result)} items"
-    label = "_".join(name.upper().split())
-    line = f"E2EE-OPS {label} {status.value} - {redact(summary)}".replace("|", "/")
+    label = "_".join(_out(name).upper().split())
+    # One line: newlines escaped, `|` (the perfdata separator) replaced.
+    line = f"E2EE-OPS {label} {status.value} - {_out(summary)}".replace("|", "/")
     perfdata = _perfdata(result.findings) if isinstance(result, Report) else ""
     return f"{line} | {perfdata}" if perfdata else line
 
@@ -237,7 +271,7 @@ def _perfdata(findings: Sequence[Finding]) -> str:
         unit = f.unit if f.unit in _NAGIOS_UNITS else ""
         warn = "" if f.threshold_warn is None else f"{f.threshold_warn:g}"
         crit = "" if f.threshold_crit is None else f"{f.threshold_crit:g}"
-        label = f.name.replace("'", "")
+        label = _out(f.name).replace("'", "").replace("=", "")
         parts.append(f"'{label}'={f.value:g}{unit};{warn};{crit}".rstrip(";"))
     return " ".join(parts)
 
@@ -250,34 +284,34 @@ def _rich_renderables(result: Result, title: str) -> list[Any]:
     from rich.text import Text
 
     if isinstance(result, Report):
-        table = Table(title=redact(result.title), title_justify="left")
+        table = Table(title=_out(result.title), title_justify="left")
         for column in ("Check", "Status", "Value", "Summary"):
             table.add_column(column, overflow="fold")
         for f in result.findings:
             table.add_row(
-                Text(f.name),
+                Text(_out(f.name)),
                 Text(f.status.value, style=_STATUS_STYLE[f.status]),
                 Text(_value_with_unit(f)),
-                Text(redact(f.summary)),
+                Text(_out(f.summary)),
             )
         return [table, _status_line(result.status, result.one_line_summary())]
     if isinstance(result, Plan):
-        table = Table(title=redact(result.title), title_justify="left")
+        table = Table(title=_out(result.title), title_justify="left")
         for column in ("#", "Step", "Done", "Outcome"):
             table.add_column(column, overflow="fold")
         for number, step in enumerate(result.steps, start=1):
             style = _STATUS_STYLE[step.status] if step.status else ""
             table.add_row(
                 str(number),
-                Text(redact(step.description)),
+                Text(_out(step.description)),
                 "yes" if step.executed else "no",
-                Text(redact(step.outcome or ""), style=style),
+                Text(_out(step.outcome or ""), style=style),
             )
         return [table, _status_line(result.status, result.one_line_summary())]
     columns, cells = _rows(result)
-    table = Table(title=redact(title) if title else None, title_justify="left")
+    table = Table(title=_out(title) if title else None, title_justify="left")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(_out(column), overflow="fold")
     for row in cells:
         table.add_row(*(Text(c) for c in row))
     return [table]
@@ -287,7 +321,7 @@ def _status_line(status: Status, summary: str) -> Any:
     from rich.text import Text
 
     line = Text(status.value, style=_STATUS_STYLE[status])
-    line.append(f" - {redact(summary)}")
+    line.append(f" - {_out(summary)}")
     return line
 
 
@@ -313,8 +347,10 @@ def to_junit(report: Report, *, suite: str = "e2ee-ops") -> str:
         errors=str(errors),
     )
     for f in report.findings:
-        case = ET.SubElement(root, "testcase", classname=f"{suite}.{report.title}", name=f.name)
-        message = redact(f.summary)
+        case = ET.SubElement(
+            root, "testcase", classname=f"{suite}.{report.title}", name=_out(f.name)
+        )
+        message = _out(f.summary)  # XML 1.0 cannot even carry most control characters
         if f.status in (Status.WARNING, Status.CRITICAL):
             ET.SubElement(case, "failure", message=message, type=f.status.value).text = message
         elif f.status is Status.UNKNOWN:

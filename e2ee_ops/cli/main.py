@@ -40,7 +40,7 @@ from e2ee_ops.cli import (
 from e2ee_ops.cli.common import MAX_SECONDS
 from e2ee_ops.context import AppContext
 from e2ee_ops.errors import E2eeOpsError, Terminated, redact
-from e2ee_ops.render import OutputFormat
+from e2ee_ops.render import OutputFormat, printable
 from e2ee_ops.status import ExitCode, exit_code_for
 
 PROG = "e2ee-ops"
@@ -102,7 +102,7 @@ def _wants_debug(argv: Sequence[str]) -> bool:
 
 
 def _say(message: str) -> None:
-    sys.stderr.write(f"{PROG}: {redact(message)}\n")
+    sys.stderr.write(f"{PROG}: {printable(redact(message))}\n")
     sys.stderr.flush()
 
 

@@ -104,7 +104,7 @@ def top_senders(
     window = _window_text(window_seconds)
     findings = [
         Finding(
-            name=f"{s.username} (#{s.user_id})",
+            name=f"sender #{s.user_id}",  # the username, chosen by a user, stays in the summary
             status=status,
             value=s.messages,
             summary=(

@@ -131,10 +131,15 @@ def _query(db: DevicesDatabase, o: StuckOptions) -> tuple[list[DeviceVerdict], i
     return verdicts, result.total, result.critical_total
 
 
+def device_label(device_id: str) -> str:
+    """A finding's name (and perfdata label): the device id, never user-chosen text."""
+    return f"device {device_id}"
+
+
 def _finding(v: DeviceVerdict) -> Finding:
     r = v.row
     return Finding(
-        name=f"{r.username}/{r.device_name} ({r.device_id})",
+        name=device_label(r.device_id),  # names are chosen by users: kept to the summary
         status=v.status,
         value=r.prekeys_remaining,
         summary=(
@@ -367,10 +372,11 @@ def watch_stuck_devices(
             )
             findings.append(
                 Finding(
-                    f"{v.row.username}/{v.row.device_name} ({device_id})",
+                    device_label(device_id),
                     Status.OK,
                     after.row.prekeys_remaining,
-                    f"{what} after {seconds:.0f} s",
+                    f"user {v.row.username}, device {v.row.device_name!r}: {what} "
+                    f"after {seconds:.0f} s",
                 )
             )
         else:
