@@ -404,6 +404,13 @@ class JournalSettings(_Section):
     path: Path
 
 
+class LockSettings(_Section):
+    """Acting commands run one at a time (a PostgreSQL advisory lock, else a lock file
+    beside the journal); a second run waits this long, then refuses naming the holder."""
+
+    wait_seconds: float = Field(default=60.0, ge=0, le=86400)
+
+
 class Settings(_Section):
     """The validated, effective configuration."""
 
@@ -419,6 +426,7 @@ class Settings(_Section):
     notifiers: NotifierSettings = Field(default_factory=NotifierSettings)
     incident: IncidentSettings = Field(default_factory=IncidentSettings)
     journal: JournalSettings
+    locks: LockSettings = Field(default_factory=LockSettings)
 
 
 # --------------------------------------------------------------------------- loading

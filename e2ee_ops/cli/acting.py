@@ -13,6 +13,7 @@ import typer
 
 from e2ee_ops.cli.common import app_context, finish
 from e2ee_ops.cli.confirm import confirm_execution
+from e2ee_ops.cli.targets import action_lock
 from e2ee_ops.errors import E2eeOpsError, Terminated, UsageError
 
 if TYPE_CHECKING:
@@ -47,28 +48,30 @@ def carry_out(
             confirm(plan)
         journal = env.journal()
         extra = dict(journal_data or {})
-        journal.append(
-            "plan",
-            command=command,
-            data={**extra, "steps": [s.description for s in plan.steps], **plan.data},
-        )
-        try:
-            plan = act()
-        except BaseException as exc:
-            # Every plan entry gets its outcome, whatever happened.
-            journal.append("outcome", command=command, data={**extra, **_failed(exc)})
-            raise
-        journal.append(
-            "outcome",
-            command=command,
-            data={
-                **extra,
-                "status": plan.status.name,
-                "summary": plan.one_line_summary(),
-                "steps": [s.outcome for s in plan.steps],
-                **{k: v for k, v in plan.data.items() if k in outcome_keys},
-            },
-        )
+        # One actor at a time; a run that waited acts on the state as it is now.
+        with action_lock(env, command.split()[0], command=command):
+            journal.append(
+                "plan",
+                command=command,
+                data={**extra, "steps": [s.description for s in plan.steps], **plan.data},
+            )
+            try:
+                plan = act()
+            except BaseException as exc:
+                # Every plan entry gets its outcome, whatever happened.
+                journal.append("outcome", command=command, data={**extra, **_failed(exc)})
+                raise
+            journal.append(
+                "outcome",
+                command=command,
+                data={
+                    **extra,
+                    "status": plan.status.name,
+                    "summary": plan.one_line_summary(),
+                    "steps": [s.outcome for s in plan.steps],
+                    **{k: v for k, v in plan.data.items() if k in outcome_keys},
+                },
+            )
     finish(ctx, plan, output=output)
 
 

@@ -6,10 +6,13 @@ when a command asks for its targets, never when the CLI starts.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING
 
 from e2ee_ops.context import AppContext
-from e2ee_ops.errors import ConfigError
+from e2ee_ops.errors import ConfigError, UnreachableError
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.api import ApiClient
@@ -114,3 +117,35 @@ def redis_targets(env: AppContext, *, with_restarter: bool = False) -> RedisTarg
         restarter=restarter(env, "redis") if with_restarter else None,
         progress=env.progress,
     )
+
+
+@contextmanager
+def action_lock(env: AppContext, section: str, *, command: str) -> Iterator[None]:
+    """The lock an acting command of `section` (redis, rollback, abuse, ...) holds while
+    it acts: an advisory lock on the service's PostgreSQL, which holds across hosts, or a
+    lock file beside the journal when no database is configured or it cannot be reached.
+    """
+    from e2ee_ops.adapters.locks import file_lock
+    from e2ee_ops.journal import current_actor
+
+    holder = f"e2ee-ops {command} by {current_actor(env.environ)} pid {os.getpid()}"
+    wait = env.settings.locks.wait_seconds
+    db = database(env, required=False)
+    with ExitStack() as stack:
+        locked = False
+        if db is not None:
+            try:
+                stack.enter_context(
+                    db.advisory_lock(
+                        section, holder=holder, wait_seconds=wait, on_wait=env.progress
+                    )
+                )
+                locked = True
+            except UnreachableError as exc:
+                env.progress(f"{exc.sentence}; taking the local lock only")
+        if not locked:
+            path = env.settings.journal.path.expanduser().parent / f"{section}.lock"
+            stack.enter_context(
+                file_lock(path, holder=holder, wait_seconds=wait, on_wait=env.progress)
+            )
+        yield
