@@ -404,6 +404,12 @@ class JournalSettings(_Section):
     path: Path
 
 
+class AbuseSettings(_Section):
+    # `abuse block` refuses these without --force, as it does the canary accounts: the
+    # toolkit's own admin account belongs here (blocking it breaks every admin check).
+    protected_accounts: list[str] = Field(default_factory=list)
+
+
 class LockSettings(_Section):
     """Acting commands run one at a time (a PostgreSQL advisory lock, else a lock file
     beside the journal); a second run waits this long, then refuses naming the holder."""
@@ -427,6 +433,7 @@ class Settings(_Section):
     incident: IncidentSettings = Field(default_factory=IncidentSettings)
     journal: JournalSettings
     locks: LockSettings = Field(default_factory=LockSettings)
+    abuse: AbuseSettings = Field(default_factory=AbuseSettings)
 
 
 # --------------------------------------------------------------------------- loading

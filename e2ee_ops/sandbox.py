@@ -360,6 +360,7 @@ def write_config(state: SandboxState) -> Path:
             },
         },
         "rollback": {"env_file": str(state.api_env_path)},
+        "abuse": {"protected_accounts": [str(accounts["admin"].account_id)]},
         "journal": {"path": str(state.dir / "journal.jsonl")},
     }
     header = (

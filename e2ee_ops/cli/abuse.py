@@ -79,6 +79,16 @@ def _verifier(env: AppContext, name: str | None) -> ApiClient | None:
     return api_client(env, name)
 
 
+def _own_accounts(env: AppContext) -> dict[str, str]:
+    """The toolkit's own accounts, which `abuse block` refuses without --force."""
+    s = env.settings
+    own = dict.fromkeys(s.abuse.protected_accounts, "listed in abuse.protected_accounts")
+    for key, account in (("account_a", s.canary.account_a), ("account_b", s.canary.account_b)):
+        if account:
+            own[account] = f"the configured canary account (canary.{key})"
+    return own
+
+
 def _run(
     ctx: typer.Context,
     *,
@@ -89,6 +99,7 @@ def _run(
     yes: bool,
     verify_token: str | None,
     output: OutputOption,
+    force: bool = False,
 ) -> None:
     from e2ee_ops.cli.acting import carry_out
     from e2ee_ops.cli.targets import api_clients
@@ -108,6 +119,8 @@ def _run(
             block=block,
             verifier=verifier,
             verifier_name=verify_token,
+            protected=_own_accounts(env),
+            force=force,
         )
 
     carry_out(
@@ -134,10 +147,18 @@ def block(
     execute: ExecuteOption = False,
     yes: YesOption = False,
     verify_token: VerifyTokenOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Block even a canary account or one in abuse.protected_accounts.",
+        ),
+    ] = False,
     output: OutputOption = None,
 ) -> None:
     """Block a user from all messaging through the admin API, then verify it: the admin
-    API shows the block, and (with --verify-token) the user's send answers 403."""
+    API shows the block, and (with --verify-token) the user's send answers 403. The
+    toolkit's own accounts (canaries, abuse.protected_accounts) need --force."""
     _run(
         ctx,
         account_id=user,
@@ -147,6 +168,7 @@ def block(
         yes=yes,
         verify_token=verify_token,
         output=output,
+        force=force,
     )
 
 

@@ -8,6 +8,7 @@ conversations opened (churn) and 429s. Nothing here reads or decrypts a message.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -189,6 +190,8 @@ def block_user(
     block: bool = True,
     verifier: ApiClient | None = None,
     verifier_name: str | None = None,
+    protected: Mapping[str, str] | None = None,
+    force: bool = False,
 ) -> Plan:
     """Block (or, with block=False, unblock) a user through the admin API, then verify.
 
@@ -201,6 +204,13 @@ def block_user(
     verb = "block" if block else "unblock"
     if block and not (reason and reason.strip()):
         raise UsageError("abuse block needs --reason: it goes to the service and the journal")
+    guarded = (protected or {}).get(str(account_id))
+    if block and guarded and not force:
+        raise UsageError(
+            f"account {account_id} is {guarded}: blocking it breaks the toolkit's own "
+            "checks (the canary of `redis recover`, the admin API)",
+            hint="add --force if that is what you want",
+        )
     before = admin.get_user(str(account_id))
     name = f"{before.get('username')} (#{account_id})"
     state = (
