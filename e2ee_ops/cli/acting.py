@@ -42,6 +42,7 @@ def carry_out(
     """
     env = app_context(ctx)
     if execute:
+        env.unbounded()  # acting runs as long as its steps' own deadlines say
         if confirm is None:
             confirm_execution(env, plan, yes=yes)
         else:

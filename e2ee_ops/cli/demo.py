@@ -28,6 +28,7 @@ def demo(
     from e2ee_ops.demo import run_demo
 
     env = app_context(ctx)
+    env.unbounded()  # every step of the demo has its own deadline
     results = run_demo(
         state_dir=state_dir,
         keep=keep,

@@ -132,6 +132,7 @@ def stuck(
     )
     db = _devices_db(env)
     if watch:
+        env.unbounded()  # --watch-timeout bounds it
         report = procedure.watch_stuck_devices(
             db=db,
             options=options,

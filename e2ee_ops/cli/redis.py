@@ -100,6 +100,7 @@ def watch(
     from e2ee_ops.render import rich_renderable
 
     env = app_context(ctx)
+    env.unbounded()  # runs until interrupted or --count
     targets = redis_targets(env)
     report = check_redis(targets, timeout=interval * 4)
     refreshes = 1

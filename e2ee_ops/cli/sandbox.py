@@ -62,6 +62,7 @@ def up(ctx: typer.Context, state_dir: StateDir = DEFAULT_DIR, output: OutputOpti
     from e2ee_ops import sandbox
 
     env = app_context(ctx)
+    env.unbounded()  # starting servers has its own deadlines
     _guard("up", lambda: sandbox.up(state_dir, progress=env.progress))
     env.progress(f"config: {state_dir.resolve() / 'config.yaml'}")
     env.progress(f"try:    e2ee-ops --config {state_dir.resolve() / 'config.yaml'} doctor")
