@@ -163,6 +163,14 @@ def test_sigterm_unwinds_like_ctrl_c_with_exit_143(isolated_env: dict[str, str])
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored afterwards
 
 
+def test_without_timeout_a_read_only_command_still_ends(isolated_env: dict[str, str]) -> None:
+    slow = failing(lambda: time.sleep(30))
+    slow.default_bound = 0.2
+    result = cli("config", "show", obj=slow)
+    assert result.exit_code == 3
+    assert "gave up after 0.2 s (the default bound of a read-only command" in result.stderr
+
+
 def test_timeout_kills_a_slow_command_with_unknown(isolated_env: dict[str, str]) -> None:
     started = time.monotonic()
     result = cli("--timeout", "0.2", "config", "show", obj=failing(lambda: time.sleep(30)))
