@@ -38,8 +38,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"(?i)\b(bearer)(\s+)(?![a-z]+\b)[A-Za-z0-9._~+/=-]{8,}"),
         rf"\1\2{REDACTED}",
     ),
-    # scheme://user:password@host -> keep the user, hide the password
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):([^@\s/]+)@"), rf"\1:{REDACTED}@"),
+    # scheme://user:password@host -> keep the user, hide the password (up to the last `@`
+    # of the authority: an unencoded `@` in a password must not leave its tail showing)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):([^\s/]+)@"), rf"\1:{REDACTED}@"),
     # token=..., password=..., secret=..., api_key=... in query strings or env-file lines
     (
         re.compile(
