@@ -28,6 +28,7 @@ import httpx
 import httpx_sse
 
 from e2ee_ops import __version__
+from e2ee_ops.adapters.bounded import Overrun, iter_sse_until
 from e2ee_ops.config import Secret, Settings
 from e2ee_ops.errors import (
     AuthError,
@@ -221,12 +222,13 @@ class ApiClient:
                 if source.response.status_code >= 400:
                     source.response.read()
                     self._raise_for_status(source.response, what)
-                for sse in source.iter_sse():
+                events = iter_sse_until(source.response, deadline=end, monotonic=self._monotonic)
+                for sse in events:
                     yield SseEvent(event=sse.event, id=sse.id or None, data=self._sse_data(sse))
                     if self._monotonic() >= end:
                         return
-        except httpx.ReadTimeout:
-            return  # nothing arrived before the deadline
+        except (httpx.ReadTimeout, Overrun):
+            return  # no (complete) event arrived before the deadline
         except httpx_sse.SSEError as exc:
             raise ServiceError(
                 f"API at {self.host} did not answer {what} with an event stream ({exc})"

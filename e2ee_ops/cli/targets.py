@@ -116,6 +116,7 @@ def redis_targets(env: AppContext, *, with_restarter: bool = False) -> RedisTarg
         thresholds=env.settings.thresholds,
         restarter=restarter(env, "redis") if with_restarter else None,
         progress=env.progress,
+        heartbeat_wait_seconds=env.settings.canary.delivery_timeout_seconds,
     )
 
 

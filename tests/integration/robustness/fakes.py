@@ -40,7 +40,8 @@ def hang(conn: socket.socket, stop: threading.Event) -> None:
 
 
 def drip_sse(conn: socket.socket, stop: threading.Event) -> None:
-    """An event stream that sends a byte now and then and never completes an event."""
+    """An event stream that sends a byte now and then and never completes an event;
+    it ends when the client hangs up (the next send fails)."""
     conn.sendall(_head("200 OK", "text/event-stream", "Cache-Control: no-cache\r\n"))
     line = b'event: heartbeat\ndata: {"relay_lag": fa'
     i = 0
@@ -95,6 +96,8 @@ class FakeServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self._threads: list[threading.Thread] = []
         self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self.open_connections = 0  # accepted and not yet given up by either side
         self._accept = threading.Thread(target=self._serve, daemon=True)
         self._accept.start()
 
@@ -112,6 +115,15 @@ class FakeServer:
             thread.start()
 
     def _handle(self, conn: socket.socket) -> None:
+        with self._lock:
+            self.open_connections += 1
+        try:
+            self._answer(conn)
+        finally:
+            with self._lock:
+                self.open_connections -= 1
+
+    def _answer(self, conn: socket.socket) -> None:
         request = _read_request(conn)
         line = request.split(b"\r\n", 1)[0].decode("latin-1")
         self.requests.append(line)

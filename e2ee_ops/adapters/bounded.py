@@ -1,0 +1,77 @@
+"""Reads with an overall deadline and a size cap, whatever the other side does.
+
+httpx's timeouts bound each socket read, not a whole answer: a server that drips a
+byte now and then, or never stops sending, defeats them. These helpers read an HTTP
+body or an SSE stream chunk by chunk and stop at the deadline or the cap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import httpx_sse
+
+
+class Overrun(Exception):
+    """The answer went past the deadline (`what="deadline"`) or the size cap ("cap")."""
+
+    def __init__(self, what: str, limit: float) -> None:
+        self.what = what
+        self.limit = limit
+        super().__init__(f"{what} {limit:g}")
+
+
+def read_capped(
+    response: httpx.Response,
+    *,
+    cap: int,
+    deadline: float,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> bytes:
+    """The body of a streamed `response`, refusing more than `cap` bytes or a read
+    that is still going at `deadline` (a monotonic time)."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise Overrun("cap", cap)
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > cap:
+            raise Overrun("cap", cap)
+        if monotonic() >= deadline:
+            raise Overrun("deadline", deadline)
+    return bytes(body)
+
+
+class _DeadlineResponse:
+    """The two things EventSource reads from a response, with the deadline checked
+    between chunks: an event that never completes still ends the read."""
+
+    def __init__(
+        self, response: httpx.Response, deadline: float, monotonic: Callable[[], float]
+    ) -> None:
+        self.headers = response.headers
+        self._response = response
+        self._deadline = deadline
+        self._monotonic = monotonic
+
+    def iter_text(self) -> Iterator[str]:
+        for text in self._response.iter_text():
+            yield text
+            if self._monotonic() >= self._deadline:
+                raise Overrun("deadline", self._deadline)
+
+
+def iter_sse_until(
+    response: httpx.Response,
+    *,
+    deadline: float,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Iterator[httpx_sse.ServerSentEvent]:
+    """Server-sent events of `response` until the server ends the stream; raises
+    Overrun once `deadline` passes, even in the middle of an unfinished event."""
+    proxy: Any = _DeadlineResponse(response, deadline, monotonic)
+    yield from httpx_sse.EventSource(proxy).iter_sse()
