@@ -184,6 +184,8 @@ class ApiSettings(_Section):
     base_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000"])
     timeout_seconds: float = Field(default=10.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
+    # An answer larger than this is unreadable (UNKNOWN), not a memory hog.
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
 
     @field_validator("base_urls")
     @classmethod

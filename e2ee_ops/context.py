@@ -176,9 +176,7 @@ class AppContext:
         --timeout stays in force."""
         if self.timeout is None and self._bound is not None:
             self._bound = None
-            if threading.current_thread() is threading.main_thread() and hasattr(
-                signal, "SIGALRM"
-            ):
+            if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM"):
                 signal.setitimer(signal.ITIMER_REAL, 0)
 
 

@@ -39,6 +39,7 @@ def api_client(env: AppContext, token: str) -> ApiClient:
             token=s.tokens.resolve(token, environ=env.environ),
             timeout=s.api.timeout_seconds,
             retries=s.api.retries,
+            max_response_bytes=s.api.max_response_bytes,
         )
     )
 

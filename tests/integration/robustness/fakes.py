@@ -61,7 +61,9 @@ def html(conn: socket.socket, stop: threading.Event) -> None:
 
 
 def not_http(conn: socket.socket, stop: threading.Event) -> None:
-    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff\xfe garbage \x1b[2J")
+    """Another protocol's greeting and garbage, then a hang-up."""
+    conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n\x00\xff\xfe garbage \x1b[2J\r\n\r\n")
+    conn.shutdown(socket.SHUT_RDWR)
 
 
 def json_body(body: Any, status: str = "200 OK") -> Behaviour:
