@@ -16,6 +16,7 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check e2ee_ops tests bench
+	$(BIN)/ruff format --check e2ee_ops tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 

@@ -1,7 +1,8 @@
-"""Settings from a YAML file, `E2EE_OPS_*` environment variables and flags.
+"""Settings from a YAML file and `E2EE_OPS_*` environment variables.
 
-Precedence: flag > environment > YAML (selected profile over the file's top level)
-> default. Every leaf key remembers where its value came from (`LoadedConfig.provenance`)
+Precedence: environment > YAML (selected profile over the file's top level) > default;
+command-line options choose the file (--config) and profile (--profile), they set no
+key. Every leaf key remembers where its value came from (`LoadedConfig.provenance`)
 for `e2ee-ops config show`.
 
 Environment variables name a key with double underscores between levels:
@@ -19,14 +20,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import stat
-import tempfile
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -39,10 +38,8 @@ from pydantic import (
     model_validator,
 )
 
-from e2ee_ops.errors import REDACTED, ConfigError, redact, remember_secret
-
-if TYPE_CHECKING:
-    from e2ee_ops.status import Report
+from e2ee_ops.errors import ConfigError, redact
+from e2ee_ops.secret import Secret, read_secret_file
 
 ENV_PREFIX = "E2EE_OPS_"
 CONFIG_FILE_NAME = "e2ee-ops.yaml"
@@ -66,32 +63,6 @@ PATH_KEYS = ("*.file", "alembic.config", "rollback.env_file", "journal.path")
 
 
 # --------------------------------------------------------------------------- secrets
-
-
-class Secret:
-    """A secret value that never shows itself in str(), repr() or f-strings."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-        remember_secret(value)
-
-    def reveal(self) -> str:
-        """The actual value, for the one place that must send it (an HTTP header)."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret('{REDACTED}')"
-
-    def __str__(self) -> str:
-        return REDACTED
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 def _reject_literal(value: Any) -> Any:
@@ -133,44 +104,6 @@ class _SecretRefModel(BaseModel):
 
 
 SecretRef = Annotated[_SecretRefModel, BeforeValidator(_reject_literal)]
-
-
-def read_secret_file(path: Path, *, key: str) -> str:
-    """Read a secret file, refusing one that other users can read or write."""
-    path = path.expanduser()
-    try:
-        mode = path.stat().st_mode
-        if mode & (stat.S_IROTH | stat.S_IWOTH):
-            raise ConfigError(
-                f"{key}: secret file {path} is accessible to other users "
-                f"(mode {stat.S_IMODE(mode):04o})",
-                hint=f"run chmod 600 {path}",
-            )
-        value = path.read_text(encoding="utf-8").strip()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{key}: secret file {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{key}: cannot read secret file {path} ({exc})") from exc
-    if not value:
-        raise ConfigError(f"{key}: secret file {path} is empty")
-    return value
-
-
-def write_secret_file(path: Path, content: str) -> None:
-    """Write a secrets file atomically with mode 0600 (directory 0700 when created)."""
-    path = path.expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------- models
@@ -217,9 +150,9 @@ class TokenSettings(_Section):
 
 
 class CanarySettings(_Section):
-    """The two canary accounts used to send a test message; discovered via tokens if unset."""
+    """The canary pair: A's device sends a test message to B's device, which receives it
+    over SSE. With tokens.canary_a/b set, device_a, account_b and device_b are needed."""
 
-    account_a: str | None = None
     device_a: str | None = None
     account_b: str | None = None
     device_b: str | None = None
@@ -453,18 +386,13 @@ class ConfigEntry:
 @dataclass(frozen=True)
 class LoadedConfig:
     settings: Settings
-    provenance: dict[str, str]  # leaf key -> "default" | "file PATH" | "env VAR" | "flag"
+    provenance: dict[str, str]  # leaf key -> "default" | "file PATH" | "env VAR"
     file: Path | None
     profile: str | None
 
     def source_of(self, key: str) -> str:
-        """Where `key` (or its nearest configured ancestor) came from."""
-        probe = key
-        while probe:
-            if probe in self.provenance:
-                return self.provenance[probe]
-            probe = probe.rpartition(".")[0]
-        return "default"
+        """Where `key` came from: "default" when no layer set it."""
+        return _nearest(self.provenance, key) or "default"
 
     def entries(self) -> list[ConfigEntry]:
         """Every effective leaf setting, secrets shown only by reference, URLs redacted."""
@@ -507,14 +435,10 @@ def load_config(
     *,
     config_file: Path | None = None,
     profile: str | None = None,
-    flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> LoadedConfig:
-    """Load, merge and validate the configuration. Raises ConfigError naming the key.
-
-    `flags` maps dotted keys (`api.base_urls`) to values given on the command line.
-    """
+    """Load, merge and validate the configuration. Raises ConfigError naming the key."""
     environ = dict(os.environ) if environ is None else dict(environ)
     path = find_config_file(config_file, environ, cwd or Path.cwd())
 
@@ -556,9 +480,6 @@ def load_config(
 
     for variable, key, value in _environment_settings(environ):
         apply(_nest(key, value), f"env {variable}")
-    for key, value in (flags or {}).items():
-        if value is not None:
-            apply(_nest(key, value), "flag")
 
     if "path" not in merged.get("journal", {}):
         merged.setdefault("journal", {})["path"] = str(user_state_dir(environ) / "journal.jsonl")
@@ -632,6 +553,8 @@ def _describe_validation(exc: ValidationError, provenance: Mapping[str, str]) ->
 
 
 def _nearest(provenance: Mapping[str, str], key: str) -> str | None:
+    """The source of `key`, of its nearest set ancestor (an atomic key set whole), else of
+    a key below it (a section with a wrong value inside); None when no layer set any."""
     probe = key
     while probe:
         if probe in provenance:
@@ -775,50 +698,8 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-# --------------------------------------------------------------------------- validate
-
-
-def check_config(loaded: LoadedConfig, *, environ: Mapping[str, str] | None = None) -> Report:
-    """What `config validate` reports beyond the schema: secrets and files resolvable."""
-    from e2ee_ops.status import Finding, Report, Status
-
-    findings = [
-        Finding(
-            name="config file",
-            status=Status.OK,
-            value=str(loaded.file) if loaded.file else "none",
-            summary=(
-                f"parsed {loaded.file}" + (f" (profile {loaded.profile})" if loaded.profile else "")
-                if loaded.file
-                else "no config file found; using environment and defaults"
-            ),
-        )
-    ]
-    for key, ref in _secret_refs(loaded.settings):
-        try:
-            ref.resolve(key=key, environ=environ)
-        except ConfigError as exc:
-            findings.append(Finding(key, Status.WARNING, ref.describe(), exc.sentence))
-        else:
-            findings.append(Finding(key, Status.OK, ref.describe(), f"{key} is readable"))
-    settings = loaded.settings
-    files = [("alembic.config", settings.alembic.config)]
-    if settings.rollback.env_file is not None:
-        files.append(("rollback.env_file", settings.rollback.env_file))
-    for key, path in files:
-        exists = path.expanduser().is_file()
-        findings.append(
-            Finding(
-                key,
-                Status.OK if exists else Status.WARNING,
-                str(path),
-                f"{key} exists" if exists else f"{key}: {path} does not exist",
-            )
-        )
-    return Report(title="config validate", findings=findings)
-
-
-def _secret_refs(model: BaseModel, prefix: str = "") -> list[tuple[str, _SecretRefModel]]:
+def secret_refs(model: BaseModel, prefix: str = "") -> list[tuple[str, _SecretRefModel]]:
+    """Every secret reference in `model`, with its key (`tokens.admin`, ...)."""
     refs: list[tuple[str, _SecretRefModel]] = []
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
@@ -826,5 +707,5 @@ def _secret_refs(model: BaseModel, prefix: str = "") -> list[tuple[str, _SecretR
         if isinstance(value, _SecretRefModel):
             refs.append((key, value))
         elif isinstance(value, BaseModel):
-            refs.extend(_secret_refs(value, f"{key}."))
+            refs.extend(secret_refs(value, f"{key}."))
     return refs

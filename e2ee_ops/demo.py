@@ -169,7 +169,7 @@ def demo_config(state: sandbox.SandboxState, receiver: Receiver, workdir: Path) 
     """The sandbox's config plus notifiers pointing at the local receiver."""
     import yaml
 
-    from e2ee_ops.config import write_secret_file
+    from e2ee_ops.secret import write_secret_file
 
     config = yaml.safe_load(state.config_path.read_text())
     hook_file = workdir / "secrets" / "incident-webhook.url"

@@ -3,14 +3,17 @@
     E2eeOpsError                  base: one clear sentence for the operator
      ├── ConfigError              the configuration is missing, malformed or unusable
      ├── UsageError               the command line asks for something impossible
-     ├── NotImplementedYet        the command is planned but does not exist yet
      ├── UnreachableError         could not connect to a host (API, Redis, Postgres)
      ├── TimedOutError            a host or the whole command ran out of time
+     │    └── DeadlinePassed      a read reached its own deadline in mid-answer
      ├── AuthError                a token was missing, invalid or lacked the scope (401/403)
      ├── RefusedError             the service understood and refused (4xx with a code, 429)
      ├── ServiceError             the service failed (5xx) or answered something unreadable
+     │    └── AnswerTooLarge      an answer went past its size cap
      ├── ActionFailed             a mutation we ran (restart, write) did not succeed
-     └── VerificationFailed       a step ran but the runbook's verification did not hold
+     │    └── GitError            a git command exited non-zero
+     ├── VerificationFailed       a step ran but the runbook's verification did not hold
+     └── SkipReminder             a channel cannot reach this owner: skipped, not failed
 
 Interrupts are not errors: Ctrl-C is Python's KeyboardInterrupt, and SIGTERM (what
 `timeout`, systemd and Kubernetes send) becomes `Terminated`, a KeyboardInterrupt too,
@@ -94,10 +97,6 @@ class UsageError(E2eeOpsError):
     """The command line is inconsistent (e.g. mutually exclusive options)."""
 
 
-class NotImplementedYet(E2eeOpsError):
-    """A command that the design plans but that does not exist yet."""
-
-
 class UnreachableError(E2eeOpsError):
     """A connection to a host could not be established."""
 
@@ -112,6 +111,11 @@ class TimedOutError(E2eeOpsError):
     def __init__(self, message: str, *, host: str | None = None, hint: str | None = None) -> None:
         self.host = host
         super().__init__(message, hint=hint)
+
+
+class DeadlinePassed(TimedOutError):
+    """A read reached its own deadline while the other side was still sending (a body
+    that drips, an event never completed); the adapter words it for the operator."""
 
 
 class AuthError(E2eeOpsError):
@@ -154,12 +158,28 @@ class ServiceError(E2eeOpsError):
         super().__init__(message, hint=hint)
 
 
+class AnswerTooLarge(ServiceError):
+    """An answer went past its size cap; the adapter words it for the operator."""
+
+
 class ActionFailed(E2eeOpsError):
     """An action e2ee-ops performed (a restart, a write) did not succeed."""
 
 
+class GitError(ActionFailed):
+    """A git command exited non-zero."""
+
+    def __init__(self, message: str, *, stderr: str, hint: str | None = None) -> None:
+        self.stderr = stderr
+        super().__init__(message, hint=hint)
+
+
 class VerificationFailed(E2eeOpsError):
     """An action ran, but the runbook's verification of its effect did not hold."""
+
+
+class SkipReminder(E2eeOpsError):
+    """This channel cannot reach this owner (e.g. no email address): not a failure."""
 
 
 class Terminated(KeyboardInterrupt):

@@ -21,11 +21,13 @@ from typing import Any
 
 from e2ee_ops.errors import ActionFailed, ConfigError, UsageError, redact
 
-# Entry kinds. Others may be added; readers must ignore kinds they do not know.
-PLAN = "plan"
-OUTCOME = "outcome"
+# Entry kinds: every writer and reader names them from here. Readers must ignore kinds
+# they do not know (a newer version may add some).
+PLAN = "plan"  # an acting command's plan, before it acts (--execute)
+OUTCOME = "outcome"  # what came of it, or of a read-only check worth keeping
 NOTE = "note"
-OUTAGE = "outage"
+REDIS_OUTAGE = "redis_outage"  # one outage recorded by `redis recover`
+POSTMORTEM = "postmortem"  # a post-mortem checklist written for an incident
 INCIDENT_OPEN = "incident_open"
 INCIDENT_CLOSE = "incident_close"
 INCIDENT_LOG = "incident_log"  # a note the operator adds to the open incident's timeline

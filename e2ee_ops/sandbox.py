@@ -25,7 +25,6 @@ from typing import Any
 
 import yaml
 
-from e2ee_ops.config import write_secret_file
 from e2ee_ops.embedded import (
     EmbeddedError,
     EmbeddedPostgres,
@@ -36,6 +35,7 @@ from e2ee_ops.embedded import (
     import_pgserver,
 )
 from e2ee_ops.errors import ConfigError
+from e2ee_ops.secret import write_secret_file
 
 DEFAULT_STATE_DIR = Path(".sandbox")
 DATABASE_NAME = "e2ee_sandbox"
@@ -338,7 +338,6 @@ def write_config(state: SandboxState) -> Path:
             "canary_b": {"file": accounts["canary_b"].token_file},
         },
         "canary": {
-            "account_a": str(accounts["canary_a"].account_id),
             "device_a": accounts["canary_a"].device_id,
             "account_b": str(accounts["canary_b"].account_id),
             "device_b": accounts["canary_b"].device_id,
@@ -360,7 +359,9 @@ def write_config(state: SandboxState) -> Path:
             },
         },
         "rollback": {"env_file": str(state.api_env_path)},
-        "abuse": {"protected_accounts": [str(accounts["admin"].account_id)]},
+        "abuse": {
+            "protected_accounts": [str(accounts[k].account_id) for k in ("admin", "canary_a")]
+        },
         "journal": {"path": str(state.dir / "journal.jsonl")},
     }
     header = (

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +169,55 @@ class Plan:
         if not self.executed:
             return f"plan of {len(self.steps)} steps; nothing changed (run with --execute)"
         return f"{done} of {len(self.steps)} steps executed"
+
+
+NOT_RUN = "not run: an earlier step failed"
+
+# The plan a StepRunner is executing in this context. When acting is cut short (Ctrl-C,
+# SIGTERM, a lost connection) the caller never gets the plan back; this lets the journal's
+# outcome still list the steps that completed (see `executing`).
+_executing: ContextVar[Plan | None] = ContextVar("executing_plan", default=None)
+
+
+@contextmanager
+def executing() -> Iterator[Callable[[], Plan | None]]:
+    """Within the block, the returned function gives the plan a StepRunner started, if any."""
+    token = _executing.set(None)
+    try:
+        yield _executing.get
+    finally:
+        _executing.reset(token)
+
+
+class StepRunner:
+    """Records the outcome of each step of `plan`, in order, as it executes: each step is
+    done, skipped with a reason, or fails, and a failure marks every later step "not run".
+    """
+
+    def __init__(self, plan: Plan, progress: Callable[[str], None] = lambda _m: None) -> None:
+        plan.executed = True
+        self.plan = plan
+        _executing.set(plan)
+        self._steps = iter(plan.steps)
+        self._progress = progress
+
+    def done(self, outcome: str, status: Status = Status.OK) -> Step:
+        step = next(self._steps)
+        step.executed, step.status, step.outcome = True, status, outcome
+        self._progress(f"{status.name}: {outcome}")
+        return step
+
+    def skip(self, outcome: str) -> Step:
+        step = next(self._steps)
+        step.status, step.outcome = Status.OK, outcome
+        return step
+
+    def fail(self, outcome: str, *, rest: str = NOT_RUN) -> Plan:
+        """The current step failed (CRITICAL); the rest do not run (`rest` says why)."""
+        self.done(outcome, Status.CRITICAL)
+        for later in self._steps:
+            later.outcome = rest
+        return self.plan
 
 
 def exit_code_for(outcome: Status | BaseException) -> ExitCode:

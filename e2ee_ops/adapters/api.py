@@ -18,27 +18,30 @@ a repr or a URL.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 import httpx_sse
 
-from e2ee_ops import __version__
 from e2ee_ops.adapters.api_models import HealthAnswer, HeartbeatData, RelayAnswer, check_answer
-from e2ee_ops.adapters.bounded import Overrun, iter_sse_until, read_capped
-from e2ee_ops.config import Secret, Settings
+from e2ee_ops.adapters.bounded import iter_sse_until, read_capped
+from e2ee_ops.adapters.http import host_of, http_client
 from e2ee_ops.errors import (
+    AnswerTooLarge,
     AuthError,
+    DeadlinePassed,
     E2eeOpsError,
     RefusedError,
     ServiceError,
     TimedOutError,
     UnreachableError,
 )
+from e2ee_ops.secret import Secret
 
 DM_DISABLED_DETAIL = "E2EE DM is not enabled"
 # Code given to the refusal above, which has no code of its own in the body.
@@ -85,11 +88,8 @@ class ApiClient:
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        parts = urlsplit(base_url)
         self.base_url = base_url.rstrip("/")
-        self.host = parts.hostname or base_url
-        if parts.port:
-            self.host = f"{self.host}:{parts.port}"
+        self.host = host_of(base_url, default=base_url)
         self.timeout = timeout
         self.retries = retries
         self.max_response_bytes = max_response_bytes
@@ -97,13 +97,8 @@ class ApiClient:
         self._backoff = backoff_seconds
         self._sleep = sleep
         self._monotonic = monotonic
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,  # a redirect could carry the token to another host
-            headers={"User-Agent": f"e2ee-ops/{__version__}"},
-        )
+        self._transport = transport
+        self._http = http_client(timeout=timeout, transport=transport, base_url=self.base_url)
 
     def __repr__(self) -> str:
         return f"ApiClient({self.base_url!r}, token={'set' if self._token else 'none'})"
@@ -235,7 +230,7 @@ class ApiClient:
                     yield SseEvent(event=sse.event, id=sse.id or None, data=data)
                     if self._monotonic() >= end:
                         return
-        except (httpx.ReadTimeout, Overrun):
+        except (httpx.ReadTimeout, DeadlinePassed):
             return  # no (complete) event arrived before the deadline
         except httpx_sse.SSEError as exc:
             raise ServiceError(
@@ -243,6 +238,19 @@ class ApiClient:
             ) from exc
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, what) from exc
+
+    def open_stream(self, device_id: str, *, lifetime_seconds: float) -> EventStream:
+        """Open `device_id`'s SSE stream on a connection of its own, read in the
+        background for at most `lifetime_seconds`; close the handle when done."""
+        own = ApiClient(
+            self.base_url,
+            token=self._token,
+            timeout=self.timeout,
+            retries=self.retries,
+            transport=self._transport,
+            monotonic=self._monotonic,
+        )
+        return EventStream(own, device_id, lifetime_seconds=lifetime_seconds)
 
     # ----------------------------------------------------------------- admin
 
@@ -321,13 +329,13 @@ class ApiClient:
                 deadline=self._monotonic() + self.timeout,
                 monotonic=self._monotonic,
             )
-        except Overrun as exc:
-            if exc.what == "cap":
-                raise ServiceError(
-                    f"API at {self.host} answered {what} with more than "
-                    f"{self.max_response_bytes} bytes",
-                    hint="raise api.max_response_bytes if the answer is expected to be that big",
-                ) from None
+        except AnswerTooLarge:
+            raise ServiceError(
+                f"API at {self.host} answered {what} with more than "
+                f"{self.max_response_bytes} bytes",
+                hint="raise api.max_response_bytes if the answer is expected to be that big",
+            ) from None
+        except DeadlinePassed:
             raise TimedOutError(
                 f"API at {self.host} did not finish answering {what} within {self.timeout:g} s",
                 host=self.host,
@@ -440,26 +448,69 @@ class ApiClient:
         return data if isinstance(data, dict) else {"value": data}
 
 
-def clients_for(
-    settings: Settings,
-    *,
-    token: str | None,
-    environ: Mapping[str, str] | None = None,
-    transport: httpx.BaseTransport | None = None,
-) -> list[ApiClient]:
-    """One client per configured API instance, using token `token` (admin, user, …)."""
-    secret = settings.tokens.resolve(token, environ=environ) if token else None
-    return [
-        ApiClient(
-            url,
-            token=secret,
-            timeout=settings.api.timeout_seconds,
-            retries=settings.api.retries,
-            max_response_bytes=settings.api.max_response_bytes,
-            transport=transport,
-        )
-        for url in settings.api.base_urls
-    ]
+class EventStream:
+    """One device's SSE stream, read in the background: what arrived, when, and how it
+    ended. `wait_for` blocks until a condition on it holds; `close` ends it."""
+
+    def __init__(self, client: ApiClient, device_id: str, *, lifetime_seconds: float) -> None:
+        self.host = client.host
+        self.device_id = device_id
+        self.lifetime_seconds = lifetime_seconds
+        self.received: list[tuple[float, SseEvent]] = []  # (monotonic time, event)
+        self.ended = False
+        self.error: BaseException | None = None  # why it ended, when not by the server
+        self._client = client
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, daemon=True, name=f"sse-{self.host}")
+        self._thread.start()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def opened(self) -> bool:
+        """The server sent something: the stream is established."""
+        return bool(self.received)
+
+    def saw(self, event: str) -> bool:
+        return any(e.event == event for _, e in self.received)
+
+    def message_ids(self) -> list[int]:
+        return [int(e.data.get("message_id", 0)) for _, e in self.received if e.event == "message"]
+
+    def wait_for(self, predicate: Callable[[EventStream], bool], deadline_seconds: float) -> bool:
+        """Whether `predicate(self)` holds within `deadline_seconds`; False as soon as the
+        stream has ended without it."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: predicate(self) or self.ended, timeout=max(deadline_seconds, 0.0)
+            ) and predicate(self)
+
+    def close(self) -> None:
+        """End the stream (closing its connection breaks the read) and its reader."""
+        self._client.close()
+        self._thread.join(timeout=5)
+
+    def _read(self) -> None:
+        started = time.monotonic()
+        try:
+            for event in self._client.stream(
+                self.device_id, deadline_seconds=self.lifetime_seconds
+            ):
+                with self._changed:
+                    self.received.append((time.monotonic(), event))
+                    self._changed.notify_all()
+            if not self.saw("closing") and time.monotonic() - started >= self.lifetime_seconds:
+                self.error = TimeoutError("the stream was still open at its deadline")
+        except BaseException as exc:  # noqa: BLE001 - kept for the caller
+            self.error = exc
+        finally:
+            with self._changed:
+                self.ended = True
+                self._changed.notify_all()
 
 
 def _path(template: str, *values: str | int) -> str:

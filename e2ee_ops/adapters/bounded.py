@@ -14,14 +14,7 @@ from typing import Any
 import httpx
 import httpx_sse
 
-
-class Overrun(Exception):
-    """The answer went past the deadline (`what="deadline"`) or the size cap ("cap")."""
-
-    def __init__(self, what: str, limit: float) -> None:
-        self.what = what
-        self.limit = limit
-        super().__init__(f"{what} {limit:g}")
+from e2ee_ops.errors import AnswerTooLarge, DeadlinePassed
 
 
 def read_capped(
@@ -35,14 +28,14 @@ def read_capped(
     that is still going at `deadline` (a monotonic time)."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
-        raise Overrun("cap", cap)
+        raise AnswerTooLarge(f"the answer declares {declared} bytes, over the cap of {cap}")
     body = bytearray()
     for chunk in response.iter_bytes():
         body += chunk
         if len(body) > cap:
-            raise Overrun("cap", cap)
+            raise AnswerTooLarge(f"the answer went past the cap of {cap} bytes")
         if monotonic() >= deadline:
-            raise Overrun("deadline", deadline)
+            raise DeadlinePassed("the answer was still arriving at its deadline")
     return bytes(body)
 
 
@@ -62,7 +55,7 @@ class _DeadlineResponse:
         for text in self._response.iter_text():
             yield text
             if self._monotonic() >= self._deadline:
-                raise Overrun("deadline", self._deadline)
+                raise DeadlinePassed("the stream was still arriving at its deadline")
 
 
 def iter_sse_until(
@@ -72,6 +65,6 @@ def iter_sse_until(
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Iterator[httpx_sse.ServerSentEvent]:
     """Server-sent events of `response` until the server ends the stream; raises
-    Overrun once `deadline` passes, even in the middle of an unfinished event."""
+    DeadlinePassed once `deadline` passes, even in the middle of an unfinished event."""
     proxy: Any = _DeadlineResponse(response, deadline, monotonic)
     yield from httpx_sse.EventSource(proxy).iter_sse()

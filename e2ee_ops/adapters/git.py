@@ -12,8 +12,14 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2ee_ops.adapters.restarter import _kill_group
-from e2ee_ops.errors import ActionFailed, ConfigError, TimedOutError, UnreachableError, UsageError
+from e2ee_ops.adapters.process import run_process
+from e2ee_ops.errors import (
+    ConfigError,
+    GitError,
+    TimedOutError,
+    UnreachableError,
+    UsageError,
+)
 
 
 @dataclass(frozen=True)
@@ -24,14 +30,6 @@ class Commit:
     @property
     def short(self) -> str:
         return self.sha[:12]
-
-
-class GitError(ActionFailed):
-    """A git command exited non-zero."""
-
-    def __init__(self, message: str, *, stderr: str, hint: str | None = None) -> None:
-        self.stderr = stderr
-        super().__init__(message, hint=hint)
 
 
 def _last_line(text: str) -> str:
@@ -54,34 +52,20 @@ class GitRepo:
         limit = self.timeout if timeout is None else timeout
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_ASKPASS": ""}
         try:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                start_new_session=True,  # a timeout kills git and its ssh together
-            )
+            done = run_process(argv, timeout=limit, env=env)  # a timeout kills git and its ssh
         except FileNotFoundError:
             raise ConfigError(f"{self.git} is not installed or not on PATH") from None
-        try:
-            out, err = process.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
-            _kill_group(process)
             raise TimedOutError(
                 f"`git {args[0]}` in {self.path} did not finish within {limit:g} s",
                 hint="check the network and the remote, or raise rollback.git_timeout_seconds",
             ) from None
-        except BaseException:
-            _kill_group(process)
-            raise
-        if process.returncode != 0:
+        if done.returncode != 0:
             raise GitError(
-                f"`git {' '.join(args[:2])}` failed in {self.path}: {_last_line(err)}",
-                stderr=err,
+                f"`git {' '.join(args[:2])}` failed in {self.path}: {_last_line(done.stderr)}",
+                stderr=done.stderr,
             )
-        return out
+        return done.stdout
 
     # ----------------------------------------------------------------- reading
 

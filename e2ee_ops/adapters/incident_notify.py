@@ -8,44 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from e2ee_ops import __version__
-from e2ee_ops.config import Secret
-from e2ee_ops.errors import ServiceError, TimedOutError, UnreachableError
-
-
-def _host(url: str) -> str:
-    parts = urlsplit(url)
-    return parts.netloc.rpartition("@")[2] or url
+from e2ee_ops.adapters.http import host_of, http_client, post_json
+from e2ee_ops.secret import Secret
 
 
 def _post(
     url: str, body: Mapping[str, Any], *, timeout: float, transport: httpx.BaseTransport | None
 ) -> httpx.Response:
-    host = _host(url)
-    try:
-        with httpx.Client(
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
-            headers={"User-Agent": f"e2ee-ops/{__version__}"},
-        ) as http:
-            response = http.post(url, json=dict(body))
-    except httpx.TimeoutException:
-        raise TimedOutError(f"{host} did not answer within {timeout:g} s", host=host) from None
-    except httpx.HTTPError as exc:
-        raise UnreachableError(
-            f"could not reach {host} ({type(exc).__name__})", host=host
-        ) from None
-    if response.status_code >= 300:
-        raise ServiceError(
-            f"{host} refused the notification (HTTP {response.status_code})",
-            status_code=response.status_code,
+    with http_client(timeout=timeout, transport=transport) as http:
+        return post_json(
+            http, url, body, what=host_of(url), timeout=timeout, sending="the notification"
         )
-    return response
 
 
 def post_webhook(

@@ -13,14 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
-from e2ee_ops import __version__
+from e2ee_ops.adapters.http import host_of, http_client, post_json
 from e2ee_ops.errors import (
     ActionFailed,
     AuthError,
     ConfigError,
-    E2eeOpsError,
+    SkipReminder,
     TimedOutError,
     UnreachableError,
 )
@@ -28,7 +27,7 @@ from e2ee_ops.errors import (
 if TYPE_CHECKING:
     import httpx
 
-    from e2ee_ops.config import NotifierSettings, Secret
+    from e2ee_ops.secret import Secret
 
 CHANNELS = ("push", "email", "webhook")
 
@@ -48,21 +47,12 @@ class Reminder:
     text: str
 
 
-class SkipReminder(E2eeOpsError):
-    """This channel cannot reach this owner (e.g. no email address): not a failure."""
-
-
 class Notifier(Protocol):
     channel: str
 
     def send(self, reminder: Reminder) -> None: ...
 
     def close(self) -> None: ...
-
-
-def _host(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port}" if parts.port else (parts.hostname or "?")
 
 
 class _HttpNotifier:
@@ -76,47 +66,29 @@ class _HttpNotifier:
         token: Secret | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        import httpx
-
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"notifiers.{self.channel}.url is not an http(s) URL")
         self.url = url
-        self.host = _host(url)
+        self.host = host_of(url)
         self.timeout = timeout
         self._token = token
-        self._http = httpx.Client(
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
-            headers={"User-Agent": f"e2ee-ops/{__version__}"},
-        )
+        self._http = http_client(timeout=timeout, transport=transport)
 
     def close(self) -> None:
         self._http.close()
 
     def _post(self, body: Mapping[str, Any]) -> None:
-        import httpx
-
         headers = {"Authorization": f"Bearer {self._token.reveal()}"} if self._token else {}
-        what = f"the {self.channel} endpoint at {self.host}"
-        try:
-            response = self._http.post(self.url, json=dict(body), headers=headers)
-        except httpx.TimeoutException:
-            raise TimedOutError(
-                f"{what} did not answer within {self.timeout:g} s", host=self.host
-            ) from None
-        except httpx.HTTPError as exc:
-            raise UnreachableError(
-                f"cannot reach {what} ({type(exc).__name__})", host=self.host
-            ) from None
-        if response.status_code in (401, 403):
-            raise AuthError(
-                f"{what} refused the reminder (HTTP {response.status_code})",
-                status_code=response.status_code,
-                hint=f"check notifiers.{self.channel} credentials",
-            )
-        if response.status_code >= 300:
-            raise ActionFailed(f"{what} answered HTTP {response.status_code}")
+        post_json(
+            self._http,
+            self.url,
+            body,
+            what=f"the {self.channel} endpoint at {self.host}",
+            timeout=self.timeout,
+            headers=headers,
+            sending="the reminder",
+            hint=f"check notifiers.{self.channel} credentials",
+        )
 
 
 class WebhookNotifier(_HttpNotifier):
@@ -241,53 +213,3 @@ class SmtpNotifier:
             raise UnreachableError(
                 f"cannot reach {where} ({type(exc).__name__})", host=self.host
             ) from None
-
-
-def notifiers_for(
-    settings: NotifierSettings,
-    channels: list[str],
-    *,
-    environ: Mapping[str, str] | None = None,
-) -> list[Notifier]:
-    """One notifier per requested channel, refusing a channel that is not configured."""
-    built: list[Notifier] = []
-    for channel in channels:
-        if channel == "webhook" and settings.webhook:
-            w = settings.webhook
-            built.append(
-                WebhookNotifier(
-                    w.url, slack_compatible=w.slack_compatible, timeout=w.timeout_seconds
-                )
-            )
-        elif channel == "push" and settings.push:
-            p = settings.push
-            token = (
-                p.token.resolve(key="notifiers.push.token", environ=environ) if p.token else None
-            )
-            built.append(PushNotifier(p.url, token=token, timeout=p.timeout_seconds))
-        elif channel == "email" and settings.smtp:
-            s = settings.smtp
-            password = (
-                s.password.resolve(key="notifiers.smtp.password", environ=environ)
-                if s.password
-                else None
-            )
-            built.append(
-                SmtpNotifier(
-                    s.host,
-                    port=s.port,
-                    from_address=s.from_address,
-                    starttls=s.starttls,
-                    use_ssl=s.use_ssl,
-                    username=s.username,
-                    password=password,
-                    timeout=s.timeout_seconds,
-                )
-            )
-        else:
-            key = {"email": "smtp"}.get(channel, channel)
-            raise ConfigError(
-                f"--notify {channel}: notifiers.{key} is not configured",
-                hint="configure it in the config file or drop it from --notify",
-            )
-    return built

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.adapters.locks import wait_for_lock
@@ -51,12 +51,16 @@ class OtpkSummary:
     min_remaining: int | None
 
 
+OUTAGE_LOOKBACK = timedelta(hours=1)  # how far back an outage's undelivered messages count
+
+
 def _host_of(url: str) -> str:
     from urllib.parse import parse_qs, urlsplit
 
-    parts = urlsplit(url)
-    host = parts.hostname or parse_qs(parts.query).get("host", ["localhost"])[0]
-    return f"{host}:{parts.port}" if parts.port else host
+    from e2ee_ops.adapters.http import host_of
+
+    # libpq also takes the host as a query parameter (a socket directory, say).
+    return host_of(url, default=parse_qs(urlsplit(url).query).get("host", ["localhost"])[0])
 
 
 class OpsDatabase:
@@ -202,6 +206,15 @@ class OpsDatabase:
             delivered=delivered,
             undelivered=[UndeliveredMessage(int(r[0]), r[1], int(r[2])) for r in rows],
         )
+
+    def oldest_undelivered(self, now: datetime) -> datetime | None:
+        """When the oldest message of the hour before `now` that is still undelivered was
+        stored, or None: messages stored while Redis was down are the ones not pushed, so
+        this dates an outage's start at the latest."""
+        window = self.delivery_window(
+            now - OUTAGE_LOOKBACK, now + timedelta(minutes=1), list_limit=1
+        )
+        return window.undelivered[0].created_at if window.undelivered else None
 
     def now(self) -> datetime:
         """The database's clock: outage windows are measured against created_at."""

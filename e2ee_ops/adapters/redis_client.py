@@ -9,7 +9,7 @@ the host, never the password.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +21,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import MasterNotFoundError, Sentinel
 
-from e2ee_ops.config import RedisSettings, Secret
+from e2ee_ops.adapters.http import host_of
 from e2ee_ops.errors import AuthError, ServiceError, TimedOutError, UnreachableError
+from e2ee_ops.secret import Secret
 
 # INFO fields the outage checks read; the rest stays available through info().
 STATS_FIELDS = (
@@ -92,30 +93,6 @@ class RedisProbe:
                 **common,
             )
             self._client = sentinel.master_for(service_name, **common)  # type: ignore[no-untyped-call]
-
-    @classmethod
-    def from_settings(
-        cls, settings: RedisSettings, *, environ: Mapping[str, str] | None = None
-    ) -> RedisProbe:
-        password = (
-            settings.password.resolve(key="redis.password", environ=environ)
-            if settings.password
-            else None
-        )
-        if settings.sentinel is not None:
-            return cls(
-                sentinel_hosts=settings.sentinel.hosts,
-                service_name=settings.sentinel.service_name,
-                password=password,
-                timeout=settings.timeout_seconds,
-            )
-        if not settings.url:
-            from e2ee_ops.errors import ConfigError
-
-            raise ConfigError(
-                "Redis is not configured", hint="set redis.url or redis.sentinel in the config"
-            )
-        return cls(url=settings.url, password=password, timeout=settings.timeout_seconds)
 
     def __repr__(self) -> str:
         return f"RedisProbe({self.host!r})"
@@ -190,8 +167,7 @@ def _host_of(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme == "unix":
         return parts.path
-    host = parts.hostname or "localhost"
-    return f"{host}:{parts.port or 6379}"
+    return host_of(url, default="localhost", default_port=6379)
 
 
 def _host_port(text: str) -> tuple[str, int]:

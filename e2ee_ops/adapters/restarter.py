@@ -1,23 +1,34 @@
 """Restart a service the way the config says: systemctl, docker, or a custom command.
 
-The command runs without a shell, in its own process group so a timeout kills it
-and everything it started. A non-zero exit or a timeout is an error; the caller
-then verifies the service came back (restarting is not recovering).
+The command runs through `process.run_process`: no shell, its own process group, so a
+timeout kills it and everything it started. A non-zero exit or a timeout is an error;
+the caller then verifies the service came back (restarting is not recovering).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from e2ee_ops.config import RestartSettings
+from e2ee_ops.adapters.process import run_process
 from e2ee_ops.errors import ActionFailed, ConfigError, TimedOutError, redact
 
 OUTPUT_TAIL_CHARS = 400
+
+
+@dataclass(frozen=True)
+class RestartSpec:
+    """How to restart one service: `method` systemctl (a `unit`), docker (a `container`)
+    or command (an argv); `sudo` prefixes systemctl/docker with `sudo -n`."""
+
+    method: str
+    unit: str | None = None
+    container: str | None = None
+    command: list[str] | None = None
+    sudo: bool = False
+    timeout_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -29,11 +40,11 @@ class RestartResult:
     output_tail: str  # the end of stdout+stderr, redacted, for the journal
 
 
-def restart_argv(spec: RestartSettings) -> list[str]:
+def restart_argv(spec: RestartSpec) -> list[str]:
     """The argv that restarts the service described by `spec`."""
     sudo = ["sudo", "-n"] if spec.sudo else []
     if spec.method == "systemctl":
-        assert spec.unit is not None  # guaranteed by RestartSettings validation
+        assert spec.unit is not None  # guaranteed by the config's validation
         return [*sudo, "systemctl", "restart", spec.unit]
     if spec.method == "docker":
         assert spec.container is not None
@@ -48,7 +59,7 @@ class Restarter:
     def __init__(
         self,
         service: str,
-        spec: RestartSettings | None,
+        spec: RestartSpec | None,
         *,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -68,14 +79,7 @@ class Restarter:
         shown = redact(" ".join(argv))
         started = self._monotonic()
         try:
-            process = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,  # its own process group, killed whole on timeout
-            )
+            done = run_process(argv, timeout=limit, merge_stderr=True)
         except FileNotFoundError as exc:
             raise ActionFailed(
                 f"cannot restart {self.service}: {argv[0]} is not installed or not on PATH",
@@ -85,29 +89,23 @@ class Restarter:
             raise ActionFailed(
                 f"cannot restart {self.service}: {argv[0]} is not executable"
             ) from exc
-        try:
-            output, _ = process.communicate(timeout=limit)
         except subprocess.TimeoutExpired as exc:
-            _kill_group(process)
             raise TimedOutError(
                 f"restarting {self.service} with `{shown}` did not finish within {limit:g} s",
                 hint=f"check the host, or raise services.{self.service}.restart.timeout_seconds",
             ) from exc
-        except BaseException:
-            _kill_group(process)  # e.g. --timeout or Ctrl-C: leave nothing running
-            raise
         seconds = self._monotonic() - started
-        tail = redact((output or "").strip()[-OUTPUT_TAIL_CHARS:])
-        if process.returncode != 0:
+        tail = redact(done.stdout.strip()[-OUTPUT_TAIL_CHARS:])
+        if done.returncode != 0:
             last_line = tail.splitlines()[-1] if tail else "no output"
             raise ActionFailed(
                 f"restarting {self.service} with `{shown}` failed "
-                f"(exit {process.returncode}: {last_line})",
+                f"(exit {done.returncode}: {last_line})",
                 hint="run the command by hand to see why",
             )
-        return RestartResult(self.service, argv, process.returncode, seconds, tail)
+        return RestartResult(self.service, argv, done.returncode, seconds, tail)
 
-    def _spec(self) -> RestartSettings:
+    def _spec(self) -> RestartSpec:
         if self.spec is None:
             raise ConfigError(
                 f"no restart method is configured for {self.service}",
@@ -115,11 +113,3 @@ class Restarter:
                 "({method: systemctl, unit: NAME} or docker or command)",
             )
         return self.spec
-
-
-def _kill_group(process: subprocess.Popen[str]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.communicate()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -15,10 +15,6 @@ from e2ee_ops.cli.common import (
     app_context,
     finish,
 )
-
-if TYPE_CHECKING:
-    from e2ee_ops.adapters.api import ApiClient
-    from e2ee_ops.context import AppContext
 
 app = typer.Typer(
     name="abuse",
@@ -50,43 +46,19 @@ def top_senders(
     """Per sender in the window: messages, distinct recipients (fan-out), new
     conversations (churn) and 429s. Exit code by the worst sender against the
     thresholds.abuse_* rates (per hour)."""
-    from e2ee_ops.adapters.abuse_db import AbuseDatabase
-    from e2ee_ops.cli.targets import database
+    from e2ee_ops.cli.targets import abuse_db
     from e2ee_ops.procedures.abuse import parse_window
     from e2ee_ops.procedures.abuse import top_senders as procedure
 
     env = app_context(ctx)
     seconds = parse_window(window)
-    db = database(env)
-    assert db is not None
     report = procedure(
-        db=AbuseDatabase(db),
+        db=abuse_db(env),
         thresholds=env.settings.thresholds,
         window_seconds=seconds,
         limit=limit,
     )
     finish(ctx, report, output=output)
-
-
-def _verifier(env: AppContext, name: str | None) -> ApiClient | None:
-    if name is None:
-        return None
-    from e2ee_ops.cli.targets import api_client
-    from e2ee_ops.errors import UsageError
-
-    if name not in ("user", "canary_a", "canary_b"):
-        raise UsageError(f"--verify-token {name!r}: choose user, canary_a or canary_b")
-    return api_client(env, name)
-
-
-def _own_accounts(env: AppContext) -> dict[str, str]:
-    """The toolkit's own accounts, which `abuse block` refuses without --force."""
-    s = env.settings
-    own = dict.fromkeys(s.abuse.protected_accounts, "listed in abuse.protected_accounts")
-    for key, account in (("account_a", s.canary.account_a), ("account_b", s.canary.account_b)):
-        if account:
-            own[account] = f"the configured canary account (canary.{key})"
-    return own
 
 
 def _run(
@@ -102,12 +74,12 @@ def _run(
     force: bool = False,
 ) -> None:
     from e2ee_ops.cli.acting import carry_out
-    from e2ee_ops.cli.targets import api_clients
+    from e2ee_ops.cli.targets import api_clients, own_accounts, verifier
     from e2ee_ops.procedures.abuse import block_user
 
     env = app_context(ctx)
     admin = api_clients(env, "admin")[0]
-    verifier = _verifier(env, verify_token)
+    verifying = verifier(env, verify_token)
     command = f"abuse {'block' if block else 'unblock'} {account_id}"
 
     def run(do: bool):  # type: ignore[no-untyped-def]
@@ -117,9 +89,9 @@ def _run(
             reason=reason,
             execute=do,
             block=block,
-            verifier=verifier,
+            verifier=verifying,
             verifier_name=verify_token,
-            protected=_own_accounts(env),
+            protected=own_accounts(env),
             force=force,
         )
 

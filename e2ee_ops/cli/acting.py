@@ -2,23 +2,64 @@
 
 Without --execute the plan is shown and nothing changes. With it: confirm (or --yes),
 journal the plan, act, journal the outcome (also when acting fails), render, exit.
+The confirmation is the guard in front of every mutation: plan shown, then an explicit
+yes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
 from e2ee_ops.cli.common import app_context, finish
-from e2ee_ops.cli.confirm import confirm_execution
 from e2ee_ops.cli.targets import action_lock
+from e2ee_ops.context import AppContext
 from e2ee_ops.errors import E2eeOpsError, Terminated, UsageError
+from e2ee_ops.journal import OUTCOME, PLAN
+from e2ee_ops.render import OutputFormat, render
+from e2ee_ops.status import executing
 
 if TYPE_CHECKING:
-    from e2ee_ops.render import OutputFormat
     from e2ee_ops.status import Plan
+
+
+def confirm_execution(
+    env: AppContext,
+    plan: Plan,
+    *,
+    yes: bool,
+    typed: str | None = None,
+    unattended: str = "--yes",
+) -> None:
+    """Ask before acting, unless --yes; refuse to guess when nobody can answer.
+
+    `typed` is a phrase the operator must type back (data loss), which --yes does not
+    waive unless the caller decided it may; `unattended` is then the option that does,
+    named in the hint when nobody is at a terminal.
+    """
+    if yes and typed is None:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "--execute needs a confirmation and standard input is not a terminal",
+            hint=f"add {unattended} to run unattended (cron, CI)",
+        )
+    # The operator ran --execute: the plan shown asks to go ahead, not to add it.
+    pending = dataclasses.replace(
+        plan, summary=f"plan of {len(plan.steps)} steps; nothing changed yet"
+    )
+    render(pending, OutputFormat.TABLE, env.err)
+    if typed is not None:
+        answer = typer.prompt(f"Type {typed!r} to go ahead", err=True, default="")
+        if answer.strip() != typed:
+            raise UsageError("confirmation did not match; nothing was changed")
+        return
+    if not typer.confirm("Go ahead?", err=True, default=False):
+        raise UsageError("not confirmed; nothing was changed")
 
 
 def carry_out(
@@ -52,18 +93,20 @@ def carry_out(
         # One actor at a time; a run that waited acts on the state as it is now.
         with action_lock(env, command.split()[0], command=command):
             journal.append(
-                "plan",
+                PLAN,
                 command=command,
                 data={**extra, "steps": [s.description for s in plan.steps], **plan.data},
             )
-            try:
-                plan = act()
-            except BaseException as exc:
-                # Every plan entry gets its outcome, whatever happened.
-                journal.append("outcome", command=command, data={**extra, **_failed(exc)})
-                raise
+            with executing() as started:
+                try:
+                    plan = act()
+                except BaseException as exc:
+                    # Every plan entry gets its outcome, whatever happened.
+                    failed = {**extra, **_failed(exc, started())}
+                    journal.append(OUTCOME, command=command, data=failed)
+                    raise
             journal.append(
-                "outcome",
+                OUTCOME,
                 command=command,
                 data={
                     **extra,
@@ -76,13 +119,19 @@ def carry_out(
     finish(ctx, plan, output=output)
 
 
-def _failed(exc: BaseException) -> dict[str, Any]:
-    """The outcome of an act that did not return: refused, interrupted or unknown."""
+def _failed(exc: BaseException, partial: Plan | None) -> dict[str, Any]:
+    """The outcome of an act that did not return: refused, interrupted or unknown, with
+    the steps that completed before it stopped."""
+    done = [s.outcome for s in partial.steps if s.executed] if partial is not None else []
     if isinstance(exc, KeyboardInterrupt):
         by = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
-        return {"status": "INTERRUPTED", "error": f"interrupted by {by}"}
+        return {"status": "INTERRUPTED", "error": f"interrupted by {by}", "completed": done}
     if isinstance(exc, UsageError):  # a refusal by the last checks, before any change
-        return {"status": "REFUSED", "error": exc.sentence}
+        return {"status": "REFUSED", "error": exc.sentence, "completed": done}
     if isinstance(exc, E2eeOpsError):  # lost connection, --timeout: state unknown
-        return {"status": "UNKNOWN", "error": exc.sentence}
-    return {"status": "UNKNOWN", "error": f"internal error: {type(exc).__name__}"}
+        return {"status": "UNKNOWN", "error": exc.sentence, "completed": done}
+    return {
+        "status": "UNKNOWN",
+        "error": f"internal error: {type(exc).__name__}",
+        "completed": done,
+    }

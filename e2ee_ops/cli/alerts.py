@@ -57,15 +57,6 @@ def check(ctx: typer.Context, output: OutputOption = None) -> None:
         db=database(env, required=False),
         thresholds=env.settings.thresholds,
         timeout=env.remaining(),
+        journal=env.journal(),
     )
-    journal = env.journal()
-    if journal.open_incident_id() is not None:  # cron runs between incidents stay out
-        journal.append(
-            "outcome",
-            command="alerts check",
-            data={
-                "status": report.status.name,
-                "failing": [f.summary for f in report.findings if f.status.name != "OK"],
-            },
-        )
     finish(ctx, report, output=output)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 
 from e2ee_ops.context import AppContext
 from e2ee_ops.render import OutputFormat, Result
+from e2ee_ops.status import Report
 
 # Upper bounds of numeric options. Beyond them a value is a typo, and it would overflow
 # a timer, a timestamp or a BIGINT before it meant anything: such input is a usage
@@ -48,10 +52,42 @@ def app_context(ctx: typer.Context) -> AppContext:
 
 
 def finish(
-    ctx: typer.Context, result: Result, *, output: OutputFormat | None = None, title: str = ""
+    ctx: typer.Context,
+    result: Result,
+    *,
+    output: OutputFormat | None = None,
+    title: str = "",
+    junit: Path | None = None,
 ) -> NoReturn:
-    """Render `result` on stdout and exit with the code its status calls for."""
+    """Render `result` on stdout (a report also as JUnit XML into `junit`) and exit with
+    the code its status calls for."""
     env = app_context(ctx)
+    if junit is not None and isinstance(result, Report):
+        from e2ee_ops.render import to_junit
+
+        junit.write_text(to_junit(result), encoding="utf-8")
     if output is not None:
         env.output = output
     raise typer.Exit(int(env.emit(result, title=title)))
+
+
+def watch_live(
+    ctx: typer.Context, check: Callable[[], Report], interval: float, count: int | None
+) -> NoReturn:
+    """Show `check()` live, refreshed every `interval` seconds (`count` times at most, else
+    until interrupted); exit with the code the last report calls for."""
+    from rich.live import Live
+
+    from e2ee_ops.render import rich_renderable
+
+    env = app_context(ctx)
+    env.unbounded()  # runs until interrupted or --count
+    report = check()
+    refreshes = 1
+    with Live(rich_renderable(report), console=env.out, auto_refresh=False) as live:
+        while count is None or refreshes < count:
+            time.sleep(interval)
+            report = check()
+            live.update(rich_renderable(report), refresh=True)
+            refreshes += 1
+    raise typer.Exit(int(report.exit_code))

@@ -22,7 +22,7 @@ def show(ctx: typer.Context, output: OutputOption = None) -> None:
 @app.command("validate")
 def validate(ctx: typer.Context, output: OutputOption = None) -> None:
     """Check the configuration: schema (exit 3 when invalid), secrets and files (exit 1)."""
-    from e2ee_ops.config import check_config
+    from e2ee_ops.procedures.config import check_config
 
     env = app_context(ctx)
     finish(ctx, check_config(env.config, environ=env.environ), output=output)

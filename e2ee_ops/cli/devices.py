@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -18,10 +18,6 @@ from e2ee_ops.cli.common import (
 )
 from e2ee_ops.errors import UsageError
 
-if TYPE_CHECKING:
-    from e2ee_ops.adapters.devices_db import DevicesDatabase
-    from e2ee_ops.context import AppContext
-
 app = typer.Typer(
     name="devices",
     help="Stuck devices (runbook: Stuck Device Remediation): low one-time prekey pools, "
@@ -30,15 +26,6 @@ app = typer.Typer(
 )
 
 CHANNELS = ("push", "email", "webhook")
-
-
-def _devices_db(env: AppContext) -> DevicesDatabase:
-    from e2ee_ops.adapters.devices_db import DevicesDatabase
-    from e2ee_ops.cli.targets import database
-
-    db = database(env)
-    assert db is not None
-    return DevicesDatabase(db)
 
 
 def _channels(text: str) -> list[str]:
@@ -115,7 +102,10 @@ def stuck(
     older than the maximum age, or not seen for a while; worst first, exit code by the
     worst. --notify reminds their owners (once per device and channel per window, safe
     under concurrent cron runs); --watch follows them until they refill."""
+    from e2ee_ops.cli.acting import carry_out
+    from e2ee_ops.cli.targets import devices_db, notifiers
     from e2ee_ops.procedures import devices as procedure
+    from e2ee_ops.status import Plan
 
     env = app_context(ctx)
     if notify and watch:
@@ -130,7 +120,7 @@ def stuck(
         user_id=user,
         limit=limit,
     )
-    db = _devices_db(env)
+    db = devices_db(env)
     if watch:
         env.unbounded()  # --watch-timeout bounds it
         report = procedure.watch_stuck_devices(
@@ -138,48 +128,20 @@ def stuck(
             options=options,
             timeout_seconds=watch_timeout,
             interval_seconds=interval,
+            journal=env.journal(),
             progress=env.progress,
-        )
-        # Devices that refilled are the remediation the post-mortem counts.
-        env.journal().append(
-            "outcome",
-            command="devices stuck --watch",
-            data={
-                "status": report.status.name,
-                "remediated": report.data.get("recovered", []),
-                "still_stuck": report.data.get("still_stuck", []),
-            },
         )
         finish(ctx, report, output=output)
     if not notify:
         finish(ctx, procedure.find_stuck_devices(db=db, options=options), output=output)
-    _notify(ctx, env, db, options, _channels(notify), execute=execute, yes=yes, output=output)
-
-
-def _notify(
-    ctx: typer.Context,
-    env: AppContext,
-    db: DevicesDatabase,
-    options: object,
-    channels: list[str],
-    *,
-    execute: bool,
-    yes: bool,
-    output: OutputOption,
-) -> None:
-    from e2ee_ops.adapters.notifiers import notifiers_for
-    from e2ee_ops.cli.acting import carry_out
-    from e2ee_ops.procedures import devices as procedure
-    from e2ee_ops.status import Plan
-
-    assert isinstance(options, procedure.StuckOptions)
-    n = env.settings.notifiers
-    notifiers = [env.closing(x) for x in notifiers_for(n, channels, environ=env.environ)]
+    channels = _channels(notify)
+    n = settings.notifiers
+    built = notifiers(env, channels)
 
     def run(do: bool) -> Plan:
         return procedure.notify_stuck_devices(
             db=db,
-            notifiers=notifiers,
+            notifiers=built,
             options=options,
             notify=procedure.NotifyOptions(
                 channels=channels,

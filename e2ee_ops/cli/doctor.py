@@ -20,23 +20,10 @@ def doctor(
 ) -> None:
     """Run every read-only check concurrently (API health, metrics, Redis, PostgreSQL,
     schema at Alembic head, feature flag, OTPK pools, delivery lag); exit code by the worst."""
-    from e2ee_ops.adapters.migrations import Migrations
-    from e2ee_ops.cli.targets import api_clients, database, redis_probe
-    from e2ee_ops.procedures.doctor import DoctorTargets, run_doctor
-    from e2ee_ops.render import to_junit
+    from e2ee_ops.cli.targets import doctor_targets
+    from e2ee_ops.procedures.doctor import run_doctor
 
     env = app_context(ctx)
-    s = env.settings
-    db = database(env, required=False)
-    targets = DoctorTargets(
-        public_apis=api_clients(env, None),
-        admin_apis=api_clients(env, "admin"),
-        redis=redis_probe(env),
-        db=db,
-        migrations=Migrations(s.alembic.config, s.postgres.url) if s.postgres.url else None,
-        thresholds=s.thresholds,
+    finish(
+        ctx, run_doctor(doctor_targets(env), timeout=env.remaining()), output=output, junit=junit
     )
-    report = run_doctor(targets, timeout=env.remaining())
-    if junit is not None:
-        junit.write_text(to_junit(report), encoding="utf-8")
-    finish(ctx, report, output=output)

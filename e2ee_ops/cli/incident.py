@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from e2ee_ops.cli.common import OutputOption, app_context, finish
-from e2ee_ops.context import AppContext
-
-if TYPE_CHECKING:
-    from e2ee_ops.procedures.incident import Channels
 
 app = typer.Typer(
     name="incident",
@@ -18,36 +14,6 @@ app = typer.Typer(
     "with a timeline every command's plan and outcome joins while it is open.",
     no_args_is_help=True,
 )
-
-
-def channels(env: AppContext) -> Channels:
-    """The configured announcement channels, wired to the notify adapter."""
-    from e2ee_ops.adapters.incident_notify import pagerduty_event, post_webhook
-    from e2ee_ops.procedures.incident import Channels
-
-    cfg = env.settings.incident
-    found = Channels()
-    if cfg.webhook is not None:
-        url = cfg.webhook.resolve(key="incident.webhook", environ=env.environ)
-        found.webhook = lambda text: post_webhook(url, text, timeout=cfg.timeout_seconds)
-    pd = cfg.pagerduty
-    if pd is not None:
-        key = pd.routing_key.resolve(key="incident.pagerduty.routing_key", environ=env.environ)
-
-        def page(action: str, dedup: str, summary: str, severity: str, details: object) -> None:
-            pagerduty_event(
-                pd.events_url,
-                key,
-                action=action,
-                dedup_key=dedup,
-                summary=summary,
-                severity=severity,
-                details=details if isinstance(details, dict) else {},
-                timeout=cfg.timeout_seconds,
-            )
-
-        found.pager = page
-    return found
 
 
 @app.command("open")
@@ -64,6 +30,7 @@ def open_(
 ) -> None:
     """Open an incident: record it, post it to the incident channel and page PagerDuty.
     Until it is closed, every command's plan and outcome joins its timeline."""
+    from e2ee_ops.cli.targets import incident_channels
     from e2ee_ops.procedures.incident import open_incident
 
     env = app_context(ctx)
@@ -72,7 +39,7 @@ def open_(
         severity=severity.upper(),
         title=title,
         drill=drill,
-        channels=channels(env),
+        channels=incident_channels(env),
         now=env.clock(),
     )
     finish(ctx, plan, output=output)
@@ -122,10 +89,14 @@ def close(
     output: OutputOption = None,
 ) -> None:
     """Close the open incident, post the resolution and resolve the PagerDuty incident."""
+    from e2ee_ops.cli.targets import incident_channels
     from e2ee_ops.procedures.incident import close_incident
 
     env = app_context(ctx)
     plan = close_incident(
-        journal=env.journal(), resolution=resolution, channels=channels(env), now=env.clock()
+        journal=env.journal(),
+        resolution=resolution,
+        channels=incident_channels(env),
+        now=env.clock(),
     )
     finish(ctx, plan, output=output)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from typing import Annotated
 
@@ -17,6 +16,7 @@ from e2ee_ops.cli.common import (
     YesOption,
     app_context,
     finish,
+    watch_live,
 )
 
 app = typer.Typer(
@@ -93,21 +93,8 @@ def watch(
     ] = None,
 ) -> None:
     """A live view of the detection signals, refreshed until interrupted (Ctrl-C)."""
-    from rich.live import Live
-
     from e2ee_ops.cli.targets import redis_targets
     from e2ee_ops.procedures.redis_outage import check_redis
-    from e2ee_ops.render import rich_renderable
 
-    env = app_context(ctx)
-    env.unbounded()  # runs until interrupted or --count
-    targets = redis_targets(env)
-    report = check_redis(targets, timeout=interval * 4)
-    refreshes = 1
-    with Live(rich_renderable(report), console=env.out, auto_refresh=False) as live:
-        while count is None or refreshes < count:
-            time.sleep(interval)
-            report = check_redis(targets, timeout=interval * 4)
-            live.update(rich_renderable(report), refresh=True)
-            refreshes += 1
-    raise typer.Exit(int(report.exit_code))
+    targets = redis_targets(app_context(ctx))
+    watch_live(ctx, lambda: check_redis(targets, timeout=interval * 4), interval, count)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from e2ee_ops.cli.acting import carry_out
+from e2ee_ops.cli.acting import carry_out, confirm_execution
 from e2ee_ops.cli.common import (
     MAX_COUNT,
     ExecuteOption,
@@ -16,8 +16,7 @@ from e2ee_ops.cli.common import (
     app_context,
     finish,
 )
-from e2ee_ops.cli.confirm import confirm_execution
-from e2ee_ops.errors import ConfigError, UsageError
+from e2ee_ops.errors import UsageError
 
 if TYPE_CHECKING:
     from e2ee_ops.status import Plan
@@ -61,29 +60,12 @@ def flag(
     """Set E2EE_DM_ENABLED in the env file (that one line rewritten, a backup kept), restart
     the API, then verify: with --disable GET /dm/conversations must answer 403 "E2EE DM is
     not enabled" and an open SSE stream must be closed by the server; with --enable, 200."""
-    from e2ee_ops.cli.targets import api_clients, restarter
-    from e2ee_ops.procedures.rollback_flag import FlagTargets, rollback_flag
+    from e2ee_ops.cli.targets import flag_targets
+    from e2ee_ops.procedures.rollback_flag import rollback_flag
 
     if disable == enable:
         raise UsageError("give exactly one of --disable or --enable")
-    env = app_context(ctx)
-    s = env.settings.rollback
-    path = env_file or s.env_file
-    if path is None:
-        raise ConfigError(
-            "no env file to edit", hint="give --env-file PATH or set rollback.env_file"
-        )
-    targets = FlagTargets(
-        env_file=path,
-        apis=api_clients(env, "user"),
-        stream_apis=api_clients(env, "user"),
-        restarter=restarter(env, "api"),
-        verify_device=s.verify_device,
-        health_deadline_seconds=s.health_deadline_seconds,
-        stream_close_seconds=s.stream_close_seconds,
-        clock=env.clock,
-        progress=env.progress,
-    )
+    targets = flag_targets(app_context(ctx), env_file)
     carry_out(
         ctx,
         command="rollback flag",  # the direction is in the entries' data ("value")
@@ -134,34 +116,15 @@ def migration(
     """Without options: `alembic current` and `history`. With --steps N or --to REV: plan
     the downgrade (revisions, offline SQL, every table dropped or emptied with its row
     count); refuse to lose rows of E2EE tables; with --execute, downgrade and verify."""
-    from e2ee_ops.adapters.migrations import Migrations
-    from e2ee_ops.adapters.schema_db import SchemaDatabase
-    from e2ee_ops.cli.targets import database
-    from e2ee_ops.procedures.rollback_migration import (
-        MigrationTargets,
-        migration_status,
-        rollback_migration,
-    )
+    from e2ee_ops.cli.targets import migration_targets
+    from e2ee_ops.procedures.rollback_migration import migration_status, rollback_migration
 
     if steps is not None and to is not None:
         raise UsageError("give --steps N or --to REV, not both")
     if confirm_tables is not None and not allow_data_loss:
         raise UsageError("--confirm-tables goes with --allow-data-loss")
     env = app_context(ctx)
-    s = env.settings
-    db = database(env)
-    assert db is not None
-    targets = MigrationTargets(
-        migrations=Migrations(
-            s.alembic.config,
-            db.url,
-            password=db.password,
-            connect_timeout=s.postgres.connect_timeout_seconds,
-        ),
-        schema=SchemaDatabase(db),
-        protected=s.rollback.protected_tables,
-        progress=env.progress,
-    )
+    targets = migration_targets(env)
     if steps is None and to is None:
         if execute:
             raise UsageError("--execute needs --steps N or --to REV")
@@ -242,18 +205,10 @@ def git(
     """Check the commit exists and the work tree is clean, show the commits undone, create
     the rollback branch, reset it to the commit, push it with --force-with-lease, verify
     with git ls-remote that the remote branch points at the commit."""
-    from e2ee_ops.adapters.git import GitRepo
-    from e2ee_ops.procedures.rollback_git import GitTargets, rollback_git
+    from e2ee_ops.cli.targets import git_targets
+    from e2ee_ops.procedures.rollback_git import rollback_git
 
-    env = app_context(ctx)
-    targets = GitTargets(
-        repo=GitRepo(
-            repo or env.cwd or Path.cwd(), timeout=env.settings.rollback.git_timeout_seconds
-        ),
-        remote=remote,
-        branch=branch or f"rollback-e2ee-{env.clock().astimezone():%Y%m%d}",
-        progress=env.progress,
-    )
+    targets = git_targets(app_context(ctx), repo=repo, remote=remote, branch=branch)
     carry_out(
         ctx,
         command="rollback git",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from e2ee_ops.errors import AuthError, E2eeOpsError, RefusedError, UsageError
-from e2ee_ops.status import Finding, Plan, Report, Status, Step, classify
+from e2ee_ops.status import Finding, Plan, Report, Status, Step, StepRunner, classify
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.abuse_db import AbuseDatabase, SenderActivity
@@ -246,9 +246,8 @@ def block_user(
     plan.steps[0].status = Status.OK
     if not execute:
         return plan
-    plan.executed = True
-    lookup, act, check, probe = plan.steps
-    lookup.executed, lookup.outcome = True, state
+    run = StepRunner(plan)
+    run.done(state)
     try:
         answer = (
             admin.block_user(str(account_id), reason=reason or "")
@@ -256,37 +255,35 @@ def block_user(
             else admin.unblock_user(str(account_id))
         )
     except E2eeOpsError as exc:
-        act.executed, act.status, act.outcome = True, Status.CRITICAL, f"failed: {exc.sentence}"
-        check.outcome = probe.outcome = "not run: the action failed"
-        return plan
-    act.executed, act.status = True, Status.OK
-    act.outcome = f"the admin API answered blocked={str(answer.get('blocked')).lower()}"
+        return run.fail(f"failed: {exc.sentence}", rest="not run: the action failed")
+    run.done(f"the admin API answered blocked={str(answer.get('blocked')).lower()}")
     after = admin.get_user(str(account_id))
     held = bool(after.get("blocked")) is block and (
         not block or after.get("block_reason") == reason
     )
-    check.executed = True
-    check.status = Status.OK if held else Status.CRITICAL
-    check.outcome = (
+    run.done(
         f"GET /admin/users/{account_id}: blocked={str(after.get('blocked')).lower()}"
-        + (f", reason {after.get('block_reason')!r}" if after.get("blocked") else "")
+        + (f", reason {after.get('block_reason')!r}" if after.get("blocked") else ""),
+        Status.OK if held else Status.CRITICAL,
     )
     if verifier is None:
-        probe.status, probe.outcome = Status.OK, "skipped: no token of this user configured"
+        run.skip("skipped: no token of this user configured")
     else:
-        probe.executed = True
+        want = "blocked" if block else "allowed"
         try:
             seen = _probe_send(verifier)
         except (AuthError, RefusedError) as exc:
-            probe.status, probe.outcome = Status.CRITICAL, f"the probe failed: {exc.sentence}"
+            run.done(f"the probe failed: {exc.sentence}", Status.CRITICAL)
         else:
-            want = "blocked" if block else "allowed"
-            probe.status = Status.OK if seen == want else Status.CRITICAL
-            probe.outcome = (
-                "the user's send answers 403 USER_BLOCKED"
-                if seen == "blocked"
-                else "the user's send passes the block check"
-            ) + ("" if seen == want else f" (expected {want}: is --verify-token this user's?)")
+            run.done(
+                (
+                    "the user's send answers 403 USER_BLOCKED"
+                    if seen == "blocked"
+                    else "the user's send passes the block check"
+                )
+                + ("" if seen == want else f" (expected {want}: is --verify-token this user's?)"),
+                Status.OK if seen == want else Status.CRITICAL,
+            )
     plan.summary = (
         f"{name} {verb}ed and verified"
         if plan.status is Status.OK

@@ -17,12 +17,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.errors import E2eeOpsError, UsageError
-from e2ee_ops.status import Finding, Plan, Report, Status, Step
+from e2ee_ops.journal import OUTCOME
+from e2ee_ops.status import Finding, Plan, Report, Status, Step, StepRunner
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.devices_db import DeviceRow, DevicesDatabase, ReminderLog
     from e2ee_ops.adapters.notifiers import Notifier, Reminder
     from e2ee_ops.config import Thresholds
+    from e2ee_ops.journal import Journal
 
 # The runbook's own words for the push and the email.
 REMINDER_SUBJECT = "Please open the app to refresh your security keys"
@@ -256,14 +258,16 @@ def notify_stuck_devices(
     )
     if not execute or not due:
         return plan
-    plan.executed = True
+    run = StepRunner(plan)
     with db.notify_lock(
         wait_seconds=notify.lock_wait_seconds,
         on_wait=lambda: notify.progress("another notify run holds the lock; waiting for it"),
     ) as log:
         already = log.recently_sent([v.row.device_id for v in due], notify.dedup_window_hours)
-        for step, v in zip(plan.steps, due, strict=True):
-            _remind(step, v, notifiers, log, already, notify)
+        for v in due:
+            outcome, status = _remind(v, notifiers, log, already, notify)
+            run.done(outcome, status)
+            notify.progress(f"{v.row.username}/{v.row.device_name}: {outcome}")
     sent = sum(1 for s in notify.sent if s["result"] == "sent")
     failed = sum(1 for s in notify.sent if s["result"] == "failed")
     plan.data["notifications"] = notify.sent
@@ -282,14 +286,14 @@ def notify_stuck_devices(
 
 
 def _remind(
-    step: Step,
     v: DeviceVerdict,
     notifiers: Sequence[Notifier],
     log: ReminderLog,
     already: set[tuple[str, str]],
     notify: NotifyOptions,
-) -> None:
-    from e2ee_ops.adapters.notifiers import SkipReminder
+) -> tuple[str, Status]:
+    """Remind the owner of `v` on every channel; the step's outcome and status."""
+    from e2ee_ops.errors import SkipReminder
 
     reminder = reminder_for(v)
     outcomes: list[str] = []
@@ -315,8 +319,7 @@ def _remind(
                 record |= {"result": "sent"}
                 outcomes.append(f"{notifier.channel}: sent")
         notify.sent.append(record)
-    step.executed, step.status, step.outcome = True, status, "; ".join(outcomes)
-    notify.progress(f"{v.row.username}/{v.row.device_name}: {step.outcome}")
+    return "; ".join(outcomes), status
 
 
 # ---- watch ------------------------------------------------------------------------------
@@ -328,11 +331,13 @@ def watch_stuck_devices(
     options: StuckOptions,
     timeout_seconds: float,
     interval_seconds: float,
+    journal: Journal | None = None,
     progress: Callable[[str], None] = lambda _m: None,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Report:
-    """Follow the listed devices until each is healthy again or the timeout passes."""
+    """Follow the listed devices until each is healthy again or the timeout passes. The
+    devices that refilled, the remediation the post-mortem counts, go to `journal`."""
     verdicts, _, _ = _query(db, options)
     start = monotonic()
     pending = {v.row.device_id: v for v in verdicts}
@@ -393,4 +398,14 @@ def watch_stuck_devices(
     )
     report.data["recovered"] = sorted(recovered)
     report.data["still_stuck"] = sorted(pending)
+    if journal is not None:
+        journal.append(
+            OUTCOME,
+            command="devices stuck --watch",
+            data={
+                "status": report.status.name,
+                "remediated": report.data["recovered"],
+                "still_stuck": report.data["still_stuck"],
+            },
+        )
     return report

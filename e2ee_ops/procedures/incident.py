@@ -24,6 +24,10 @@ from e2ee_ops.journal import (
     INCIDENT_LOG,
     INCIDENT_NOTIFY,
     INCIDENT_OPEN,
+    OUTCOME,
+    PLAN,
+    POSTMORTEM,
+    REDIS_OUTAGE,
     Entry,
     Journal,
 )
@@ -32,7 +36,6 @@ from e2ee_ops.status import Finding, Plan, Report, Status, Step
 SEVERITIES = ("P0", "P1", "P2", "P3")
 PAGER_SEVERITY = {"P0": "critical", "P1": "error", "P2": "warning", "P3": "info"}
 STEPS = ("acknowledge", "assess", "contain", "resolve", "communicate", "postmortem")
-POSTMORTEM_KIND = "postmortem"
 
 # Journal commands whose successful outcome performs a response step.
 ASSESS_COMMANDS = ("alerts check", "redis check", "doctor", "devices stuck", "abuse top-senders")
@@ -269,7 +272,7 @@ def runs_command(command: str, names: tuple[str, ...]) -> bool:
 
 def _outcome_ok(entry: Entry, commands: tuple[str, ...], *, any_status: bool = False) -> bool:
     return (
-        entry.kind == "outcome"
+        entry.kind == OUTCOME
         and runs_command(entry.command, commands)
         and (any_status or str(entry.data.get("status", "OK")) in ("OK", "WARNING"))
     )
@@ -294,7 +297,7 @@ def response_steps(incident: Incident) -> dict[str, str | None]:
                 done[step] = f"`{e.command}` at {when}"
         if e.kind == INCIDENT_NOTIFY and e.data.get("event") == "close" and e.data.get("ok"):
             done["communicate"] = done["communicate"] or f"resolution posted at {when}"
-        if e.kind == POSTMORTEM_KIND:
+        if e.kind == POSTMORTEM:
             done["postmortem"] = done["postmortem"] or f"checklist written at {when}"
     if incident.closed is not None and done["resolve"] is None:
         done["resolve"] = f"closed at {incident.closed.ts:%H:%M:%S}"
@@ -314,12 +317,12 @@ def describe_entry(e: Entry) -> str:
         return (f"[{d['step']}] " if d.get("step") else "") + str(d.get("text", ""))
     if e.kind == INCIDENT_NOTIFY:
         return f"{d.get('channel')}: {d.get('outcome')}"
-    if e.kind == "plan":
+    if e.kind == PLAN:
         steps = d.get("steps") or []
         return f"plan of {len(steps)} step(s)" if isinstance(steps, list) else "plan"
-    if e.kind == "outcome":
+    if e.kind == OUTCOME:
         return f"outcome {d.get('status', '?')}"
-    if e.kind == "redis_outage":
+    if e.kind == REDIS_OUTAGE:
         return (
             f"Redis outage of {d.get('duration_seconds')} s; {d.get('stored')} stored, "
             f"{d.get('stored_not_delivered')} not delivered"
@@ -346,7 +349,7 @@ def incident_status(*, journal: Journal, incident_id: str | None = None) -> Repo
         )
     for e in incident.entries:
         # Timeline rows are history: a past CRITICAL outcome must not make `status` fail.
-        status = e.data.get("status") if e.kind == "outcome" else None
+        status = e.data.get("status") if e.kind == OUTCOME else None
         report.findings.append(
             Finding(
                 f"{e.ts:%H:%M:%S} {e.command}",

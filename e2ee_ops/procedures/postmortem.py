@@ -22,9 +22,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.errors import E2eeOpsError, UsageError
-from e2ee_ops.journal import Entry, Journal
+from e2ee_ops.journal import OUTCOME, POSTMORTEM, REDIS_OUTAGE, Entry, Journal
 from e2ee_ops.procedures.incident import (
-    POSTMORTEM_KIND,
     Incident,
     describe_entry,
     load_incident,
@@ -35,7 +34,6 @@ from e2ee_ops.procedures.incident import (
 if TYPE_CHECKING:
     from e2ee_ops.adapters.postgres import OpsDatabase
 
-OUTAGE_KIND = "redis_outage"
 MANUAL = "not verifiable by any command: a person has to do this and tick it"
 
 
@@ -73,7 +71,7 @@ def devices_remediated(entries: list[Entry]) -> tuple[int, list[str]] | None:
     found = [
         _ids_or_count(_first(e.data, "remediated", "devices_remediated", "refilled"))
         for e in entries
-        if e.kind == "outcome" and e.command.startswith("devices")
+        if e.kind == OUTCOME and e.command.startswith("devices")
     ]
     if not found:
         return None
@@ -84,7 +82,7 @@ def users_blocked(entries: list[Entry]) -> tuple[int, list[str]] | None:
     found = [
         _ids_or_count(_first(e.data, "blocked", "account_ids", "account_id"))
         for e in entries
-        if e.kind == "outcome"
+        if e.kind == OUTCOME
         and runs_command(e.command, ("abuse block",))
         and str(e.data.get("status", "OK")) in ("OK", "WARNING")
     ]
@@ -178,13 +176,13 @@ def build_checklist(
         entries = incident.entries
     else:
         # No incident was opened: the last recorded Redis outage on its own.
-        entries = list(journal.entries(kind=OUTAGE_KIND))[-1:]
+        entries = list(journal.entries(kind=REDIS_OUTAGE))[-1:]
         if not entries:
             raise UsageError(
                 f"no incident and no recorded outage in the journal {journal.path}",
                 hint="open incidents with `e2ee-ops incident open`",
             )
-    outages = [e for e in entries if e.kind == OUTAGE_KIND]
+    outages = [e for e in entries if e.kind == REDIS_OUTAGE]
     blocked = users_blocked(entries)
     remediated = devices_remediated(entries)
     if outages:
@@ -214,7 +212,7 @@ def build_checklist(
     checklist.markdown = render_markdown(checklist, incident, entries, remediated, blocked)
     if incident is not None:
         journal.append(
-            POSTMORTEM_KIND,
+            POSTMORTEM,
             command="postmortem checklist",
             incident_id=incident.incident_id,
             data={"kind": kind, "unchecked": sum(not i.checked for i in checklist.items)},

@@ -10,7 +10,6 @@ and stored vs delivered for the outage window; the outage goes to the journal.
 from __future__ import annotations
 
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.config import Thresholds
 from e2ee_ops.errors import E2eeOpsError, VerificationFailed
+from e2ee_ops.journal import REDIS_OUTAGE
 from e2ee_ops.procedures.probes import Probe, run_probes
-from e2ee_ops.status import Finding, Plan, Report, Status, Step, classify
+from e2ee_ops.status import Finding, Plan, Report, Status, Step, StepRunner, classify
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.api import ApiClient
@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from e2ee_ops.adapters.redis_client import RedisProbe
     from e2ee_ops.adapters.restarter import Restarter
     from e2ee_ops.journal import Journal
-
-OUTAGE_KIND = "redis_outage"
-OUTAGE_LOOKBACK = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -43,6 +40,7 @@ class Canary:
     receiver: ApiClient
     receiver_account: str
     receiver_device: str
+    delivery_timeout_seconds: float = 15.0  # how long the message may take over SSE
 
 
 @dataclass
@@ -250,66 +248,46 @@ class CanaryResult:
 
 def send_canary(canary: Canary, *, deadline_seconds: float) -> CanaryResult:
     """Send a canary from A and watch it arrive on B's SSE stream; then acknowledge it."""
-    received: dict[str, Any] = {}
-    listening = threading.Event()
-    arrived = threading.Event()
-    errors: list[BaseException] = []
-    expected: dict[str, int] = {}
-
-    def listen() -> None:
-        try:
-            for event in canary.receiver.stream(
-                canary.receiver_device, deadline_seconds=deadline_seconds + 5
-            ):
-                if event.event == "heartbeat":
-                    listening.set()
-                elif event.event == "message":
-                    received.setdefault("ids", []).append(int(event.data.get("message_id", 0)))
-                    if "id" in expected and expected["id"] in received["ids"]:
-                        received["at"] = time.monotonic()
-                        arrived.set()
-                        return
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
-            errors.append(exc)
-        finally:
-            listening.set()
-
-    thread = threading.Thread(target=listen, daemon=True, name="canary-listener")
-    thread.start()
-    if not listening.wait(deadline_seconds) or errors:
-        raise errors[0] if errors else VerificationFailed("the canary stream never opened")
-    conversation = canary.sender.create_conversation(canary.receiver_account)
-    devices = canary.sender.user_devices(canary.receiver_account)
-    if not devices:
-        raise VerificationFailed("the canary receiver has no active device")
-    sent_at = time.monotonic()
-    answer = canary.sender.send_message(
-        str(conversation["conversation_id"]),
-        sender_device_id=canary.sender_device,
-        client_message_id=f"canary-{uuid.uuid4().hex}",
-        envelopes=[
-            {
-                "device_id": d["device_id"],
-                "bundle_version": d["bundle_version"],
-                # Opaque bytes: a canary carries no plaintext, like any envelope.
-                "ciphertext": _b64(os.urandom(32)),
-            }
-            for d in devices
-        ],
-    )
-    expected["id"] = int(answer["message_id"])
-    if expected["id"] in received.get("ids", []):
-        received["at"] = time.monotonic()
-        arrived.set()
-    if not arrived.wait(deadline_seconds):
-        if errors:
-            raise errors[0]
-        raise VerificationFailed(
-            f"canary message {expected['id']} did not arrive over SSE within {deadline_seconds:g} s"
+    with canary.receiver.open_stream(
+        canary.receiver_device, lifetime_seconds=deadline_seconds + 5
+    ) as stream:
+        if not stream.wait_for(lambda s: s.opened, deadline_seconds):
+            raise stream.error or VerificationFailed("the canary stream never opened")
+        conversation = canary.sender.create_conversation(canary.receiver_account)
+        devices = canary.sender.user_devices(canary.receiver_account)
+        if not devices:
+            raise VerificationFailed("the canary receiver has no active device")
+        sent_at = time.monotonic()
+        answer = canary.sender.send_message(
+            str(conversation["conversation_id"]),
+            sender_device_id=canary.sender_device,
+            client_message_id=f"canary-{uuid.uuid4().hex}",
+            envelopes=[
+                {
+                    "device_id": d["device_id"],
+                    "bundle_version": d["bundle_version"],
+                    # Opaque bytes: a canary carries no plaintext, like any envelope.
+                    "ciphertext": _b64(os.urandom(32)),
+                }
+                for d in devices
+            ],
         )
+        expected = int(answer["message_id"])
+        if not stream.wait_for(lambda s: expected in s.message_ids(), deadline_seconds):
+            if stream.error is not None and not isinstance(stream.error, TimeoutError):
+                raise stream.error
+            raise VerificationFailed(
+                f"canary message {expected} did not arrive over SSE within {deadline_seconds:g} s"
+            )
+        arrived_at = next(
+            at
+            for at, e in stream.received
+            if e.event == "message" and int(e.data.get("message_id", 0)) == expected
+        )
+        received = stream.message_ids()
     # Everything the canary device received over SSE was delivered to it: say so.
-    canary.receiver.ack(canary.receiver_device, sorted(set(received.get("ids", []))))
-    return CanaryResult(expected["id"], (received["at"] - sent_at) * 1000.0)
+    canary.receiver.ack(canary.receiver_device, sorted(set(received)))
+    return CanaryResult(expected, (arrived_at - sent_at) * 1000.0)
 
 
 def _b64(raw: bytes) -> str:
@@ -352,30 +330,16 @@ def recover_redis(
     plan = recovery_plan(t, force=force)
     if not execute:
         return plan
-    plan.executed = True
-    steps = iter(plan.steps)
+    run = StepRunner(plan, t.progress)
     th = t.thresholds
     detected_at = datetime.now(UTC)
 
-    def done(status: Status, outcome: str) -> Step:
-        step = next(steps)
-        step.executed, step.status, step.outcome = True, status, outcome
-        t.progress(f"{status.name}: {outcome}")
-        return step
-
-    def skip(outcome: str) -> None:
-        step = next(steps)
-        step.status, step.outcome = Status.OK, outcome
-
     def fail(outcome: str) -> Plan:
-        done(Status.CRITICAL, outcome)
-        for rest in steps:
-            rest.outcome = "not run: an earlier verification failed"
-        return plan
+        return run.fail(outcome, rest="not run: an earlier verification failed")
 
     was_down = not _redis_up(t.redis)
     window_start = since or _outage_start_estimate(t, detected_at)
-    done(Status.OK, "Redis is down" if was_down else "Redis answers PING")
+    run.done("Redis is down" if was_down else "Redis answers PING")
 
     if was_down or force:
         if t.restarter is None or t.restarter.spec is None:
@@ -384,33 +348,33 @@ def recover_redis(
             result = t.restarter.restart()
         except E2eeOpsError as exc:
             return fail(f"restart failed: {exc}")
-        done(Status.OK, f"restarted Redis in {result.seconds:.1f} s")
+        run.done(f"restarted Redis in {result.seconds:.1f} s")
     else:
-        skip("skipped: Redis is up (use --force to restart anyway)")
+        run.skip("skipped: Redis is up (use --force to restart anyway)")
 
     if not _wait_until(t, th.recover_deadline_seconds, lambda: _redis_up(t.redis)):
         return fail(f"Redis did not answer PING within {th.recover_deadline_seconds:g} s")
     redis_back_at = datetime.now(UTC)
-    done(Status.OK, "Redis answers PING")
+    run.done("Redis answers PING")
 
     if not _wait_until(t, th.recover_deadline_seconds, lambda: _metrics_clear(t.admin_apis)):
         return fail(
             "/dm/metrics still shows redis unavailable or relay_lag after "
             f"{th.recover_deadline_seconds:g} s"
         )
-    done(Status.OK, "every API instance reports redis_status=ok and relay_lag=false")
+    run.done("every API instance reports redis_status=ok and relay_lag=false")
 
     if t.canary is None:
         return fail("no canary accounts are configured (tokens.canary_a/b, canary.*)")
     try:
-        canary = send_canary(t.canary, deadline_seconds=max(th.delivery_p99_ms / 1000.0 * 20, 10.0))
+        canary = send_canary(t.canary, deadline_seconds=t.canary.delivery_timeout_seconds)
     except E2eeOpsError as exc:
         return fail(f"canary not delivered: {exc}")
     slow = canary.latency_ms > th.delivery_p99_ms
-    done(
-        Status.WARNING if slow else Status.OK,
+    run.done(
         f"canary message {canary.message_id} arrived over SSE in {canary.latency_ms:.0f} ms"
         + (f" (over {th.delivery_p99_ms:g} ms)" if slow else ""),
+        Status.WARNING if slow else Status.OK,
     )
 
     window = _settled_window(t, window_start, settle_seconds)
@@ -427,18 +391,17 @@ def recover_redis(
         else []
     )
     if window is None:
-        done(Status.UNKNOWN, "no PostgreSQL configured: stored vs delivered not compared")
+        run.done("no PostgreSQL configured: stored vs delivered not compared", Status.UNKNOWN)
     elif window.all_delivered:
-        done(
-            Status.OK,
-            f"all {window.stored} message(s) stored since {window.start:%H:%M:%S} were delivered",
+        run.done(
+            f"all {window.stored} message(s) stored since {window.start:%H:%M:%S} were delivered"
         )
     else:
-        done(
-            Status.WARNING,
+        run.done(
             f"{window.stored - window.delivered} of {window.stored} message(s) stored since "
             f"{window.start:%H:%M:%S} are not yet delivered (offline devices?); ids: "
             + ", ".join(str(u["message_id"]) for u in undelivered[:10]),
+            Status.WARNING,
         )
     ended_at = datetime.now(UTC)
     record = {
@@ -458,10 +421,10 @@ def recover_redis(
     }
     plan.data["outage"] = record
     if journal is not None:
-        journal.append(OUTAGE_KIND, command="redis recover", data=record)
-        done(Status.OK, f"outage recorded in the journal ({journal.path})")
+        journal.append(REDIS_OUTAGE, command="redis recover", data=record)
+        run.done(f"outage recorded in the journal ({journal.path})")
     else:
-        skip("no journal configured")
+        run.skip("no journal configured")
     return plan
 
 
@@ -472,12 +435,10 @@ def _outage_start_estimate(t: RedisTargets, now: datetime) -> datetime:
     if t.db is None:
         return now
     try:
-        window = t.db.delivery_window(
-            now - OUTAGE_LOOKBACK, now + timedelta(minutes=1), list_limit=1
-        )
+        oldest = t.db.oldest_undelivered(now)
     except E2eeOpsError:
         return now
-    return min(window.undelivered[0].created_at, now) if window.undelivered else now
+    return now if oldest is None else min(oldest, now)
 
 
 def _settled_window(

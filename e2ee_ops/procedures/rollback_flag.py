@@ -13,7 +13,6 @@ way, so running it twice is harmless.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,11 +22,10 @@ from typing import TYPE_CHECKING
 
 from e2ee_ops.adapters.envfile import EnvEdit, apply_env_edit, plan_env_edit
 from e2ee_ops.errors import E2eeOpsError, RefusedError
-from e2ee_ops.procedures.rollback import StepRunner
-from e2ee_ops.status import Plan, Status, Step
+from e2ee_ops.status import Plan, Status, Step, StepRunner
 
 if TYPE_CHECKING:
-    from e2ee_ops.adapters.api import ApiClient
+    from e2ee_ops.adapters.api import ApiClient, EventStream
     from e2ee_ops.adapters.restarter import Restarter
 
 FLAG = "E2EE_DM_ENABLED"
@@ -38,7 +36,6 @@ DISABLED_BODY = {"detail": "E2EE DM is not enabled"}
 class FlagTargets:
     env_file: Path
     apis: Sequence[ApiClient]  # user token, one per API instance
-    stream_apis: Sequence[ApiClient]  # the same, own connections for the watched streams
     restarter: Restarter
     verify_device: str | None = None
     health_deadline_seconds: float = 60.0
@@ -150,16 +147,16 @@ def rollback_flag(t: FlagTargets, *, enable: bool, execute: bool) -> Plan:
     plan = _plan(t, a, enable)
     if not execute:
         return plan
-    watchers: list[_StreamWatch] = []
+    streams: list[EventStream] = []
     try:
-        return _execute(t, a, plan, enable, watchers)
+        return _execute(t, a, plan, enable, streams)
     finally:
-        for w in watchers:
-            w.stop()
+        for stream in streams:
+            stream.close()
 
 
 def _execute(
-    t: FlagTargets, a: _Assessment, plan: Plan, enable: bool, watchers: list[_StreamWatch]
+    t: FlagTargets, a: _Assessment, plan: Plan, enable: bool, streams: list[EventStream]
 ) -> Plan:
     run = StepRunner(plan, t.progress)
     word = _word(enable)
@@ -176,8 +173,7 @@ def _execute(
         plan.data["backup"] = str(backup)
 
     if watch:
-        opened, outcome, status = _open_streams(t)
-        watchers.extend(opened)
+        outcome, status = _open_streams(t, streams)
         run.done(outcome, status)
 
     if a.restart_needed(enable):
@@ -204,7 +200,7 @@ def _execute(
     )
 
     if watch:
-        outcome, status = _streams_closed(t, watchers)
+        outcome, status = _streams_closed(t, streams)
         if status is Status.CRITICAL:
             return run.fail(outcome)
         run.done(outcome, status)
@@ -246,42 +242,6 @@ def _check_conversations(api: ApiClient, enable: bool) -> str | None:
     return f"{api.host} still answers 200 with {len(conversations)} conversation(s)"
 
 
-class _StreamWatch:
-    """Reads one SSE stream in the background and notes how it ended."""
-
-    def __init__(self, api: ApiClient, device: str, deadline_seconds: float) -> None:
-        self.api, self.device, self.deadline = api, device, deadline_seconds
-        self.opened = threading.Event()
-        self.ended = threading.Event()
-        self.saw_closing = False
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True, name=f"sse-{api.host}")
-
-    def start(self) -> _StreamWatch:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        """End a stream the server left open: closing its client breaks the read."""
-        if not self.ended.is_set():
-            self.api.close()
-        self.thread.join(timeout=5)
-
-    def _run(self) -> None:
-        started = time.monotonic()
-        try:
-            for event in self.api.stream(self.device, deadline_seconds=self.deadline):
-                self.opened.set()
-                if event.event == "closing":
-                    self.saw_closing = True
-            if not self.saw_closing and time.monotonic() - started >= self.deadline:
-                self.error = TimeoutError("the stream was still open at its deadline")
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
-            self.error = exc
-        finally:
-            self.ended.set()
-
-
 def _device(t: FlagTargets) -> str | None:
     if t.verify_device:
         return t.verify_device
@@ -290,29 +250,31 @@ def _device(t: FlagTargets) -> str | None:
     return str(active[0]["device_id"]) if active else None
 
 
-def _open_streams(t: FlagTargets) -> tuple[list[_StreamWatch], str, Status]:
-    """Open one stream per instance. A stream that cannot be opened only weakens the
-    verification (WARNING): it must never hold up switching the feature off."""
+def _open_streams(t: FlagTargets, streams: list[EventStream]) -> tuple[str, Status]:
+    """Open one stream per instance into `streams` (the caller closes them). A stream that
+    cannot be opened only weakens the verification (WARNING): it must never hold up
+    switching the feature off."""
     try:
         device = _device(t)
     except E2eeOpsError as exc:
-        return [], f"no stream opened: cannot list the user's devices ({exc})", Status.WARNING
+        return f"no stream opened: cannot list the user's devices ({exc})", Status.WARNING
     if device is None:
         return (
-            [],
             "no stream opened: the user has no active device (set rollback.verify_device)",
             Status.WARNING,
         )
     lifetime = t.health_deadline_seconds + t.stream_close_seconds + _restart_timeout(t) + 30.0
-    watchers = [_StreamWatch(api, device, lifetime).start() for api in t.stream_apis]
-    for w in watchers:
-        w.opened.wait(min(t.stream_close_seconds, 10.0))
-    open_ = [w for w in watchers if w.opened.is_set() and not w.ended.is_set()]
-    if len(open_) < len(watchers):
-        failed = [w for w in watchers if w not in open_]
-        why = "; ".join(f"{w.api.host}: {w.error or 'no event'}" for w in failed)
-        return open_, f"stream of device {device} not opened on {why}", Status.WARNING
-    return open_, f"stream of device {device} open on {len(open_)} instance(s)", Status.OK
+    streams.extend(api.open_stream(device, lifetime_seconds=lifetime) for api in t.apis)
+    for stream in streams:
+        stream.wait_for(lambda s: s.opened, min(t.stream_close_seconds, 10.0))
+    failed = [s for s in streams if not s.opened or s.ended]
+    if failed:
+        why = "; ".join(f"{s.host}: {s.error or 'no event'}" for s in failed)
+        for s in failed:
+            s.close()
+            streams.remove(s)
+        return f"stream of device {device} not opened on {why}", Status.WARNING
+    return f"stream of device {device} open on {len(streams)} instance(s)", Status.OK
 
 
 def _restart_timeout(t: FlagTargets) -> float:
@@ -320,31 +282,31 @@ def _restart_timeout(t: FlagTargets) -> float:
     return spec.timeout_seconds if spec is not None else 60.0
 
 
-def _streams_closed(t: FlagTargets, watchers: list[_StreamWatch]) -> tuple[str, Status]:
-    if not watchers:
+def _streams_closed(t: FlagTargets, streams: list[EventStream]) -> tuple[str, Status]:
+    if not streams:
         return "no stream was open: the server's closing of streams was not checked", Status.WARNING
     end = t.monotonic() + t.stream_close_seconds
-    for w in watchers:
-        w.ended.wait(max(0.0, end - t.monotonic()))
-    still_open = [w.api.host for w in watchers if not w.ended.is_set()]
+    for stream in streams:
+        stream.wait_for(lambda s: s.ended, end - t.monotonic())
+    still_open = [s.host for s in streams if not s.ended]
     if still_open:
         return (
             f"the stream is still open after {t.stream_close_seconds:g} s on "
             + ", ".join(still_open),
             Status.CRITICAL,
         )
-    timed_out = [w.api.host for w in watchers if isinstance(w.error, TimeoutError)]
+    timed_out = [s.host for s in streams if isinstance(s.error, TimeoutError)]
     if timed_out:
         return "the stream was never closed by the server on " + ", ".join(timed_out), (
             Status.CRITICAL
         )
-    abrupt = [w.api.host for w in watchers if not w.saw_closing]
+    abrupt = [s.host for s in streams if not s.saw("closing")]
     if abrupt:
         return (
             "the server dropped the stream without a `closing` event on " + ", ".join(abrupt),
             Status.WARNING,
         )
     return (
-        f"the server sent `closing` and closed the stream on {len(watchers)} instance(s)",
+        f"the server sent `closing` and closed the stream on {len(streams)} instance(s)",
         Status.OK,
     )

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from e2ee_ops.errors import E2eeOpsError, UsageError
-from e2ee_ops.procedures.rollback import StepRunner, listing
-from e2ee_ops.status import Plan, Status, Step
+from e2ee_ops.procedures.rollback import listing
+from e2ee_ops.status import Plan, Status, Step, StepRunner
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.git import Commit, GitRepo

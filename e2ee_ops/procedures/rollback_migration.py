@@ -25,8 +25,8 @@ from e2ee_ops.adapters.migrations import (
     sql_by_revision,
 )
 from e2ee_ops.errors import E2eeOpsError, UsageError
-from e2ee_ops.procedures.rollback import StepRunner, listing, matches_any
-from e2ee_ops.status import Finding, Plan, Report, Status, Step
+from e2ee_ops.procedures.rollback import listing, matches_any
+from e2ee_ops.status import Finding, Plan, Report, Status, Step, StepRunner
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.migrations import Migrations

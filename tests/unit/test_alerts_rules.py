@@ -12,7 +12,7 @@ import pytest
 from e2ee_ops.config import Thresholds
 from e2ee_ops.procedures.alerts import evaluate_samples, histogram_p99, parse_exposition, rules_yaml
 from e2ee_ops.status import Status
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 ALERTS = Path(__file__).resolve().parents[2] / "alerts"
 RULES = ALERTS / "e2ee_alerts.rules.yml"

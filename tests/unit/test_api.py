@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 import respx
 
-from e2ee_ops.adapters.api import DM_DISABLED_CODE, ApiClient, clients_for
-from e2ee_ops.config import Secret, load_config
+from e2ee_ops.adapters.api import DM_DISABLED_CODE, ApiClient
+from e2ee_ops.config import Secret
 from e2ee_ops.errors import (
     AuthError,
     E2eeOpsError,
@@ -264,18 +263,17 @@ def test_stream_errors(api: respx.MockRouter, client: ApiClient) -> None:
         list(client.stream("d3", deadline_seconds=1))
 
 
-def test_clients_for_every_base_url(tmp_path: Path) -> None:
-    loaded = load_config(
-        environ={
-            "HOME": "/nonexistent",
-            "E2EE_OPS_API__BASE_URLS": "http://a:1,http://b:2",
-            "E2EE_OPS_TOKENS__ADMIN__ENV": "ADMIN_T",
-        },
-        cwd=tmp_path,
+def test_event_stream_handle_waits_for_what_arrives_and_how_it_ends(
+    api: respx.MockRouter, client: ApiClient
+) -> None:
+    route = api.get("/dm/devices/d1/stream").respond(
+        200, text=SSE_BODY, headers={"content-type": "text/event-stream"}
     )
-    clients = clients_for(loaded.settings, token="admin", environ={"ADMIN_T": TOKEN})
-    try:
-        assert [c.host for c in clients] == ["a:1", "b:2"]
-    finally:
-        for c in clients:
-            c.close()
+    with client.open_stream("d1", lifetime_seconds=30) as stream:
+        assert stream.wait_for(lambda s: 42 in s.message_ids(), 5)
+        assert stream.wait_for(lambda s: s.ended, 5)
+        # Ended without it: False at once, whatever the deadline.
+        assert not stream.wait_for(lambda s: 43 in s.message_ids(), 3600)
+        assert stream.opened and stream.saw("closing") and stream.error is None
+        assert [e.event for _, e in stream.received] == ["heartbeat", "message", "closing"]
+    assert route.calls.last.request.headers["Authorization"] == f"Bearer {TOKEN}"

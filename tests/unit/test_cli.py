@@ -13,7 +13,7 @@ import pytest
 from e2ee_ops.config import LoadedConfig
 from e2ee_ops.context import AppContext
 from e2ee_ops.errors import UsageError, VerificationFailed
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 GROUPS = [
     "redis",

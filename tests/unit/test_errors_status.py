@@ -11,6 +11,7 @@ from e2ee_ops.status import (
     Report,
     Status,
     Step,
+    StepRunner,
     classify,
     exit_code_for,
 )
@@ -50,7 +51,8 @@ def test_every_error_is_an_e2ee_ops_error() -> None:
     for cls in (
         errors.ConfigError,
         errors.UsageError,
-        errors.NotImplementedYet,
+        errors.GitError,
+        errors.SkipReminder,
         errors.ActionFailed,
         errors.VerificationFailed,
     ):
@@ -86,7 +88,6 @@ def test_status_exit_codes(status: Status, code: int) -> None:
         (errors.UnreachableError("down", host="h"), ExitCode.UNKNOWN),
         (errors.TimedOutError("slow"), ExitCode.UNKNOWN),
         (errors.AuthError("401", status_code=401), ExitCode.UNKNOWN),
-        (errors.NotImplementedYet("later"), ExitCode.UNKNOWN),
         (errors.UsageError("typo"), ExitCode.USAGE),
         (errors.VerificationFailed("still 200"), ExitCode.CRITICAL),
         (errors.ActionFailed("restart failed"), ExitCode.CRITICAL),
@@ -134,3 +135,20 @@ def test_plan_status_counts_only_steps_with_a_status() -> None:
     plan.executed = True
     assert plan.exit_code == ExitCode.CRITICAL
     assert plan.one_line_summary() == "2 of 2 steps executed"
+
+
+def test_step_runner_marks_steps_in_order_and_stops_at_a_failure() -> None:
+    plan = Plan(title="t", steps=[Step("a"), Step("b"), Step("c"), Step("d")])
+    seen: list[str] = []
+    run = StepRunner(plan, seen.append)
+    run.done("a done")
+    run.skip("b skipped")
+    assert run.fail("c failed", rest="not run: c failed") is plan
+    a, b, c, d = plan.steps
+    assert plan.executed
+    assert (a.executed, a.status, a.outcome) == (True, Status.OK, "a done")
+    assert (b.executed, b.status, b.outcome) == (False, Status.OK, "b skipped")
+    assert (c.executed, c.status, c.outcome) == (True, Status.CRITICAL, "c failed")
+    assert (d.executed, d.status, d.outcome) == (False, None, "not run: c failed")
+    assert plan.status is Status.CRITICAL
+    assert seen == ["OK: a done", "CRITICAL: c failed"]

@@ -95,3 +95,21 @@ def test_concurrent_appends_from_processes_never_interleave(tmp_path: Path) -> N
     seen = {(json.loads(line)["data"]["worker"], json.loads(line)["data"]["i"]) for line in lines}
     assert len(seen) == 300
     assert len(list(Journal(path).entries())) == 300
+
+
+def test_entry_kinds_are_the_words_written_on_disk() -> None:
+    # Journals already written name their entries so; renaming a kind orphans them.
+    from e2ee_ops import journal
+
+    kinds = {name: getattr(journal, name) for name in dir(journal) if name.isupper()}
+    assert {k: v for k, v in kinds.items() if isinstance(v, str)} == {
+        "PLAN": "plan",
+        "OUTCOME": "outcome",
+        "NOTE": "note",
+        "REDIS_OUTAGE": "redis_outage",
+        "POSTMORTEM": "postmortem",
+        "INCIDENT_OPEN": "incident_open",
+        "INCIDENT_CLOSE": "incident_close",
+        "INCIDENT_LOG": "incident_log",
+        "INCIDENT_NOTIFY": "incident_notify",
+    }

@@ -19,12 +19,11 @@ import respx
 from e2ee_ops.adapters.notifiers import (
     PushNotifier,
     Reminder,
-    SkipReminder,
     SmtpNotifier,
     WebhookNotifier,
 )
-from e2ee_ops.config import Secret
-from e2ee_ops.errors import ActionFailed, AuthError, TimedOutError, UnreachableError
+from e2ee_ops.errors import ActionFailed, AuthError, SkipReminder, TimedOutError, UnreachableError
+from e2ee_ops.secret import Secret
 
 HOOK = "https://hooks.example.test/services/T000/B000/very-secret-path"
 PUSH = "https://push.example.test/v1/notify"

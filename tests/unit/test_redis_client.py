@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from e2ee_ops.adapters.redis_client import RedisProbe
-from e2ee_ops.config import RedisSettings, Secret
-from e2ee_ops.errors import ConfigError, TimedOutError, UnreachableError
+from e2ee_ops.config import Secret
+from e2ee_ops.errors import TimedOutError, UnreachableError
 
 
 @pytest.fixture
@@ -58,21 +58,6 @@ def test_rediss_url_is_accepted(closed_port: int) -> None:
     assert probe.host == f"127.0.0.1:{closed_port}"
     with pytest.raises(UnreachableError):
         probe.info("stats")
-
-
-def test_sentinel_without_sentinels_is_unreachable(closed_port: int) -> None:
-    settings = RedisSettings.model_validate(
-        {"sentinel": {"hosts": [f"127.0.0.1:{closed_port}"], "service_name": "dm"}}
-    )
-    probe = RedisProbe.from_settings(settings)
-    assert probe.host.startswith("sentinel service dm")
-    with pytest.raises(UnreachableError):
-        probe.ping()
-
-
-def test_unconfigured_redis_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="set redis.url or redis.sentinel"):
-        RedisProbe.from_settings(RedisSettings())
 
 
 def test_exactly_one_connection_method() -> None:

@@ -2,16 +2,16 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import pytest
 
-from e2ee_ops.adapters.restarter import Restarter, restart_argv
-from e2ee_ops.config import RestartSettings
+from e2ee_ops.adapters.restarter import Restarter, RestartSpec, restart_argv
 from e2ee_ops.errors import ActionFailed, ConfigError, TimedOutError
 
 
-def spec(**values: object) -> RestartSettings:
-    return RestartSettings.model_validate(values)
+def spec(method: str, **values: Any) -> RestartSpec:
+    return RestartSpec(method, **values)
 
 
 def test_argv_per_method() -> None:

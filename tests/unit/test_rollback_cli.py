@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 
 def test_the_group_lists_its_commands(isolated_env: dict[str, str]) -> None:

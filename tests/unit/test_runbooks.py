@@ -12,7 +12,7 @@ import typer
 
 from e2ee_ops.cli.main import app
 from e2ee_ops.cli.runbook import runbooks_dir, sections
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 RUNBOOKS = Path(__file__).resolve().parents[2] / "runbooks"
 INLINE = re.compile(r"`(e2ee-ops [^`]+)`")

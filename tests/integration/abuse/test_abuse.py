@@ -13,7 +13,7 @@ import yaml
 from e2ee_ops.dburl import libpq_url
 from e2ee_ops.reference.client import ApiFailure
 from tests.integration.reference.test_runbook_sql import HIGH_RATE_SQL
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 
 def _sql(url: str, statement: str, *params: object) -> list[tuple]:  # type: ignore[type-arg]

@@ -10,7 +10,7 @@ import psycopg
 
 from e2ee_ops.dburl import libpq_url
 from tests.integration.reference.streams import StreamCollector
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 
 def check(config: Path, **thresholds: float):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import yaml
 from e2ee_ops import sandbox
 from e2ee_ops.reference.client import ReferenceClient
 from tests.integration.cli.conftest import token_of
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 
 def test_postmortem_after_a_redis_outage(

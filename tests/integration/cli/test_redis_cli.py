@@ -13,7 +13,7 @@ from e2ee_ops import sandbox
 from e2ee_ops.reference.client import ReferenceClient
 from tests.integration.cli.conftest import token_of
 from tests.integration.reference.streams import StreamCollector
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 
 def run(config: Path, *args: str):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from e2ee_ops.sandbox import pid_alive
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 
 @pytest.fixture

@@ -3,12 +3,8 @@ pointing at the session's reference server, its PostgreSQL and those receivers."
 
 from __future__ import annotations
 
-import json
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -17,52 +13,7 @@ import pytest
 import yaml
 
 from e2ee_ops.dburl import libpq_url
-
-
-@dataclass
-class HttpReceiver:
-    """A local HTTP server recording every JSON POST (webhook and push gateway)."""
-
-    delay: float = 0.0
-    posts: list[tuple[str, dict[str, Any], dict[str, str]]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    server: ThreadingHTTPServer | None = None
-
-    def start(self) -> HttpReceiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                time.sleep(receiver.delay)
-                with receiver.lock:
-                    receiver.posts.append((self.path, body, dict(self.headers)))
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def on(self, path: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [body for p, body, _ in self.posts if p == path]
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+from tests.support.receiver import HttpReceiver
 
 
 @pytest.fixture

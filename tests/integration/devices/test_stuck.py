@@ -17,7 +17,7 @@ import pytest
 from e2ee_ops.dburl import libpq_url
 from e2ee_ops.reference.client import ReferenceClient
 from tests.integration.reference.test_runbook_sql import STUCK_DEVICES_SQL
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 
 @dataclass

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.alerts.conftest import write_config
-from tests.integration.incident.receiver import Receiver
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
+from tests.support.config import write_ops_config
+from tests.support.receiver import HttpReceiver
 
 ROUTING_KEY = "pd-routing-key-0123456789"
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as r:
+def receiver() -> Iterator[HttpReceiver]:
+    with HttpReceiver() as r:
         yield r
 
 
@@ -27,7 +27,7 @@ def config(tmp_path, reference_server, clean_db, admin_token, receiver) -> Path:
     hook = tmp_path / "webhook.url"
     hook.write_text(f"{receiver.url}/hooks/T000/B000/secretpath")
     hook.chmod(0o600)
-    return write_config(
+    return write_ops_config(
         tmp_path,
         reference_server.url,
         clean_db,
@@ -43,7 +43,9 @@ def run(config: Path, *args: str):  # type: ignore[no-untyped-def]
     return cli("--config", str(config), "--output", "json", *args, env={"PD_KEY": ROUTING_KEY})
 
 
-def test_incident_timeline_gathers_commands_and_notifies(config: Path, receiver: Receiver) -> None:
+def test_incident_timeline_gathers_commands_and_notifies(
+    config: Path, receiver: HttpReceiver
+) -> None:
     opened = run(config, "incident", "open", "--severity", "P1", "--title", "Redis flapping")
     assert opened.exit_code == 0, opened.stdout + opened.stderr
     incident_id = opened.json["data"]["incident_id"]
@@ -101,7 +103,7 @@ def test_incident_timeline_gathers_commands_and_notifies(config: Path, receiver:
     assert run(config, "incident", "log", "late").exit_code == 64  # nothing open now
 
 
-def test_a_drill_is_marked_and_never_pages(config: Path, receiver: Receiver) -> None:
+def test_a_drill_is_marked_and_never_pages(config: Path, receiver: HttpReceiver) -> None:
     opened = run(config, "incident", "open", "--drill", "--severity", "P0", "--title", "game day")
     assert opened.exit_code == 0, opened.stdout + opened.stderr
     incident_id = opened.json["data"]["incident_id"]

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.integration.robustness.fakes import Behaviour, FakeServer, hang
+from tests.support import config as support_config
 
 TOKEN_ENV = {"ROBUST_ADMIN": "admin-token-0123456789", "ROBUST_CANARY": "canary-token-0123456789"}
 # Nothing listens here: a Redis the toolkit cannot reach.
@@ -38,26 +38,24 @@ def fake_server() -> Iterator[Any]:
 
 
 def write_config(directory: Path, **sections: Any) -> Path:
-    """A config file: an API, admin and canary tokens, an unreachable Redis, a journal."""
+    """A config file: an API, admin and canary tokens, an unreachable Redis, a journal;
+    `sections` override those key by key."""
     config: dict[str, Any] = {
         "api": {"base_urls": ["http://127.0.0.1:9"], "timeout_seconds": 1, "retries": 0},
         "tokens": {
             "admin": {"env": "ROBUST_ADMIN"},
-            "canary_b": {"env": "ROBUST_CANARY"},
             "canary_a": {"env": "ROBUST_CANARY"},
+            "canary_b": {"env": "ROBUST_CANARY"},
         },
         "canary": {"device_a": "dev-a", "account_b": "2", "device_b": "dev-b"},
         "redis": {"url": DEAD_REDIS, "timeout_seconds": 0.5},
-        "journal": {"path": str(directory / "journal.jsonl")},
     }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):
             config[key] = {**config[key], **value}
         else:
             config[key] = value
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return support_config.write_config(directory, **config)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.robustness.conftest import TOKEN_ENV, write_config
 from tests.integration.robustness.fakes import endless, hang, html, json_body, not_http
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 CASES = {
     "html": (html, "with something that is not JSON (HTTP 200, text/html)"),

@@ -10,7 +10,7 @@ import pytest
 
 from e2ee_ops import sandbox
 from tests.integration.robustness.conftest import run_cli, write_config
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 from tests.unit.conftest import isolated_env
 
 __all__ = ["isolated_env"]  # the fixture, used by name below

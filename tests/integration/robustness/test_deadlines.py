@@ -11,7 +11,7 @@ import pytest
 
 from tests.integration.robustness.conftest import TOKEN_ENV, run_cli, write_config
 from tests.integration.robustness.fakes import drip_sse, hang, json_body
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 HEALTHY_METRICS = {"redis_status": "ok", "relay_lag": False, "pubsub_lag_seconds": 0.001}
 

@@ -10,7 +10,7 @@ import pytest
 from e2ee_ops.render import OutputFormat, render_text
 from e2ee_ops.status import Finding, Report, Status
 from tests.integration.robustness.conftest import TOKEN_ENV, write_config
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 # Window title, clear screen, red, a newline, Nagios and Markdown separators, a bidi
 # override and a C1 CSI: what a hostile user may name a device.

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from e2ee_ops import sandbox
-from tests.unit.clihelper import cli
+from tests.support.cli import cli
 
 
 @pytest.mark.parametrize(
     ("key", "why"),
     [
         ("canary_b", "the configured canary account (canary.account_b)"),
-        ("canary_a", "the configured canary account (canary.account_a)"),
+        ("canary_a", "listed in abuse.protected_accounts"),
         ("admin", "listed in abuse.protected_accounts"),
     ],
 )

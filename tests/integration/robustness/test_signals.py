@@ -81,4 +81,5 @@ def test_signal_kills_the_restart_and_journals_interrupted(
     assert [e["kind"] for e in entries] == ["plan", "outcome"]
     assert entries[1]["data"]["status"] == "INTERRUPTED"
     assert entries[1]["data"]["error"] == f"interrupted by {name}"
+    assert entries[1]["data"]["completed"] == ["Redis is down"]  # the PING check, not the restart
     assert not restarted.exists()

@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import psycopg
 import pytest
-import yaml
 
 from e2ee_ops.dburl import libpq_url
 from e2ee_ops.reference.bootstrap import migrate
-
-
-def write_config(tmp_path: Path, **sections: object) -> Path:
-    config = tmp_path / "e2ee-ops.yaml"
-    config.write_text(
-        yaml.safe_dump({"journal": {"path": str(tmp_path / "journal.jsonl")}, **sections})
-    )
-    return config
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import yaml
 from e2ee_ops import sandbox
 from e2ee_ops.reference.client import ReferenceClient
 from tests.integration.conftest import token_of
-from tests.unit.clihelper import CliResult, cli
+from tests.support.cli import CliResult, cli
 
 
 def run(config: Path, *args: str) -> CliResult:

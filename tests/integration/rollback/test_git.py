@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.rollback.conftest import write_config
-from tests.unit.clihelper import CliResult, cli
+from tests.support.cli import CliResult, cli
+from tests.support.config import write_config
 
 
 def git(cwd: Path, *args: str) -> str:

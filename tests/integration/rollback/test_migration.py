@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.rollback.conftest import current_revision, seed_rows, tables, write_config
-from tests.unit.clihelper import CliResult, cli
+from tests.integration.rollback.conftest import current_revision, seed_rows, tables
+from tests.support.cli import CliResult, cli
+from tests.support.config import write_config
 
 DM_TABLES = {
     "dm_conversations",
@@ -196,10 +197,10 @@ def test_at_a_terminal_the_table_names_are_typed_back(
 ) -> None:  # type: ignore[no-untyped-def]
     import types
 
-    import e2ee_ops.cli.confirm
+    import e2ee_ops.cli.acting
 
     terminal = types.SimpleNamespace(stdin=types.SimpleNamespace(isatty=lambda: True))
-    monkeypatch.setattr(e2ee_ops.cli.confirm, "sys", terminal)
+    monkeypatch.setattr(e2ee_ops.cli.acting, "sys", terminal)
     url = migrated("0003_dm_messages")
     seed_rows(url, messages=1)
     config = write_config(tmp_path, postgres={"url": url})

@@ -1,6 +1,6 @@
 """Run the e2ee-ops CLI in-process and get back what a shell would see.
 
-    from tests.unit.clihelper import cli
+    from tests.support.cli import cli
     result = cli("--output", "json", "config", "show", env=isolated_env)
     assert result.exit_code == 0 and result.json["kind"] == "list"
 

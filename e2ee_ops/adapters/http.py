@@ -1,0 +1,73 @@
+"""What every adapter that talks HTTP or names a server shares: the host of a URL (for
+messages: never its credentials or path, which can be secret) and one JSON POST with one
+mapping of failures to the error tree."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from e2ee_ops import __version__
+from e2ee_ops.errors import ActionFailed, AuthError, TimedOutError, UnreachableError
+
+if TYPE_CHECKING:
+    import httpx
+
+
+def host_of(url: str, *, default: str = "?", default_port: int | None = None) -> str:
+    """`host:port` (or `host`) of `url`: no user, password, path or query."""
+    parts = urlsplit(url)
+    host = parts.hostname or default
+    port = parts.port or default_port
+    return f"{host}:{port}" if port else host
+
+
+def http_client(
+    *, timeout: float, transport: httpx.BaseTransport | None = None, base_url: str = ""
+) -> httpx.Client:
+    """An HTTP client that names itself and never follows a redirect (a redirect could
+    carry a token to another host)."""
+    import httpx
+
+    return httpx.Client(
+        base_url=base_url,
+        timeout=timeout,
+        transport=transport,
+        follow_redirects=False,
+        headers={"User-Agent": f"e2ee-ops/{__version__}"},
+    )
+
+
+def post_json(
+    http: httpx.Client,
+    url: str,
+    body: Mapping[str, Any],
+    *,
+    what: str,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+    sending: str = "the request",
+    hint: str | None = None,
+) -> httpx.Response:
+    """POST `body` as JSON; `what` names the receiver in errors ("the webhook endpoint at
+    HOST"). A timeout is TimedOutError, no connection UnreachableError, HTTP 401/403
+    AuthError (with `hint`), any other answer from 300 up ActionFailed."""
+    import httpx
+
+    host = host_of(url)
+    try:
+        response = http.post(url, json=dict(body), headers=dict(headers or {}))
+    except httpx.TimeoutException:
+        raise TimedOutError(f"{what} did not answer within {timeout:g} s", host=host) from None
+    except httpx.HTTPError as exc:
+        raise UnreachableError(f"cannot reach {what} ({type(exc).__name__})", host=host) from None
+    if response.status_code in (401, 403):
+        raise AuthError(
+            f"{what} refused {sending} (HTTP {response.status_code})",
+            status_code=response.status_code,
+            hint=hint,
+        )
+    if response.status_code >= 300:
+        raise ActionFailed(f"{what} answered HTTP {response.status_code}")
+    return response
