@@ -39,7 +39,7 @@ from pydantic import (
 )
 
 from e2ee_ops.errors import ConfigError, redact
-from e2ee_ops.secret import Secret, read_secret_file
+from e2ee_ops.secret import Secret, one_line, read_secret_file
 
 ENV_PREFIX = "E2EE_OPS_"
 CONFIG_FILE_NAME = "e2ee-ops.yaml"
@@ -54,6 +54,8 @@ ATOMIC_KEYS = (
     "redis.sentinel",
     "services.*.restart",
     "notifiers.smtp.password",
+    "notifiers.webhook.url",
+    "notifiers.push.url",
     "notifiers.push.token",
     "incident.webhook",
     "incident.pagerduty.routing_key",
@@ -98,9 +100,11 @@ class _SecretRefModel(BaseModel):
                     f"{key}: environment variable {self.env} is not set or empty",
                     hint=f"export {self.env} or point {key} at a file",
                 )
-            return Secret(value.strip())
+            return Secret(one_line(value.strip(), key=key, source=self.describe()))
         assert self.file is not None
-        return Secret(read_secret_file(self.file, key=key))
+        return Secret(
+            one_line(read_secret_file(self.file, key=key), key=key, source=self.describe())
+        )
 
 
 SecretRef = Annotated[_SecretRefModel, BeforeValidator(_reject_literal)]
@@ -292,7 +296,7 @@ class Thresholds(_Section):
 
 
 class WebhookSettings(_Section):
-    url: str
+    url: SecretRef  # the URL is the secret (Slack's carry it in their path)
     slack_compatible: bool = False
     timeout_seconds: float = Field(default=10.0, gt=0)
 
@@ -309,7 +313,7 @@ class SmtpSettings(_Section):
 
 
 class PushSettings(_Section):
-    url: str
+    url: SecretRef
     token: SecretRef | None = None
     timeout_seconds: float = Field(default=10.0, gt=0)
 

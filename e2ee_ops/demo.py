@@ -174,7 +174,11 @@ def demo_config(state: sandbox.SandboxState, receiver: Receiver, workdir: Path) 
     config = yaml.safe_load(state.config_path.read_text())
     hook_file = workdir / "secrets" / "incident-webhook.url"
     write_secret_file(hook_file, receiver.url + "/incident")
-    config["notifiers"] = {"webhook": {"url": receiver.url + "/devices", "slack_compatible": True}}
+    devices_hook = workdir / "secrets" / "devices-webhook.url"
+    write_secret_file(devices_hook, receiver.url + "/devices")
+    config["notifiers"] = {
+        "webhook": {"url": {"file": str(devices_hook)}, "slack_compatible": True}
+    }
     config["incident"] = {"webhook": {"file": str(hook_file)}}
     path = workdir / "demo-config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -183,15 +183,15 @@ def notifiers(env: AppContext, channels: list[str]) -> list[Notifier]:
     for channel in channels:
         if channel == "webhook" and n.webhook:
             w = n.webhook
+            url = w.url.resolve(key="notifiers.webhook.url", environ=env.environ).reveal()
             built.append(
-                WebhookNotifier(
-                    w.url, slack_compatible=w.slack_compatible, timeout=w.timeout_seconds
-                )
+                WebhookNotifier(url, slack_compatible=w.slack_compatible, timeout=w.timeout_seconds)
             )
         elif channel == "push" and n.push:
             p = n.push
             token = _secret(env, p.token, "notifiers.push.token")
-            built.append(PushNotifier(p.url, token=token, timeout=p.timeout_seconds))
+            url = p.url.resolve(key="notifiers.push.url", environ=env.environ).reveal()
+            built.append(PushNotifier(url, token=token, timeout=p.timeout_seconds))
         elif channel == "email" and n.smtp:
             m = n.smtp
             built.append(
