@@ -5,7 +5,8 @@
      ├── UsageError               the command line asks for something impossible
      ├── UnreachableError         could not connect to a host (API, Redis, Postgres)
      ├── TimedOutError            a host or the whole command ran out of time
-     │    └── DeadlinePassed      a read reached its own deadline in mid-answer
+     │    ├── DeadlinePassed      a read reached its own deadline in mid-answer
+     │    └── MaybeDelivered      a request went out, its answer did not come back
      ├── AuthError                a token was missing, invalid or lacked the scope (401/403)
      ├── RefusedError             the service understood and refused (4xx with a code, 429)
      ├── ServiceError             the service failed (5xx) or answered something unreadable
@@ -116,6 +117,11 @@ class TimedOutError(E2eeOpsError):
 class DeadlinePassed(TimedOutError):
     """A read reached its own deadline while the other side was still sending (a body
     that drips, an event never completed); the adapter words it for the operator."""
+
+
+class MaybeDelivered(TimedOutError):
+    """A request was sent but no answer came in time: the receiver may have acted on it.
+    Whoever must not act twice (a reminder) counts it as done."""
 
 
 class AuthError(E2eeOpsError):

@@ -85,8 +85,9 @@ WHERE device_id = ANY(%(device_ids)s::uuid[])
 """
 RECORD_SENT_SQL = (
     "INSERT INTO e2ee_ops_notifications (device_id, user_id, channel, severity) "
-    "VALUES (%s, %s, %s, %s)"
+    "VALUES (%s, %s, %s, %s) RETURNING id"
 )
+FORGET_SQL = "DELETE FROM e2ee_ops_notifications WHERE id = %s"
 # One lock for every `devices stuck --notify` run against this database.
 NOTIFY_LOCK_NAME = "devices stuck --notify"
 
@@ -201,5 +202,13 @@ class ReminderLog:
         ).fetchall()
         return {(str(r[0]), str(r[1])) for r in rows}
 
-    def record(self, device_id: str, user_id: int, channel: str, severity: str) -> None:
-        self._conn.execute(RECORD_SENT_SQL, (device_id, user_id, channel, severity))
+    def record(self, device_id: str, user_id: int, channel: str, severity: str) -> int:
+        """Record a reminder as sent, before sending it; returns the record's id."""
+        row = self._conn.execute(RECORD_SENT_SQL, (device_id, user_id, channel, severity))
+        found = row.fetchone()
+        assert found is not None
+        return int(found[0])
+
+    def forget(self, record_id: int) -> None:
+        """Withdraw a record whose reminder certainly did not go out."""
+        self._conn.execute(FORGET_SQL, (record_id,))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from e2ee_ops import __version__
-from e2ee_ops.errors import ActionFailed, AuthError, TimedOutError, UnreachableError
+from e2ee_ops.errors import ActionFailed, AuthError, MaybeDelivered, UnreachableError
 
 if TYPE_CHECKING:
     import httpx
@@ -51,15 +51,23 @@ def post_json(
     hint: str | None = None,
 ) -> httpx.Response:
     """POST `body` as JSON; `what` names the receiver in errors ("the webhook endpoint at
-    HOST"). A timeout is TimedOutError, no connection UnreachableError, HTTP 401/403
-    AuthError (with `hint`), any other answer from 300 up ActionFailed."""
+    HOST"). No connection (or none in time) is UnreachableError; a timeout once the
+    request went out is MaybeDelivered; HTTP 401/403 AuthError (with `hint`), any other
+    answer from 300 up ActionFailed."""
     import httpx
 
     host = host_of(url)
     try:
         response = http.post(url, json=dict(body), headers=dict(headers or {}))
+    except httpx.ConnectTimeout:
+        raise UnreachableError(
+            f"{what} did not accept a connection within {timeout:g} s", host=host
+        ) from None
     except httpx.TimeoutException:
-        raise TimedOutError(f"{what} did not answer within {timeout:g} s", host=host) from None
+        # The request may have reached the receiver: it could have acted on it.
+        raise MaybeDelivered(
+            f"{what} did not answer within {timeout:g} s after {sending} was sent", host=host
+        ) from None
     except httpx.HTTPError as exc:
         raise UnreachableError(f"cannot reach {what} ({type(exc).__name__})", host=host) from None
     if response.status_code in (401, 403):

@@ -75,6 +75,16 @@ def json_body(body: Any, status: str = "200 OK") -> Behaviour:
     return answer
 
 
+def after(action: Callable[[], None], then: Behaviour) -> Behaviour:
+    """Run `action` once the request has arrived, then answer as `then` does."""
+
+    def answer(conn: socket.socket, stop: threading.Event) -> None:
+        action()
+        then(conn, stop)
+
+    return answer
+
+
 def endless(conn: socket.socket, stop: threading.Event) -> None:
     """A 200 answer whose body never ends (no length, no chunking: read until close)."""
     conn.sendall(_head("200 OK", "text/plain", "Connection: close\r\n"))
@@ -91,7 +101,8 @@ class FakeServer:
         self.routes = dict(routes)
         self.default = default
         self.stop = threading.Event()
-        self.requests: list[str] = []
+        self.requests: list[str] = []  # request lines, in arrival order
+        self.raw_requests: list[bytes] = []  # request lines and headers
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
         self.port = self._listener.getsockname()[1]
@@ -129,6 +140,7 @@ class FakeServer:
         request = _read_request(conn)
         line = request.split(b"\r\n", 1)[0].decode("latin-1")
         self.requests.append(line)
+        self.raw_requests.append(request)
         path = line.split(" ")[1] if line.count(" ") >= 2 else ""
         behaviour = next(
             (b for prefix, b in self.routes.items() if path.startswith(prefix)), self.default
