@@ -63,10 +63,10 @@ def test_redis_watch_leaks_no_thread_and_no_socket(
         redis={"url": redis_url},
         canary={"delivery_timeout_seconds": 0.5},
     )
-    result = cli("--config", str(config), "redis", "watch", "--interval", "0.5", "--count", "4",
+    result = cli("--config", str(config), "redis", "watch", "--interval", "0.5", "--count", "3",
                  env=TOKEN_ENV)  # fmt: skip
     assert result.exit_code == 3, result.stdout + result.stderr
-    assert len([r for r in api.requests if "/stream" in r]) == 4  # one stream per refresh
+    assert len([r for r in api.requests if "/stream" in r]) == 3  # one stream per refresh
     bound = time.monotonic() + 5  # the server notices hang-ups on its next drip
     while api.open_connections and time.monotonic() < bound:
         time.sleep(0.05)
