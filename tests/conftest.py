@@ -40,6 +40,17 @@ def workdir() -> Iterator[Path]:
         yield Path(d)
 
 
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A per-test directory for embedded servers, outside pytest's temp tree.
+
+    pytest resets its temp root to mode 0700 when another session starts, and an
+    embedded PostgreSQL started as root runs as another user that must traverse it.
+    """
+    with tempfile.TemporaryDirectory(prefix="e2ee-ops-test-") as d:
+        yield Path(d)
+
+
 @pytest.fixture(scope="session")
 def pg_server(workdir: Path) -> Iterator[str]:
     """URL of a PostgreSQL server (its maintenance database)."""

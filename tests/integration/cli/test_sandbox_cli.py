@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from e2ee_ops.sandbox import pid_alive
 from tests.support.cli import cli
 
 
-@pytest.fixture
-def state_dir() -> Iterator[Path]:
-    # Not tmp_path: a concurrent pytest run prunes old numbered temp dirs, data and all.
-    with tempfile.TemporaryDirectory(prefix="e2ee-sbx-") as d:
-        yield Path(d) / "sbx"
-
-
-def test_sandbox_lifecycle_leaves_no_process_behind(state_dir: Path) -> None:
+def test_sandbox_lifecycle_leaves_no_process_behind(server_dir: Path) -> None:
+    state_dir = server_dir / "sbx"
     up = cli("--output", "json", "sandbox", "up", "--state-dir", str(state_dir))
     try:
         assert up.exit_code == 0, up.stdout + up.stderr

@@ -3,7 +3,6 @@ never an internal error, and nothing changed."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -106,17 +105,14 @@ def test_corrupt_sandbox_state_is_one_sentence_and_left_alone(
     assert sorted(p.name for p in state.parent.iterdir()) == ["state.json"]
 
 
-def test_sandbox_up_again_on_the_same_dir_replaces_the_stopped_one() -> None:
-    # A short path: PostgreSQL's socket lives in the data directory. Real processes:
-    # the second run is a new invocation, as with `demo --state-dir DIR` run twice.
-    with tempfile.TemporaryDirectory(prefix="e2ee-sbx-") as d:
-        home = Path(d)
-        try:
-            for command in ("up", "down", "up"):
-                run = run_cli("sandbox", command, "--state-dir", "sbx", home=home, limit=60)
-                assert run.returncode == 0, run.stderr  # "canary-a" existed the 2nd time
-            state = sandbox.SandboxState.load(home / "sbx")
-            assert state.accounts["canary_a"].username == "canary-a"
-            assert all(s.running for s in sandbox.status(home / "sbx"))
-        finally:
-            run_cli("sandbox", "down", "--state-dir", "sbx", home=home, limit=60)
+def test_sandbox_up_again_on_the_same_dir_replaces_the_stopped_one(server_dir: Path) -> None:
+    # Real processes: the second run is a new invocation, as `demo --state-dir DIR` twice.
+    try:
+        for command in ("up", "down", "up"):
+            run = run_cli("sandbox", command, "--state-dir", "sbx", home=server_dir, limit=60)
+            assert run.returncode == 0, run.stderr  # "canary-a" existed the second time
+        state = sandbox.SandboxState.load(server_dir / "sbx")
+        assert state.accounts["canary_a"].username == "canary-a"
+        assert all(s.running for s in sandbox.status(server_dir / "sbx"))
+    finally:
+        run_cli("sandbox", "down", "--state-dir", "sbx", home=server_dir, limit=60)
