@@ -247,6 +247,7 @@ class ApiClient:
             token=self._token,
             timeout=self.timeout,
             retries=self.retries,
+            max_response_bytes=self.max_response_bytes,
             transport=self._transport,
             monotonic=self._monotonic,
         )
