@@ -9,8 +9,11 @@ yes.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -101,9 +104,11 @@ def carry_out(
                 try:
                     plan = act()
                 except BaseException as exc:
-                    # Every plan entry gets its outcome, whatever happened.
+                    # Every plan entry gets its outcome, whatever happened: a second
+                    # Ctrl-C or SIGTERM waits until it is written.
                     failed = {**extra, **_failed(exc, started())}
-                    journal.append(OUTCOME, command=command, data=failed)
+                    with _signals_held():
+                        journal.append(OUTCOME, command=command, data=failed)
                     raise
             journal.append(
                 OUTCOME,
@@ -117,6 +122,19 @@ def carry_out(
                 },
             )
     finish(ctx, plan, output=output)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the block; one that arrived is delivered after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _failed(exc: BaseException, partial: Plan | None) -> dict[str, Any]:

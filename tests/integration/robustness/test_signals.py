@@ -83,3 +83,25 @@ def test_signal_kills_the_restart_and_journals_interrupted(
     assert entries[1]["data"]["error"] == f"interrupted by {name}"
     assert entries[1]["data"]["completed"] == ["Redis is down"]  # the PING check, not the restart
     assert not restarted.exists()
+
+
+def test_a_second_signal_still_leaves_the_outcome_journaled(tmp_path: Path) -> None:
+    started, restarted = tmp_path / "started.pid", tmp_path / "restarted"
+    config = write_config(
+        tmp_path,
+        services={"redis": {"restart": {"method": "command", "command": [
+            sys.executable, "-c", SLOW_RESTART, str(started), str(restarted)]}}},
+    )  # fmt: skip
+    process = start_cli(
+        "--config", str(config), "redis", "recover", "--execute", "--yes", home=tmp_path
+    )
+    _wait_for_file(started)
+    os.kill(process.pid, signal.SIGINT)
+    os.kill(process.pid, signal.SIGTERM)  # an impatient operator, then the supervisor
+    run = finish_cli(process)
+
+    assert run.returncode in (130, 143), run.stderr
+    assert "Traceback" not in run.stderr
+    entries = [json.loads(line) for line in (tmp_path / "journal.jsonl").read_text().splitlines()]
+    assert [e["kind"] for e in entries] == ["plan", "outcome"]
+    assert entries[1]["data"]["status"] == "INTERRUPTED"
