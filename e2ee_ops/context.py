@@ -7,9 +7,9 @@ configuration. Commands get it from Typer's `ctx.obj`; nothing reads globals.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -41,21 +41,21 @@ if TYPE_CHECKING:
 def make_console(
     file: IO[str] | None, environ: Mapping[str, str], *, stderr: bool = False
 ) -> Console:
-    """A rich console that honours NO_COLOR and writes plainly to pipes and files.
+    """A rich console that honours NO_COLOR and COLUMNS and writes plainly to pipes.
 
     With `file=None` it writes to whatever sys.stdout (or sys.stderr) is at the time
     of writing, so a context made before CliRunner swaps the streams still works.
     """
     from rich.console import Console
 
-    target = file if file is not None else (sys.stderr if stderr else sys.stdout)
     return Console(
         file=file,
         stderr=stderr,
         no_color=bool(environ.get("NO_COLOR")),
         highlight=False,
         emoji=False,
-        width=None if target.isatty() else 160,  # pipes and CI logs: wide, no wrapping
+        # Width from the terminal, else $COLUMNS, else rich's 80: read from `environ`.
+        _environ=environ,
     )
 
 
@@ -64,8 +64,8 @@ DEFAULT_BOUND_SECONDS = 120.0
 
 @dataclass
 class AppContext:
-    out: Console
-    err: Console
+    stdout: IO[str] | None = None  # None: whatever sys.stdout is when writing
+    stderr: IO[str] | None = None
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     clock: Callable[[], datetime] = utc_now
     monotonic: Callable[[], float] = time.monotonic
@@ -83,6 +83,8 @@ class AppContext:
     # watching ones lift it (`unbounded()`) and rely on their own deadlines.
     default_bound: float | None = DEFAULT_BOUND_SECONDS
     _bound: float | None = field(default=None, init=False, repr=False)
+    # What the command emitted last, for the JUnit file and the Prometheus textfile.
+    last_result: Result | None = None
 
     @classmethod
     def create(
@@ -94,12 +96,19 @@ class AppContext:
         **options: Any,
     ) -> AppContext:
         environ = dict(os.environ) if environ is None else dict(environ)
-        return cls(
-            out=make_console(stdout, environ),
-            err=make_console(stderr, environ, stderr=True),
-            environ=environ,
-            **options,
-        )
+        return cls(stdout=stdout, stderr=stderr, environ=environ, **options)
+
+    # The consoles are made on first use: rich's console costs start-up time that
+    # `--help` does not need.
+    @functools.cached_property
+    def out(self) -> Console:
+        """Data: stdout."""
+        return make_console(self.stdout, self.environ)
+
+    @functools.cached_property
+    def err(self) -> Console:
+        """Progress and errors: stderr."""
+        return make_console(self.stderr, self.environ, stderr=True)
 
     # ----------------------------------------------------------------- config
 
@@ -137,14 +146,16 @@ class AppContext:
 
     def emit(self, result: Result, *, title: str = "") -> ExitCode:
         """Render `result` on stdout and return the exit code its status calls for."""
+        self.last_result = result
         render(result, self.output, self.out, title=title)
         if isinstance(result, Report | Plan):
             return result.exit_code
         return Status.OK.exit_code
 
     def progress(self, message: str) -> None:
-        """A progress note on stderr (never mixed with the data on stdout)."""
-        self.err.print(printable(redact(message)), markup=False, highlight=False)
+        """A progress note on stderr (never mixed with the data on stdout), one line
+        whatever the width."""
+        self.err.print(printable(redact(message)), markup=False, highlight=False, soft_wrap=True)
 
     # ----------------------------------------------------------------- time
 

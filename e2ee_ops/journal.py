@@ -9,10 +9,8 @@ Strings in `data` are redacted before they are written.
 from __future__ import annotations
 
 import fcntl
-import getpass
 import json
 import os
-import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,6 +43,9 @@ def current_actor(environ: Mapping[str, str] | None = None) -> str:
     environ = os.environ if environ is None else environ
     if environ.get("E2EE_OPS_ACTOR"):
         return environ["E2EE_OPS_ACTOR"]
+    import getpass
+    import socket
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry, e.g. in a container

@@ -15,7 +15,8 @@ JSON shape (stable; CI and cron parse it):
              "steps": [{"description", "executed", "outcome", "status"}], "data": {...}}
     list:   {"kind": "list", "title", "status": "OK", "exit_code": 0, "items": [{...}]}
 
-Nagios: `E2EE-OPS <TITLE> <STATUS> - <summary> | 'label'=value[unit];warn;crit ...`
+Nagios: `E2EE-OPS <TITLE> <STATUS> - <summary> | 'label'=value[uom];warn;crit;min;max ...`
+(see `outputs/nagios.py`)
 """
 
 from __future__ import annotations
@@ -46,17 +47,6 @@ __all__ = [
     "to_json_data",
 ]
 
-Result: TypeAlias = Report | Plan | Sequence[Any]
-
-_NAGIOS_UNITS = {"s", "ms", "us", "%", "B", "KB", "MB", "GB", "TB", "c"}
-_STATUS_STYLE = {
-    Status.OK: "green",
-    Status.WARNING: "yellow",
-    Status.CRITICAL: "bold red",
-    Status.UNKNOWN: "magenta",
-}
-
-
 # C0 and C1 control characters, DEL, and the bidirectional overrides that reorder text.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _JSON_UNESCAPED = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -73,6 +63,16 @@ def _out(text: str) -> str:
     return printable(redact(text))
 
 
+Result: TypeAlias = Report | Plan | Sequence[Any]
+
+_STATUS_STYLE = {
+    Status.OK: "green",
+    Status.WARNING: "yellow",
+    Status.CRITICAL: "bold red",
+    Status.UNKNOWN: "magenta",
+}
+
+
 class OutputFormat(enum.StrEnum):
     TABLE = "table"
     JSON = "json"
@@ -83,7 +83,7 @@ class OutputFormat(enum.StrEnum):
 def render(result: Result, fmt: OutputFormat, out: Console, *, title: str = "") -> None:
     """Write `result` to the `out` console (stdout) in the chosen format."""
     if fmt is OutputFormat.TABLE:
-        for renderable in _rich_renderables(result, title):
+        for renderable in _rich_renderables(result, title, out.width):
             out.print(renderable)
         return
     text = render_text(result, fmt, title=title)
@@ -188,13 +188,32 @@ def _plain(value: Any) -> Any:
 # --------------------------------------------------------------------------- text
 
 
+def human_number(value: float) -> str:
+    """A number for people: positional (never 1.23457e+06), four significant digits
+    after the point at most, integers whole."""
+    if isinstance(value, int) or value.is_integer():
+        return str(int(value))
+    digits = max(0, 3 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{digits}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def _cell(value: Any) -> str:
+    """Any value as text meant for people: no Python reprs (lists, dicts, True)."""
     if value is None:
         return "-"
     if isinstance(value, enum.Enum):
         value = value.value
-    if isinstance(value, float):
-        value = f"{value:g}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int | float) and math.isfinite(value):
+        return human_number(value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_cell(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(_cell(v) for v in value) or "-"
+    if isinstance(value, datetime | date):
+        value = value.isoformat()
     return _out(str(value))
 
 
@@ -252,69 +271,93 @@ def _markdown(result: Result, title: str) -> str:
 
 
 def _nagios(result: Result, title: str) -> str:
-    if isinstance(result, Report | Plan):
-        name, status, summary = result.title, result.status, result.one_line_summary()
-    else:
-        name, status, summary = title or "result", Status.OK, f"{len(result)} items"
-    label = "_".join(_out(name).upper().split())
-    # One line: newlines escaped, `|` (the perfdata separator) replaced.
-    line = f"E2EE-OPS {label} {status.value} - {_out(summary)}".replace("|", "/")
-    perfdata = _perfdata(result.findings) if isinstance(result, Report) else ""
-    return f"{line} | {perfdata}" if perfdata else line
+    from e2ee_ops.outputs.nagios import plugin_line
 
-
-def _perfdata(findings: Sequence[Finding]) -> str:
-    parts = []
-    for f in findings:
-        if isinstance(f.value, bool) or not isinstance(f.value, int | float):
-            continue
-        unit = f.unit if f.unit in _NAGIOS_UNITS else ""
-        warn = "" if f.threshold_warn is None else f"{f.threshold_warn:g}"
-        crit = "" if f.threshold_crit is None else f"{f.threshold_crit:g}"
-        label = _out(f.name).replace("'", "").replace("=", "")
-        parts.append(f"'{label}'={f.value:g}{unit};{warn};{crit}".rstrip(";"))
-    return " ".join(parts)
+    if isinstance(result, Report):
+        return plugin_line(result.title, result.status, result.one_line_summary(), result.findings)
+    if isinstance(result, Plan):
+        return plugin_line(result.title, result.status, result.one_line_summary())
+    return plugin_line(title or "result", Status.OK, f"{len(result)} items")
 
 
 # --------------------------------------------------------------------------- rich
 
 
-def _rich_renderables(result: Result, title: str) -> list[Any]:
-    from rich.table import Table
+def _rich_renderables(result: Result, title: str, width: int | None = None) -> list[Any]:
+    """Tables; when `width` is too narrow for a table's words, one block per row."""
     from rich.text import Text
 
     if isinstance(result, Report):
-        table = Table(title=_out(result.title), title_justify="left")
-        for column in ("Check", "Status", "Value", "Summary"):
-            table.add_column(column, overflow="fold")
-        for f in result.findings:
-            table.add_row(
+        columns = ["Check", "Status", "Value", "Summary"]
+        rows = [
+            [
                 Text(_out(f.name)),
                 Text(f.status.value, style=_STATUS_STYLE[f.status]),
                 Text(_value_with_unit(f)),
                 Text(_out(f.summary)),
-            )
+            ]
+            for f in result.findings
+        ]
+        table = _table(_out(result.title), columns, rows, width)
         return [table, _status_line(result.status, result.one_line_summary())]
     if isinstance(result, Plan):
-        table = Table(title=_out(result.title), title_justify="left")
-        for column in ("#", "Step", "Done", "Outcome"):
-            table.add_column(column, overflow="fold")
-        for number, step in enumerate(result.steps, start=1):
-            style = _STATUS_STYLE[step.status] if step.status else ""
-            table.add_row(
-                str(number),
+        columns = ["#", "Step", "Done", "Outcome"]
+        rows = [
+            [
+                Text(str(number)),
                 Text(_out(step.description)),
-                "yes" if step.executed else "no",
-                Text(_out(step.outcome or ""), style=style),
-            )
+                Text("yes" if step.executed else "no"),
+                Text(
+                    _out(step.outcome or ""),
+                    style=_STATUS_STYLE[step.status] if step.status else "",
+                ),
+            ]
+            for number, step in enumerate(result.steps, start=1)
+        ]
+        table = _table(_out(result.title), columns, rows, width)
         return [table, _status_line(result.status, result.one_line_summary())]
-    columns, cells = _rows(result)
-    table = Table(title=_out(title) if title else None, title_justify="left")
+    names, cells = _rows(result)
+    rows = [[Text(c) for c in row] for row in cells]
+    return [_table(_out(title) if title else None, [_out(n) for n in names], rows, width)]
+
+
+def _narrowest(columns: list[str], rows: list[list[Any]]) -> int:
+    """The width a table needs so that no word is broken: each column as wide as its
+    longest word, plus the borders and padding (3 per column, 1 more for the edge)."""
+
+    def longest_word(text: Any) -> int:
+        return max((len(word) for word in str(text).split()), default=0)
+
+    widest = [
+        max([longest_word(name), *(longest_word(row[i]) for row in rows)])
+        for i, name in enumerate(columns)
+    ]
+    return sum(widest) + 3 * len(columns) + 1
+
+
+def _table(title: str | None, columns: list[str], rows: list[list[Any]], width: int | None) -> Any:
+    """A table whose cells wrap between words; if even that cannot fit in `width`, the
+    same rows as blocks of "column  value" lines, which never break a word."""
+    from rich.console import Group
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
     for column in columns:
-        table.add_column(_out(column), overflow="fold")
-    for row in cells:
-        table.add_row(*(Text(c) for c in row))
-    return [table]
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    if width is None or _narrowest(columns, rows) <= width:
+        return table
+    blocks: list[Any] = []
+    for row in rows:
+        block = Table(show_header=False, box=None, padding=(0, 1, 0, 0))
+        block.add_column(no_wrap=True, style="bold")
+        block.add_column()
+        for column, cell in zip(columns, row, strict=True):
+            block.add_row(column, cell)
+        blocks.append(block)
+        blocks.append("")
+    return Group(*([title] if title else []), *blocks)
 
 
 def _status_line(status: Status, summary: str) -> Any:
@@ -325,36 +368,8 @@ def _status_line(status: Status, summary: str) -> Any:
     return line
 
 
-def rich_renderable(result: Result, *, title: str = "") -> Any:
+def rich_renderable(result: Result, *, title: str = "", width: int | None = None) -> Any:
     """The table view of `result` as one rich renderable (for live displays)."""
     from rich.console import Group
 
-    return Group(*_rich_renderables(result, title))
-
-
-def to_junit(report: Report, *, suite: str = "e2ee-ops") -> str:
-    """JUnit XML for CI systems: one test case per finding; WARNING and CRITICAL fail,
-    UNKNOWN is an error (could not tell)."""
-    import xml.etree.ElementTree as ET
-
-    failures = sum(f.status in (Status.WARNING, Status.CRITICAL) for f in report.findings)
-    errors = sum(f.status is Status.UNKNOWN for f in report.findings)
-    root = ET.Element(
-        "testsuite",
-        name=f"{suite} {report.title}",
-        tests=str(len(report.findings)),
-        failures=str(failures),
-        errors=str(errors),
-    )
-    for f in report.findings:
-        case = ET.SubElement(
-            root, "testcase", classname=f"{suite}.{report.title}", name=_out(f.name)
-        )
-        message = _out(f.summary)  # XML 1.0 cannot even carry most control characters
-        if f.status in (Status.WARNING, Status.CRITICAL):
-            ET.SubElement(case, "failure", message=message, type=f.status.value).text = message
-        elif f.status is Status.UNKNOWN:
-            ET.SubElement(case, "error", message=message, type=f.status.value).text = message
-        else:
-            ET.SubElement(case, "system-out").text = message
-    return ET.tostring(root, encoding="unicode", xml_declaration=True)
+    return Group(*_rich_renderables(result, title, width))

@@ -33,8 +33,9 @@ from e2ee_ops.embedded import (
     detach,
     free_port,
     import_pgserver,
+    require_embedded,
 )
-from e2ee_ops.errors import ConfigError
+from e2ee_ops.errors import ConfigError, E2eeOpsError
 from e2ee_ops.secret import write_secret_file
 
 DEFAULT_STATE_DIR = Path(".sandbox")
@@ -247,6 +248,7 @@ def _stop_postgres(state: SandboxState) -> None:
 
 
 def up(state_dir: Path, *, progress: Callable[[str], None] = lambda _: None) -> SandboxState:
+    require_embedded("the sandbox")  # before anything is created
     state_dir = state_dir.resolve()
     replacing = (state_dir / "state.json").exists()
     if replacing:
@@ -423,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in status(args.state_dir):
             state = "running" if s.running else "stopped"
             print(f"{s.name:9} {state:8} {s.pid or '-':>8}  {s.address}")
-    except EmbeddedError as exc:
+    except (EmbeddedError, E2eeOpsError) as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 3
     return 0

@@ -102,6 +102,9 @@ class Finding:
     threshold_warn: float | None = None
     threshold_crit: float | None = None
     unit: str = ""
+    higher_is_worse: bool = True  # False when low values are bad (prekeys remaining)
+    minimum: float | None = None  # the value's known bounds, where there are any
+    maximum: float | None = None
 
 
 @dataclass

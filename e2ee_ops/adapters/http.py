@@ -4,7 +4,10 @@ mapping of failures to the error tree."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -13,6 +16,26 @@ from e2ee_ops.errors import ActionFailed, AuthError, MaybeDelivered, Unreachable
 
 if TYPE_CHECKING:
     import httpx
+
+
+RETRIES_ON_429 = 3
+MAX_RETRY_AFTER_SECONDS = 30.0
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds a `Retry-After` header asks for (delta-seconds or HTTP date); None if unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def host_of(url: str, *, default: str = "?", default_port: int | None = None) -> str:
@@ -49,16 +72,28 @@ def post_json(
     headers: Mapping[str, str] | None = None,
     sending: str = "the request",
     hint: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> httpx.Response:
     """POST `body` as JSON; `what` names the receiver in errors ("the webhook endpoint at
-    HOST"). No connection (or none in time) is UnreachableError; a timeout once the
-    request went out is MaybeDelivered; HTTP 401/403 AuthError (with `hint`), any other
-    answer from 300 up ActionFailed."""
+    HOST"). On HTTP 429 wait what `Retry-After` asks (1 s without it) and try again, up
+    to RETRIES_ON_429 times, unless the wait is over MAX_RETRY_AFTER_SECONDS. No connection
+    (or none in time) is UnreachableError; a timeout once the request went out is
+    MaybeDelivered (the receiver may have acted on it); HTTP 401/403 AuthError (with
+    `hint`), any other answer from 300 up (a 429 still refused too) ActionFailed."""
     import httpx
 
     host = host_of(url)
     try:
         response = http.post(url, json=dict(body), headers=dict(headers or {}))
+        for _ in range(RETRIES_ON_429):
+            if response.status_code != 429:
+                break
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            wait = 1.0 if wait is None else wait
+            if wait > MAX_RETRY_AFTER_SECONDS:
+                break
+            sleep(wait)
+            response = http.post(url, json=dict(body), headers=dict(headers or {}))
     except httpx.ConnectTimeout:
         raise UnreachableError(
             f"{what} did not accept a connection within {timeout:g} s", host=host

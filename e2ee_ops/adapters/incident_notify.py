@@ -6,21 +6,34 @@ secrets: errors name only the host, never the URL's path or the key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 
 from e2ee_ops.adapters.http import host_of, http_client, post_json
+from e2ee_ops.adapters.slack import slack_escape
 from e2ee_ops.secret import Secret
 
 
 def _post(
-    url: str, body: Mapping[str, Any], *, timeout: float, transport: httpx.BaseTransport | None
+    url: str,
+    body: Mapping[str, Any],
+    *,
+    timeout: float,
+    transport: httpx.BaseTransport | None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> httpx.Response:
     with http_client(timeout=timeout, transport=transport) as http:
         return post_json(
-            http, url, body, what=host_of(url), timeout=timeout, sending="the notification"
+            http,
+            url,
+            body,
+            what=host_of(url),
+            timeout=timeout,
+            sending="the notification",
+            sleep=sleep,
         )
 
 
@@ -30,9 +43,17 @@ def post_webhook(
     *,
     timeout: float = 10.0,
     transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
-    """POST Slack's `{"text": ...}` shape, which Mattermost, Rocket.Chat and others accept."""
-    _post(url.reveal(), {"text": text}, timeout=timeout, transport=transport)
+    """POST Slack's `{"text": ...}` shape, which Mattermost, Rocket.Chat and others accept;
+    the text is escaped, so `<!channel>` in an incident title pages nobody."""
+    _post(
+        url.reveal(),
+        {"text": slack_escape(text)},
+        timeout=timeout,
+        transport=transport,
+        sleep=sleep,
+    )
 
 
 def pagerduty_event(

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING, Any, Protocol
 
 from e2ee_ops.adapters.http import host_of, http_client, post_json
+from e2ee_ops.adapters.slack import slack_escape
 from e2ee_ops.errors import (
     ActionFailed,
     AuthError,
@@ -59,6 +63,12 @@ class Notifier(Protocol):
     def close(self) -> None: ...
 
 
+def _domain(address: str) -> str:
+    """The domain of an address (`ops@example.com` -> `example.com`), for Message-IDs."""
+    domain = address.rpartition("@")[2].strip(" >")
+    return domain or "e2ee-ops.invalid"
+
+
 class _HttpNotifier:
     channel = ""
 
@@ -69,6 +79,7 @@ class _HttpNotifier:
         timeout: float,
         token: Secret | None = None,
         transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"notifiers.{self.channel}.url is not an http(s) URL")
@@ -76,6 +87,7 @@ class _HttpNotifier:
         self.host = host_of(url)
         self.timeout = timeout
         self._token = token
+        self._sleep = sleep
         self._http = http_client(timeout=timeout, transport=transport)
 
     def close(self) -> None:
@@ -94,6 +106,7 @@ class _HttpNotifier:
             headers=headers,
             sending="the reminder",
             hint=f"check notifiers.{self.channel} credentials",
+            sleep=self._sleep,
         )
 
 
@@ -108,10 +121,11 @@ class WebhookNotifier(_HttpNotifier):
 
     def send(self, reminder: Reminder) -> None:
         if self.slack_compatible:
-            body: dict[str, Any] = {
-                "text": f"{reminder.severity}: {reminder.username}'s device "
-                f"{reminder.device_name!r} ({reminder.device_id}): {reminder.text}"
-            }
+            text = (
+                f"{reminder.severity}: {reminder.username}'s device "
+                f"\u201c{reminder.device_name}\u201d ({reminder.device_id}): {reminder.text}"
+            )
+            body: dict[str, Any] = {"text": slack_escape(text)}
         else:
             body = {
                 "event": "e2ee_ops.device_reminder",
@@ -162,8 +176,10 @@ class SmtpNotifier:
         password: Secret | None = None,
         timeout: float = 10.0,
         ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.host, self.port = host, port
+        self._clock = clock
         self.from_address = from_address
         self.starttls, self.use_ssl = starttls, use_ssl
         self.username, self._password = username, password
@@ -180,8 +196,14 @@ class SmtpNotifier:
         message["From"] = self.from_address
         message["To"] = reminder.email
         message["Subject"] = reminder.subject
-        if reminder.key:
-            message["Message-ID"] = f"<{reminder.key}.email@e2ee-ops>"
+        # RFC 5322 requires Date; Message-ID lets mail systems thread and de-duplicate:
+        # the same reminder in the same window keeps the same one.
+        message["Date"] = format_datetime(self._clock())
+        message["Message-ID"] = (
+            f"<{reminder.key}.email@{_domain(self.from_address)}>"
+            if reminder.key
+            else make_msgid(domain=_domain(self.from_address))
+        )
         message.set_content(reminder.text + "\n")
         where = f"SMTP server {self.host}:{self.port}"
         context = self._context or ssl.create_default_context()

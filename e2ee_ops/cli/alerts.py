@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from e2ee_ops.cli.common import OutputOption, app_context, finish
+from e2ee_ops.cli.common import JunitOption, OutputOption, TextfileOption, app_context, finish
 
 app = typer.Typer(
     name="alerts",
@@ -17,20 +17,8 @@ app = typer.Typer(
 )
 
 
-@app.command("rules")
-def rules(
-    ctx: typer.Context,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", metavar="FILE", dir_okay=False, help="Write here, not stdout."),
-    ] = None,
-) -> None:
-    """Print (or write) a Prometheus rule file with every critical and warning threshold
-    of the runbook, taken from the configured thresholds; valid for `promtool check rules`."""
-    from e2ee_ops.procedures.alerts import rules_yaml
-
+def _write_or_print(ctx: typer.Context, text: str, out: Path | None) -> None:
     env = app_context(ctx)
-    text = rules_yaml(env.settings.thresholds)
     if out is None:
         env.out.file.write(text)
         env.out.file.flush()
@@ -44,8 +32,37 @@ def rules(
     env.progress(f"wrote {out}")
 
 
+OutOption = Annotated[
+    Path | None,
+    typer.Option("--out", metavar="FILE", dir_okay=False, help="Write here, not stdout."),
+]
+
+
+@app.command("rules")
+def rules(ctx: typer.Context, out: OutOption = None) -> None:
+    """Print (or write) a Prometheus rule file with every critical and warning threshold
+    of the runbook, taken from the configured thresholds; valid for `promtool check rules`."""
+    from e2ee_ops.procedures.alerts import rules_yaml
+
+    _write_or_print(ctx, rules_yaml(app_context(ctx).settings.thresholds), out)
+
+
+@app.command("dashboard")
+def dashboard(ctx: typer.Context, out: OutOption = None) -> None:
+    """Print (or write) a Grafana dashboard (JSON, for file provisioning) with a panel per
+    runbook metric, its thresholds drawn from the same configuration as `alerts rules`."""
+    from e2ee_ops.procedures.alerts_dashboard import dashboard_json
+
+    _write_or_print(ctx, dashboard_json(app_context(ctx).settings.thresholds), out)
+
+
 @app.command("check")
-def check(ctx: typer.Context, output: OutputOption = None) -> None:
+def check(
+    ctx: typer.Context,
+    junit: JunitOption = None,
+    textfile: TextfileOption = None,
+    output: OutputOption = None,
+) -> None:
     """Evaluate every alert threshold now against each API instance's /metrics (and
     PostgreSQL to date a Redis outage): one line each; exit code by the worst."""
     from e2ee_ops.cli.targets import api_clients, database

@@ -25,6 +25,9 @@ def demo(
 ) -> None:
     """Start the sandbox, seed realistic data and walk through every runbook section:
     detect, act, verify. Exits 2 if any verification fails."""
+    from e2ee_ops.embedded import require_embedded
+
+    require_embedded("demo")  # before anything is imported, started or created
     from e2ee_ops.demo import run_demo
 
     env = app_context(ctx)
@@ -32,7 +35,8 @@ def demo(
     results = run_demo(
         state_dir=state_dir,
         keep=keep,
-        say=lambda m: env.out.print(m, markup=False, highlight=False),
+        # Lines are never wrapped: a command line must stay one line in a log.
+        say=lambda m: env.out.print(m, markup=False, highlight=False, soft_wrap=True),
     )
     failed = [r for r in results if not r.ok]
     env.out.print(

@@ -11,7 +11,9 @@ from e2ee_ops.cli.common import (
     MAX_DAYS,
     MAX_ID,
     MAX_SECONDS,
+    JunitOption,
     OutputOption,
+    TextfileOption,
     YesOption,
     app_context,
     finish,
@@ -96,6 +98,8 @@ def stuck(
             "--interval", min=0.1, max=MAX_SECONDS, help="Seconds between --watch checks."
         ),
     ] = 30.0,
+    junit: JunitOption = None,
+    textfile: TextfileOption = None,
     output: OutputOption = None,
 ) -> None:
     """Active devices with a one-time prekey pool under the thresholds, a signed prekey
@@ -122,15 +126,18 @@ def stuck(
     )
     db = devices_db(env)
     if watch:
+        from e2ee_ops.cli.common import ticker
+
         env.unbounded()  # --watch-timeout bounds it
-        report = procedure.watch_stuck_devices(
-            db=db,
-            options=options,
-            timeout_seconds=watch_timeout,
-            interval_seconds=interval,
-            journal=env.journal(),
-            progress=env.progress,
-        )
+        with ticker(env) as tick:
+            report = procedure.watch_stuck_devices(
+                db=db,
+                options=options,
+                timeout_seconds=watch_timeout,
+                interval_seconds=interval,
+                journal=env.journal(),
+                on_tick=tick,
+            )
         finish(ctx, report, output=output)
     if not notify:
         finish(ctx, procedure.find_stuck_devices(db=db, options=options), output=output)

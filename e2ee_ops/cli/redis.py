@@ -12,7 +12,9 @@ from e2ee_ops.cli.common import (
     MAX_COUNT,
     MAX_SECONDS,
     ExecuteOption,
+    JunitOption,
     OutputOption,
+    TextfileOption,
     YesOption,
     app_context,
     finish,
@@ -27,7 +29,12 @@ app = typer.Typer(
 
 
 @app.command("check")
-def check(ctx: typer.Context, output: OutputOption = None) -> None:
+def check(
+    ctx: typer.Context,
+    junit: JunitOption = None,
+    textfile: TextfileOption = None,
+    output: OutputOption = None,
+) -> None:
     """Gather every detection signal: /dm/metrics redis_status, PING and INFO, one SSE
     heartbeat's relay_lag, and messages stored but not delivered. Exit code by the worst."""
     from e2ee_ops.cli.targets import redis_targets
@@ -91,10 +98,12 @@ def watch(
         int | None,
         typer.Option("--count", min=1, max=MAX_COUNT, help="Stop after this many refreshes."),
     ] = None,
+    output: OutputOption = None,
 ) -> None:
-    """A live view of the detection signals, refreshed until interrupted (Ctrl-C)."""
+    """The detection signals, refreshed until interrupted (Ctrl-C): a live view on a
+    terminal; piped, every refresh in full (with --output json, one object per line)."""
     from e2ee_ops.cli.targets import redis_targets
     from e2ee_ops.procedures.redis_outage import check_redis
 
     targets = redis_targets(app_context(ctx))
-    watch_live(ctx, lambda: check_redis(targets, timeout=interval * 4), interval, count)
+    watch_live(ctx, lambda: check_redis(targets, timeout=interval * 4), interval, count, output)

@@ -59,6 +59,9 @@ def _guard(action: str, call: object) -> None:
 def up(ctx: typer.Context, state_dir: StateDir = DEFAULT_DIR, output: OutputOption = None) -> None:
     """Start PostgreSQL, Redis and the reference server; migrate; seed an admin, two canary
     accounts and a demo user; write STATE_DIR/config.yaml."""
+    from e2ee_ops.embedded import require_embedded
+
+    require_embedded("sandbox up")
     from e2ee_ops import sandbox
 
     env = app_context(ctx)

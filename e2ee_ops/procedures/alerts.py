@@ -60,17 +60,20 @@ def _duration(seconds: float) -> str:
     return f"{max(1, math.ceil(seconds))}s"
 
 
+# The queries the rules and the dashboard (`alerts_dashboard.py`) share.
+SSE_FAILURE_RATE = (
+    f"rate(e2ee_sse_failures_total[{RATE_WINDOW}]) / rate(e2ee_sse_connects_total[{RATE_WINDOW}])"
+)
+DELIVERY_P99 = (
+    "histogram_quantile(0.99, sum by (job, le) "
+    f"(rate(e2ee_delivery_latency_seconds_bucket[{RATE_WINDOW}])))"
+)
+
+
 def alert_rules(t: Thresholds) -> list[AlertRule]:
     """Every critical and warning threshold of the runbook as a Prometheus alert rule."""
     active = "and e2ee_otpk_devices_active > 0"  # min is 0 when there is no device at all
-    sse_rate = (
-        f"rate(e2ee_sse_failures_total[{RATE_WINDOW}])"
-        f" / rate(e2ee_sse_connects_total[{RATE_WINDOW}])"
-    )
-    p99 = (
-        "histogram_quantile(0.99, sum by (job, le) "
-        f"(rate(e2ee_delivery_latency_seconds_bucket[{RATE_WINDOW}])))"
-    )
+    sse_rate, p99 = SSE_FAILURE_RATE, DELIVERY_P99
     return [
         AlertRule(
             "E2eeRedisDown",
@@ -299,6 +302,8 @@ def evaluate_samples(
                 f"{_num(t.otpk_critical)}, warning below {_num(t.otpk_warning)})",
                 threshold_warn=t.otpk_warning,
                 threshold_crit=t.otpk_critical,
+                higher_is_worse=False,
+                minimum=0,
             )
         )
 

@@ -340,6 +340,22 @@ def _remind(
 # ---- watch ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class WatchTick:
+    """Where a watch stands after one check of the listed devices."""
+
+    recovered: int
+    total: int
+    waiting: int
+    elapsed_seconds: float
+
+    @property
+    def message(self) -> str:
+        return f"{self.recovered} of {self.total} device(s) recovered" + (
+            f"; waiting for {self.waiting}" if self.waiting else ""
+        )
+
+
 def watch_stuck_devices(
     *,
     db: DevicesDatabase,
@@ -347,7 +363,7 @@ def watch_stuck_devices(
     timeout_seconds: float,
     interval_seconds: float,
     journal: Journal | None = None,
-    progress: Callable[[str], None] = lambda _m: None,
+    on_tick: Callable[[WatchTick], None] = lambda _t: None,
     sleep: Callable[[float], None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Report:
@@ -373,10 +389,7 @@ def watch_stuck_devices(
                 recovered[device_id] = (verdict, monotonic() - start)
             else:
                 pending[device_id] = verdict
-        progress(
-            f"{len(recovered)} of {len(verdicts)} device(s) recovered"
-            + (f"; waiting for {len(pending)}" if pending else "")
-        )
+        on_tick(WatchTick(len(recovered), len(verdicts), len(pending), monotonic() - start))
         if not pending or monotonic() - start >= timeout_seconds:
             break
         sleep(min(interval_seconds, max(0.0, timeout_seconds - (monotonic() - start))))

@@ -22,7 +22,19 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.errors import E2eeOpsError, UsageError
-from e2ee_ops.journal import OUTCOME, POSTMORTEM, REDIS_OUTAGE, Entry, Journal
+from e2ee_ops.journal import (
+    INCIDENT_CLOSE,
+    INCIDENT_LOG,
+    INCIDENT_NOTIFY,
+    INCIDENT_OPEN,
+    OUTCOME,
+    PLAN,
+    POSTMORTEM,
+    REDIS_OUTAGE,
+    Entry,
+    Journal,
+)
+from e2ee_ops.outputs.mermaid import Event, gantt
 from e2ee_ops.procedures.incident import (
     Incident,
     describe_entry,
@@ -220,6 +232,74 @@ def build_checklist(
     return checklist
 
 
+def _status_tag(status: Any) -> str:
+    return {"OK": "done", "CRITICAL": "crit", "FAILED": "crit"}.get(str(status), "active")
+
+
+def _moment(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text)) if text else None
+    except ValueError:
+        return None
+
+
+def timeline_events(entries: list[Entry]) -> list[Event]:
+    """The incident as a picture: opened and closed, each command's plan and outcome,
+    and each recorded Redis outage from its start to Redis answering again and on to
+    the end of the verified recovery, each end named by its evidence."""
+    events: list[Event] = []
+    for e in entries:
+        d = e.data
+        if e.kind == INCIDENT_OPEN:
+            events.append(Event("Incident", f"opened {d.get('severity')} by {e.actor}", e.ts))
+        elif e.kind == INCIDENT_CLOSE:
+            events.append(Event("Incident", f"closed, {d.get('resolution')}", e.ts, tag="done"))
+        elif e.kind in (INCIDENT_LOG, INCIDENT_NOTIFY):
+            events.append(Event("Incident", describe_entry(e), e.ts))
+        elif e.kind == PLAN:
+            events.append(Event("Commands", f"{e.command} planned", e.ts))
+        elif e.kind == OUTCOME:
+            status = d.get("status", "?")
+            events.append(Event("Commands", f"{e.command} {status}", e.ts, tag=_status_tag(status)))
+        elif e.kind == REDIS_OUTAGE:
+            events += _outage_events(d, e.ts)
+        else:
+            events.append(Event("Commands", e.command or e.kind, e.ts))
+    return events
+
+
+def _outage_events(d: dict[str, Any], recorded: datetime) -> list[Event]:
+    start, back, end = (
+        _moment(d.get("start")),
+        _moment(d.get("redis_back_at")),
+        _moment(d.get("end")),
+    )
+    unrecorded = "source not recorded"
+    if start is None or back is None:
+        return [Event("Outage", "Redis outage recorded, times unknown", recorded, tag="crit")]
+    events = [
+        Event(
+            "Outage",
+            f"Redis down, start from {d.get('start_source') or unrecorded}, "
+            f"end from {d.get('redis_back_source') or unrecorded}",
+            start,
+            back,
+            tag="crit",
+        )
+    ]
+    if end is not None:
+        events.append(
+            Event(
+                "Outage",
+                "recovery verified (canary over SSE, stored vs delivered)",
+                back,
+                end,
+                tag="done",
+            )
+        )
+    return events
+
+
 TITLES = {
     "redis-outage": "Redis outage",
     "abuse": "Abuse burst",
@@ -268,9 +348,16 @@ def render_markdown(
         lines += ["", "## Response steps", ""]
         for step, how in response_steps(incident).items():
             lines.append(f"- [{'x' if how else ' '}] {step}" + (f" — {how}" if how else ""))
+    title = (
+        f"Incident {incident.incident_id} ({incident.severity}), UTC"
+        if incident is not None
+        else "Redis outage, UTC"
+    )
     lines += [
         "",
         "## Timeline",
+        "",
+        gantt(title, timeline_events(entries)),
         "",
         "| Time (UTC) | Actor | Command | What |",
         "| --- | --- | --- | --- |",

@@ -338,7 +338,10 @@ def recover_redis(
         return run.fail(outcome, rest="not run: an earlier verification failed")
 
     was_down = not _redis_up(t.redis)
-    window_start = since or _outage_start_estimate(t, detected_at)
+    if since is not None:
+        window_start, start_source = since, "--since given by the operator"
+    else:
+        window_start, start_source = _outage_start_estimate(t, detected_at)
     run.done("Redis is down" if was_down else "Redis answers PING")
 
     if was_down or force:
@@ -407,7 +410,9 @@ def recover_redis(
     record = {
         "detected_at": detected_at.isoformat(),
         "start": window_start.isoformat(),
+        "start_source": start_source,
         "redis_back_at": redis_back_at.isoformat(),
+        "redis_back_source": "Redis answered PING (redis recover)",
         "end": ended_at.isoformat(),
         "duration_seconds": round((redis_back_at - window_start).total_seconds(), 1),
         "was_down": was_down,
@@ -428,17 +433,20 @@ def recover_redis(
     return plan
 
 
-def _outage_start_estimate(t: RedisTargets, now: datetime) -> datetime:
-    """When the outage began, at the latest: the oldest message of the last hour still
-    undelivered (messages stored while Redis was down are the ones not pushed), else now.
-    """
+def _outage_start_estimate(t: RedisTargets, now: datetime) -> tuple[datetime, str]:
+    """When the outage began, at the latest, and the evidence: the oldest message of the
+    last hour still undelivered (messages stored while Redis was down are the ones not
+    pushed), else the time it was detected."""
+    detected = "detection by redis recover (no earlier evidence)"
     if t.db is None:
-        return now
+        return now, detected
     try:
         oldest = t.db.oldest_undelivered(now)
     except E2eeOpsError:
-        return now
-    return now if oldest is None else min(oldest, now)
+        return now, detected
+    if oldest is None or oldest >= now:
+        return now, detected
+    return oldest, "the oldest message of the last hour not yet delivered (PostgreSQL)"
 
 
 def _settled_window(

@@ -3,8 +3,10 @@ with STARTTLS and AUTH (aiosmtpd on loopback, a certificate made for the test)."
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
+import json
 import socket
 import ssl
 from collections.abc import Iterator
@@ -231,3 +233,77 @@ def test_an_untrusted_certificate_is_refused(tls_smtp: tuple[int, Inbox, ssl.SSL
 def test_owner_without_email_is_skipped() -> None:
     with pytest.raises(SkipReminder):
         SmtpNotifier("127.0.0.1", port=1, from_address="x@example.test").send(reminder(None))
+
+
+def test_email_has_date_and_message_id(tls_smtp: tuple[int, Inbox, ssl.SSLContext]) -> None:
+    from email.utils import parsedate_to_datetime
+
+    port, inbox, ctx = tls_smtp
+    sent_at = dt.datetime(2026, 11, 29, 1, 2, 3, tzinfo=dt.UTC)
+    notifier = _smtp(port, ctx, clock=lambda: sent_at)
+    notifier.send(reminder())
+    notifier.send(reminder())
+    first, second = inbox.messages
+    assert parsedate_to_datetime(first["Date"]) == sent_at
+    assert first["Message-ID"].startswith("<") and first["Message-ID"].endswith("@example.test>")
+    assert first["Message-ID"] != second["Message-ID"]
+
+
+@respx.mock
+def test_slack_text_is_escaped_so_mentions_and_links_stay_text() -> None:
+    route = respx.post(HOOK).mock(return_value=httpx.Response(200))
+    sneaky = dataclasses.replace(reminder(), device_name="<!channel> & <https://x.test|click>")
+    slack = WebhookNotifier(HOOK, timeout=2, slack_compatible=True)
+    slack.send(sneaky)
+    slack.close()
+    text = json.loads(route.calls[0].request.content)["text"]
+    assert "<" not in text and ">" not in text
+    assert "&lt;!channel&gt; &amp; &lt;https://x.test|click&gt;" in text
+    assert "device “" in text  # the name as people write it, not a Python repr
+
+
+@respx.mock
+def test_webhook_retries_429_after_the_wait_retry_after_asks_for() -> None:
+    route = respx.post(HOOK).mock(
+        side_effect=[
+            httpx.Response(429, headers={"Retry-After": "2"}),
+            httpx.Response(429),
+            httpx.Response(200),
+        ]
+    )
+    waits: list[float] = []
+    hook = WebhookNotifier(HOOK, timeout=2, sleep=waits.append)
+    hook.send(reminder())
+    hook.close()
+    assert route.call_count == 3 and waits == [2.0, 1.0]
+
+
+@respx.mock
+def test_webhook_429_asking_too_long_a_wait_fails_without_waiting() -> None:
+    respx.post(HOOK).mock(return_value=httpx.Response(429, headers={"Retry-After": "3600"}))
+    waits: list[float] = []
+    hook = WebhookNotifier(HOOK, timeout=2, sleep=waits.append)
+    with pytest.raises(ActionFailed, match="HTTP 429") as caught:
+        hook.send(reminder())
+    hook.close()
+    assert waits == [] and "very-secret-path" not in str(caught.value)
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    from e2ee_ops.adapters.http import retry_after_seconds
+
+    now = dt.datetime(2026, 11, 29, 1, 0, 0, tzinfo=dt.UTC)
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds("Sun, 29 Nov 2026 01:00:30 GMT", now=now) == 30.0
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+@respx.mock
+def test_incident_webhook_escapes_the_title() -> None:
+    from e2ee_ops.adapters.incident_notify import post_webhook
+
+    route = respx.post(HOOK).mock(return_value=httpx.Response(200))
+    post_webhook(Secret(HOOK), "P1 opened: <!channel> redis down", timeout=2)
+    assert json.loads(route.calls[0].request.content) == {
+        "text": "P1 opened: &lt;!channel&gt; redis down"
+    }

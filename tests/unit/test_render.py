@@ -25,6 +25,7 @@ def sample_report() -> Report:
                 "device d1 has 3 prekeys",
                 threshold_warn=10,
                 threshold_crit=5,
+                higher_is_worse=False,
             ),
             Finding("delivery_p99", Status.OK, 120.5, "p99 fine", threshold_warn=500, unit="ms"),
             Finding("relay", Status.OK, False, f"relay ok ({TOKEN})"),
@@ -84,7 +85,7 @@ def test_nagios_line_has_status_summary_and_perfdata() -> None:
     line = render_text(sample_report(), OutputFormat.NAGIOS)
     assert line == (
         "E2EE-OPS DEVICES_STUCK CRITICAL - device d1 has 3 prekeys"
-        " | 'otpk_min'=3;10;5 'delivery_p99'=120.5ms;500"
+        " | 'otpk_min'=3;10:;5: 'delivery_p99'=120.5ms;500;;0"
     )
     assert "\n" not in line
 
@@ -128,3 +129,49 @@ def test_every_format_renders_every_result_kind(fmt: OutputFormat) -> None:
         buffer = io.StringIO()
         render(result, fmt, make_console(buffer, {}), title="things")
         assert buffer.getvalue().strip()
+
+
+def test_cells_are_text_for_people_not_python_reprs() -> None:
+    @dataclass
+    class Row:
+        channels: list[str]
+        counts: dict[str, int]
+        enabled: bool
+        big: float
+        missing: None = None
+
+    buffer = io.StringIO()
+    render(
+        [Row(["push", "email"], {"sent": 2}, True, 1234567.891)],
+        OutputFormat.TABLE,
+        make_console(buffer, {"COLUMNS": "200"}),
+    )
+    text = buffer.getvalue()
+    assert "push, email" in text and "sent: 2" in text and "yes" in text
+    assert "1234568" in text and "e+" not in text
+    for repr_mark in ("[", "{", "'", "True", "None"):
+        assert repr_mark not in text
+
+
+def test_console_width_comes_from_columns_and_pipes_get_rich_default() -> None:
+    assert make_console(io.StringIO(), {"COLUMNS": "60"}).width == 60
+    assert make_console(io.StringIO(), {}).width == 80
+
+
+def test_narrow_terminal_never_breaks_a_word() -> None:
+    @dataclass
+    class Device:
+        device_id: str
+        username: str
+        device_name: str
+        prekeys_remaining: int
+        signed_prekey_age_days: float
+
+    rows = [Device("0b9d1f0e-aaaa-bbbb", "grace", "grace-phone-with-long-name", 3, 91.5)]
+    words = {"0b9d1f0e-aaaa-bbbb", "grace-phone-with-long-name", "signed_prekey_age_days"}
+    for columns in ("60", "200"):
+        buffer = io.StringIO()
+        render(rows, OutputFormat.TABLE, make_console(buffer, {"COLUMNS": columns}))
+        text = buffer.getvalue()
+        assert all(word in text for word in words), text
+        assert max(len(line.rstrip()) for line in text.splitlines()) <= int(columns)

@@ -62,6 +62,15 @@ def test_postmortem_after_a_redis_outage(
     assert "- [ ] Review Redis logs for root cause — not verifiable by any command" in text
     assert "| redis recover | Redis outage of " in text
     assert "- [x] resolve — `redis recover`" in text
+    # The timeline as a picture: opened, commands, the outage with its evidence, closed.
+    chart = text.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert chart.startswith("gantt\n") and "dateFormat YYYY-MM-DD HH" in chart
+    assert re.search(r"opened P1 by .* :milestone, \d{4}-\d\d-\d\d \d\d:\d\d:\d\d, 0s", chart)
+    assert "redis recover WARNING :active, milestone, " in chart
+    assert "Redis down, start from the oldest message of the last hour not yet delivered" in chart
+    assert "end from Redis answered PING (redis recover) :crit, " in chart
+    assert "recovery verified (canary over SSE, stored vs delivered) :done, " in chart
+    assert "closed, Redis restarted by redis recover :done, milestone, " in chart
 
     status = run("--output", "json", "incident", "status").json["data"]
     assert status["open"] is False and status["steps"]["postmortem"]

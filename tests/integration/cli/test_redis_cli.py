@@ -149,4 +149,17 @@ def test_unreachable_api_and_wrong_token_are_unknown_not_tracebacks(
 def test_redis_watch_refreshes_and_exits_by_the_last_status(sandbox_config: Path) -> None:
     result = run(sandbox_config, "redis", "watch", "--interval", "0.5", "--count", "2")
     assert result.exit_code == 0, result.stdout + result.stderr
-    assert "redis ping" in result.stdout and "sse heartbeat relay_lag" in result.stdout
+    assert "ping" in result.stdout and "relay_lag" in result.stdout
+    # Piped: every refresh in full (title and status line), not only the last frame.
+    assert result.stdout.count("redis check") == 2
+    assert result.stdout.count("\nOK - all ") == 2
+
+
+def test_redis_watch_json_is_one_object_per_refresh(sandbox_config: Path) -> None:
+    result = run(
+        sandbox_config, "redis", "watch", "--interval", "0.5", "--count", "2", "-o", "json"
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert [json.loads(line)["title"] for line in lines] == ["redis check", "redis check"]

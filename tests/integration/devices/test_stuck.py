@@ -231,7 +231,10 @@ def test_watch_reports_who_recovered(fleet: Fleet, ops_config: Path) -> None:
     assert result.exit_code == 0, result.stdout + result.stderr
     assert result.json["data"]["recovered"] == [fleet.devices["alice-phone"]]
     assert "1 of 1 device(s) recovered" in result.json["summary"]
-    assert "recovered" in result.stderr  # progress on stderr
+    # Not a terminal: progress is JSON Lines on stderr, the last tick has everyone back.
+    ticks = [json.loads(line) for line in result.stderr.splitlines()]
+    assert ticks and all(t["kind"] == "tick" and t["total"] == 1 for t in ticks)
+    assert ticks[-1]["recovered"] == 1 and ticks[-1]["waiting"] == 0
 
 
 def test_watch_times_out_with_the_devices_still_stuck(fleet: Fleet, ops_config: Path) -> None:

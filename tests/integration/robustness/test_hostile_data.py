@@ -68,5 +68,5 @@ def test_nagios_line_stays_one_line_whatever_the_summary_holds() -> None:
     assert "\n" not in text
     line, perfdata = text.split(" | ")  # the name's `|` cannot start the perfdata
     assert line.startswith("E2EE-OPS DEVICES_STUCK CRITICAL - pwn\\x1b]0;owned\\x07")
-    assert "red\\nCRITICAL / 'x'=1" in line
+    assert "red CRITICAL / 'x'=1" in line  # the line break became a space
     assert perfdata == "'device 1'=2"

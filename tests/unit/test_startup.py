@@ -1,0 +1,48 @@
+"""Start-up stays at typer + rich: `--help` paths import no pydantic (typer's adapters),
+no rich console, no HTTP, database or Redis client and only the command group used.
+The time itself is measured by `bench/startup.py`, never asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("pydantic", "httpx", "psycopg", "redis", "yaml", "rich.console", "nagiosplugin")
+
+PROBE = """
+import json, sys
+sys.argv = ["e2ee-ops", *json.loads(sys.argv[1])]
+from e2ee_ops.cli.main import run
+try:
+    run()
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def _modules_after(*args: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(list(args))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["redis", "check", "--help"]])
+def test_help_imports_nothing_heavy(args: list[str]) -> None:
+    loaded = _modules_after(*args)
+    heavy = sorted(m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY)
+    assert heavy == []
+
+
+def test_a_subcommand_builds_only_its_own_group() -> None:
+    loaded = _modules_after("redis", "check", "--help")
+    groups = {m for m in loaded if m.startswith("e2ee_ops.cli.")}
+    assert "e2ee_ops.cli.redis" in groups
+    assert not groups & {"e2ee_ops.cli.abuse", "e2ee_ops.cli.rollback", "e2ee_ops.cli.sandbox"}
