@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: setup test demo lint clean
+.PHONY: setup test fuzz demo lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,13 @@ test: $(STAMP)
 	$(BIN)/ruff format --check e2ee_ops tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# A long, random schemathesis run against the live reference server (make test runs a
+# short, reproducible one).
+FUZZ_EXAMPLES ?= 300
+fuzz: $(STAMP)
+	E2EE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) E2EE_FUZZ_RANDOM=1 $(BIN)/python -m pytest -q \
+		tests/integration/reference/test_fuzz.py --timeout 3600
 
 lint: $(STAMP)
 	$(BIN)/ruff check e2ee_ops tests bench

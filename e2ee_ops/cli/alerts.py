@@ -39,12 +39,19 @@ OutOption = Annotated[
 
 
 @app.command("rules")
-def rules(ctx: typer.Context, out: OutOption = None) -> None:
+def rules(
+    ctx: typer.Context,
+    out: OutOption = None,
+    job: Annotated[
+        str,
+        typer.Option("--job", help="The Prometheus scrape job of the API instances."),
+    ] = "e2ee-api",
+) -> None:
     """Print (or write) a Prometheus rule file with every critical and warning threshold
     of the runbook, taken from the configured thresholds; valid for `promtool check rules`."""
     from e2ee_ops.procedures.alerts import rules_yaml
 
-    _write_or_print(ctx, rules_yaml(app_context(ctx).settings.thresholds), out)
+    _write_or_print(ctx, rules_yaml(app_context(ctx).settings.thresholds, job), out)
 
 
 @app.command("dashboard")

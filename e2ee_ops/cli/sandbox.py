@@ -56,9 +56,23 @@ def _guard(action: str, call: object) -> None:
 
 
 @app.command("up")
-def up(ctx: typer.Context, state_dir: StateDir = DEFAULT_DIR, output: OutputOption = None) -> None:
-    """Start PostgreSQL, Redis and the reference server; migrate; seed an admin, two canary
-    accounts and a demo user; write STATE_DIR/config.yaml."""
+def up(
+    ctx: typer.Context,
+    state_dir: StateDir = DEFAULT_DIR,
+    api_instances: Annotated[
+        int,
+        typer.Option(
+            "--api-instances",
+            min=1,
+            max=16,
+            help="How many reference server instances (a fleet on one PostgreSQL and Redis).",
+        ),
+    ] = 2,
+    output: OutputOption = None,
+) -> None:
+    """Start PostgreSQL, Redis and N reference server instances; migrate; seed an admin,
+    two canary accounts and a demo user; write STATE_DIR/config.yaml listing every
+    instance in api.base_urls."""
     from e2ee_ops.embedded import require_embedded
 
     require_embedded("sandbox up")
@@ -66,7 +80,10 @@ def up(ctx: typer.Context, state_dir: StateDir = DEFAULT_DIR, output: OutputOpti
 
     env = app_context(ctx)
     env.unbounded()  # starting servers has its own deadlines
-    _guard("up", lambda: sandbox.up(state_dir, progress=env.progress))
+    _guard(
+        "up",
+        lambda: sandbox.up(state_dir, api_instances=api_instances, progress=env.progress),
+    )
     env.progress(f"config: {state_dir.resolve() / 'config.yaml'}")
     env.progress(f"try:    e2ee-ops --config {state_dir.resolve() / 'config.yaml'} doctor")
     finish(ctx, _rows(state_dir), output=output, title="sandbox")
@@ -98,18 +115,24 @@ def _service_command(action: str) -> None:
         ctx: typer.Context,
         service: Annotated[str, typer.Argument(help="postgres, redis or api")],
         state_dir: StateDir = DEFAULT_DIR,
+        instance: Annotated[
+            int | None,
+            typer.Option("--instance", min=1, metavar="K", help="Only API instance K (1-based)."),
+        ] = None,
         output: OutputOption = None,
     ) -> None:
         from e2ee_ops import sandbox
 
         if service not in sandbox.SERVICES:
             raise typer.BadParameter(f"one of {', '.join(sandbox.SERVICES)}", param_hint="SERVICE")
+        if instance is not None and service != "api":
+            raise typer.BadParameter("applies to the api service only", param_hint="--instance")
         call = {
             "start": sandbox.start_service,
             "stop": sandbox.stop_service,
             "restart": sandbox.restart_service,
         }[action]
-        _guard(action, lambda: call(state_dir.resolve(), service))
+        _guard(action, lambda: call(state_dir.resolve(), service, instance))
         finish(ctx, _rows(state_dir), output=output, title="sandbox")
 
     command.__doc__ = f"{action.capitalize()} one sandbox service (for outage drills)."

@@ -5,7 +5,7 @@ Both are written against the metric names the reference server exports on `/metr
 and take every number from `Thresholds`. Where the server exports a count that bakes
 in its own threshold (`e2ee_otpk_devices_below_critical` counts pools under the
 SERVER's 5), the rules use a threshold-free metric instead (`e2ee_otpk_remaining_min`,
-`e2ee_signed_prekey_age_max_days`, `e2ee_identity_changes_max_per_user_24h`), so a
+`e2ee_signed_prekey_age_max_seconds`, `e2ee_identity_changes_max_per_user_24h`), so a
 configured threshold other than the runbook's default still means what it says.
 
 `check_alerts` has no history, unlike Prometheus: the SSE failure rate is the ratio
@@ -16,12 +16,14 @@ dated from PostgreSQL (the oldest message of the last hour not yet delivered).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from e2ee_ops import metrics as m
 from e2ee_ops.config import Thresholds
 from e2ee_ops.errors import E2eeOpsError, ServiceError
 from e2ee_ops.journal import OUTCOME
@@ -34,6 +36,10 @@ if TYPE_CHECKING:
     from e2ee_ops.journal import Journal
 
 GROUP = "e2ee_alerts"
+# The Prometheus scrape job of the API instances; `alerts rules --job` changes it.
+DEFAULT_JOB = "e2ee-api"
+INSTANCE_DOWN_FOR = "1m"
+DAY = 86400
 # How long a condition other than "Redis down" must hold before it fires: long enough
 # that a refill or a single slow scrape does not page, short enough to matter.
 SUSTAIN = "5m"
@@ -48,7 +54,7 @@ class AlertRule:
     for_: str
     summary: str
     description: str
-    threshold: str  # the Thresholds field this rule takes its number from
+    threshold: str | None  # the Thresholds field this rule takes its number from
 
 
 def _num(value: float) -> str:
@@ -60,25 +66,52 @@ def _duration(seconds: float) -> str:
     return f"{max(1, math.ceil(seconds))}s"
 
 
+def sse_failure_rate(selector: str = "") -> str:
+    return (
+        f"rate({m.total(m.SSE_FAILURES)}{selector}[{RATE_WINDOW}])"
+        f" / rate({m.total(m.SSE_CONNECTS)}{selector}[{RATE_WINDOW}])"
+    )
+
+
+def delivery_p99(selector: str = "") -> str:
+    return (
+        "histogram_quantile(0.99, sum by (job, le) "
+        f"(rate({m.DELIVERY_LATENCY_SECONDS}_bucket{selector}[{RATE_WINDOW}])))"
+    )
+
+
 # The queries the rules and the dashboard (`alerts_dashboard.py`) share.
-SSE_FAILURE_RATE = (
-    f"rate(e2ee_sse_failures_total[{RATE_WINDOW}]) / rate(e2ee_sse_connects_total[{RATE_WINDOW}])"
-)
-DELIVERY_P99 = (
-    "histogram_quantile(0.99, sum by (job, le) "
-    f"(rate(e2ee_delivery_latency_seconds_bucket[{RATE_WINDOW}])))"
-)
+SSE_FAILURE_RATE = sse_failure_rate()
+DELIVERY_P99 = delivery_p99()
 
 
-def alert_rules(t: Thresholds) -> list[AlertRule]:
-    """Every critical and warning threshold of the runbook as a Prometheus alert rule."""
-    active = "and e2ee_otpk_devices_active > 0"  # min is 0 when there is no device at all
-    sse_rate, p99 = SSE_FAILURE_RATE, DELIVERY_P99
+def alert_rules(t: Thresholds, job: str = DEFAULT_JOB) -> list[AlertRule]:
+    """Every critical and warning threshold of the runbook as a Prometheus alert rule,
+    on the series of the scrape job `job` (the API instances)."""
+    selector = "{" + f"job={json.dumps(job)}" + "}"
+
+    def q(metric: str) -> str:
+        return metric + selector
+
+    # min is 0 when there is no device at all
+    active = f"and {q(m.OTPK_DEVICES_ACTIVE)} > 0"
+    sse_rate, p99 = sse_failure_rate(selector), delivery_p99(selector)
     return [
+        AlertRule(
+            "E2eeApiInstanceDown",
+            "critical",
+            f"{q('up')} == 0",
+            INSTANCE_DOWN_FOR,
+            "API instance {{ $labels.instance }} does not answer",
+            "Prometheus could not scrape this API instance for more than "
+            f"{INSTANCE_DOWN_FOR}: its streams are gone and its clients reconnect elsewhere. "
+            "Run `e2ee-ops doctor`, then restart the instance (services.api).",
+            None,
+        ),
         AlertRule(
             "E2eeRedisDown",
             "critical",
-            "redis_up == 0",
+            f"{q(m.REDIS_UP)} == 0",
             _duration(t.redis_down_seconds),
             "Redis unavailable on {{ $labels.instance }}",
             f"Redis has been unreachable for more than {_num(t.redis_down_seconds)} s: messages "
@@ -89,7 +122,7 @@ def alert_rules(t: Thresholds) -> list[AlertRule]:
         AlertRule(
             "E2eeOtpkPoolCritical",
             "critical",
-            f"e2ee_otpk_remaining_min < {_num(t.otpk_critical)} {active}",
+            f"{q(m.OTPK_REMAINING_MIN)} < {_num(t.otpk_critical)} {active}",
             SUSTAIN,
             f"A device has fewer than {_num(t.otpk_critical)} one-time prekeys",
             "The smallest one-time prekey pool of an active device is {{ $value }}. "
@@ -99,7 +132,7 @@ def alert_rules(t: Thresholds) -> list[AlertRule]:
         AlertRule(
             "E2eeIdentityChangesHigh",
             "critical",
-            f"e2ee_identity_changes_max_per_user_24h > {_num(t.identity_changes_per_day)}",
+            f"{q(m.IDENTITY_CHANGES_MAX_PER_USER_24H)} > {_num(t.identity_changes_per_day)}",
             SUSTAIN,
             f"A user changed identity keys more than {_num(t.identity_changes_per_day)} "
             "times in 24 h",
@@ -120,7 +153,7 @@ def alert_rules(t: Thresholds) -> list[AlertRule]:
         AlertRule(
             "E2eeOtpkPoolLow",
             "warning",
-            f"e2ee_otpk_remaining_min < {_num(t.otpk_warning)} {active}",
+            f"{q(m.OTPK_REMAINING_MIN)} < {_num(t.otpk_warning)} {active}",
             SUSTAIN,
             f"A device has fewer than {_num(t.otpk_warning)} one-time prekeys",
             "The smallest one-time prekey pool of an active device is {{ $value }}. "
@@ -130,10 +163,10 @@ def alert_rules(t: Thresholds) -> list[AlertRule]:
         AlertRule(
             "E2eeSignedPrekeyStale",
             "warning",
-            f"e2ee_signed_prekey_age_max_days > {_num(t.signed_prekey_max_age_days)}",
+            f"{q(m.SIGNED_PREKEY_AGE_MAX_SECONDS)} > {_num(t.signed_prekey_max_age_days * DAY)}",
             SUSTAIN,
             f"A signed prekey is older than {_num(t.signed_prekey_max_age_days)} days",
-            "The oldest signed prekey of an active device is {{ $value }} days old. "
+            "The oldest signed prekey of an active device is {{ $value | humanizeDuration }} old. "
             "Run `e2ee-ops devices stuck`.",
             "signed_prekey_max_age_days",
         ),
@@ -149,7 +182,7 @@ def alert_rules(t: Thresholds) -> list[AlertRule]:
         AlertRule(
             "E2eePubsubLagHigh",
             "warning",
-            f"e2ee_pubsub_lag_seconds > {_num(t.pubsub_lag_seconds)}",
+            f"{q(m.PUBSUB_LAG_SECONDS)} > {_num(t.pubsub_lag_seconds)}",
             SUSTAIN,
             f"Redis pub/sub lag is above {_num(t.pubsub_lag_seconds)} s "
             "on {{ $labels.instance }}",
@@ -167,7 +200,7 @@ RULES_HEADER = """\
 """
 
 
-def rules_document(t: Thresholds) -> dict[str, object]:
+def rules_document(t: Thresholds, job: str = DEFAULT_JOB) -> dict[str, object]:
     rules = [
         {
             "alert": r.name,
@@ -177,19 +210,19 @@ def rules_document(t: Thresholds) -> dict[str, object]:
             "annotations": {
                 "summary": r.summary,
                 "description": r.description,
-                "threshold": f"thresholds.{r.threshold}",
+                **({"threshold": f"thresholds.{r.threshold}"} if r.threshold else {}),
             },
         }
-        for r in alert_rules(t)
+        for r in alert_rules(t, job)
     ]
     return {"groups": [{"name": GROUP, "rules": rules}]}
 
 
-def rules_yaml(t: Thresholds) -> str:
-    """The rule file's text; the same thresholds always give the same bytes."""
+def rules_yaml(t: Thresholds, job: str = DEFAULT_JOB) -> str:
+    """The rule file's text; the same thresholds and job always give the same bytes."""
     import yaml
 
-    body = yaml.safe_dump(rules_document(t), sort_keys=False, width=100, allow_unicode=True)
+    body = yaml.safe_dump(rules_document(t, job), sort_keys=False, width=100, allow_unicode=True)
     return RULES_HEADER + body
 
 
@@ -252,12 +285,12 @@ def evaluate_samples(
     where = f"/metrics on {host}"
     found: list[Finding] = []
 
-    up = _one(samples, "redis_up")
+    up = _one(samples, m.REDIS_UP)
     name = f"redis down > {_num(t.redis_down_seconds)} s ({host})"
     if up is None:
-        found.append(_missing(name, "redis_up", where))
+        found.append(_missing(name, m.REDIS_UP, where))
     elif up >= 1:
-        found.append(Finding(name, Status.OK, 0, f"{where}: redis_up=1", unit="s"))
+        found.append(Finding(name, Status.OK, 0, f"{where}: {m.REDIS_UP}=1", unit="s"))
     else:
         seconds = redis_down_for()
         if seconds is None:
@@ -267,7 +300,8 @@ def evaluate_samples(
                     name,
                     Status.CRITICAL,
                     None,
-                    f"{where}: redis_up=0, for an unknown time (no undelivered message dates it)",
+                    f"{where}: {m.REDIS_UP}=0, for an unknown time "
+                    "(no undelivered message dates it)",
                     threshold_crit=t.redis_down_seconds,
                     unit="s",
                 )
@@ -278,17 +312,17 @@ def evaluate_samples(
                     name,
                     Status.CRITICAL if seconds > t.redis_down_seconds else Status.WARNING,
                     round(seconds, 1),
-                    f"{where}: redis_up=0 for at least {seconds:.0f} s",
+                    f"{where}: {m.REDIS_UP}=0 for at least {seconds:.0f} s",
                     threshold_crit=t.redis_down_seconds,
                     unit="s",
                 )
             )
 
-    active = _one(samples, "e2ee_otpk_devices_active")
-    pool = _one(samples, "e2ee_otpk_remaining_min")
+    active = _one(samples, m.OTPK_DEVICES_ACTIVE)
+    pool = _one(samples, m.OTPK_REMAINING_MIN)
     name = f"otpk pool min ({host})"
     if pool is None:
-        found.append(_missing(name, "e2ee_otpk_remaining_min", where))
+        found.append(_missing(name, m.OTPK_REMAINING_MIN, where))
     elif not active:
         found.append(Finding(name, Status.OK, None, f"{where}: no active device"))
     else:
@@ -329,40 +363,41 @@ def evaluate_samples(
 
     above(
         "identity changes per user per day",
-        "e2ee_identity_changes_max_per_user_24h",
-        _one(samples, "e2ee_identity_changes_max_per_user_24h"),
+        m.IDENTITY_CHANGES_MAX_PER_USER_24H,
+        _one(samples, m.IDENTITY_CHANGES_MAX_PER_USER_24H),
         t.identity_changes_per_day,
         Status.CRITICAL,
     )
-    connects = _one(samples, "e2ee_sse_connects_total")
-    failures = _one(samples, "e2ee_sse_failures_total")
+    connects = _one(samples, m.total(m.SSE_CONNECTS))
+    failures = _one(samples, m.total(m.SSE_FAILURES))
     rate = (
         None if connects is None or failures is None else (failures / connects if connects else 0)
     )
     above(
         "sse failure rate",
-        "e2ee_sse_failures_total",
+        m.total(m.SSE_FAILURES),
         rate,
         t.sse_failure_rate,
         Status.CRITICAL,
     )
+    age = _one(samples, m.SIGNED_PREKEY_AGE_MAX_SECONDS)
     above(
         "signed prekey age max",
-        "e2ee_signed_prekey_age_max_days",
-        _one(samples, "e2ee_signed_prekey_age_max_days"),
+        m.SIGNED_PREKEY_AGE_MAX_SECONDS,
+        None if age is None else age / DAY,
         t.signed_prekey_max_age_days,
         Status.WARNING,
         "days",
     )
-    p99 = histogram_p99(samples, "e2ee_delivery_latency_seconds")
-    if p99 is None and "e2ee_delivery_latency_seconds_bucket" in samples:
+    p99 = histogram_p99(samples, m.DELIVERY_LATENCY_SECONDS)
+    if p99 is None and m.DELIVERY_LATENCY_SECONDS + "_bucket" in samples:
         found.append(
             Finding(f"delivery p99 ({host})", Status.OK, None, f"{where}: no delivery yet")
         )
     else:
         above(
             "delivery p99",
-            "e2ee_delivery_latency_seconds",
+            m.DELIVERY_LATENCY_SECONDS,
             None if p99 is None else p99 * 1000.0,
             t.delivery_p99_ms,
             Status.WARNING,
@@ -370,8 +405,8 @@ def evaluate_samples(
         )
     above(
         "pub/sub lag",
-        "e2ee_pubsub_lag_seconds",
-        _one(samples, "e2ee_pubsub_lag_seconds"),
+        m.PUBSUB_LAG_SECONDS,
+        _one(samples, m.PUBSUB_LAG_SECONDS),
         t.pubsub_lag_seconds,
         Status.WARNING,
         "s",

@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from e2ee_ops import metrics as m
 from e2ee_ops.config import Thresholds
-from e2ee_ops.procedures.alerts import DELIVERY_P99, RATE_WINDOW, SSE_FAILURE_RATE
+from e2ee_ops.procedures.alerts import DAY, DELIVERY_P99, RATE_WINDOW, SSE_FAILURE_RATE
 
 UID = "e2ee-dm-runbook"
 GREEN, ORANGE, RED = "green", "orange", "red"
@@ -77,11 +78,11 @@ def panels(t: Thresholds) -> list[Panel]:
         ),
         Panel(
             "Redis up / relay lag",
-            f"redis_up is 0 while an instance cannot reach Redis (critical once it lasts "
+            f"{m.REDIS_UP} is 0 while an instance cannot reach Redis (critical once it lasts "
             f"thresholds.redis_down_seconds = {t.redis_down_seconds:g} s); e2ee_relay_lag "
             "is 1 while SSE delivery lags.",
             (
-                Query("redis_up", "redis up {{instance}}", ("redis_up",)),
+                Query(m.REDIS_UP, "redis up {{instance}}", (m.REDIS_UP,)),
                 Query("e2ee_relay_lag", "relay lag {{instance}}", ("e2ee_relay_lag",)),
             ),
             crit=1,
@@ -140,13 +141,13 @@ def panels(t: Thresholds) -> list[Panel]:
             "thresholds.signed_prekey_max_age_days.",
             (
                 Query(
-                    "e2ee_signed_prekey_age_max_days",
+                    m.SIGNED_PREKEY_AGE_MAX_SECONDS,
                     "oldest",
-                    ("e2ee_signed_prekey_age_max_days",),
+                    (m.SIGNED_PREKEY_AGE_MAX_SECONDS,),
                 ),
             ),
-            unit="d",
-            warn=t.signed_prekey_max_age_days,
+            unit="s",
+            warn=t.signed_prekey_max_age_days * DAY,
             threshold_keys=("signed_prekey_max_age_days",),
         ),
         Panel(

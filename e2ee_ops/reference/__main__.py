@@ -17,6 +17,8 @@ def _serve(args: argparse.Namespace) -> int:
     from e2ee_ops.reference.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # E2EE_LOG_LEVEL=debug shows the server's own debug lines (one per closed stream).
+    logging.getLogger("e2ee_ops").setLevel(os.environ.get("E2EE_LOG_LEVEL", "INFO").upper())
     app = create_app()
 
     class Server(uvicorn.Server):

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 
 from e2ee_ops import __version__
 from e2ee_ops.reference import errors, routes_admin, routes_dm, routes_e2ee, routes_ops
-from e2ee_ops.reference.middleware import ErrorCounter
-from e2ee_ops.reference.ratelimit import SlidingWindowLimiter
+from e2ee_ops.reference.middleware import BodySizeLimit, ErrorCounter
+from e2ee_ops.reference.ratelimit import RateLimiter
 from e2ee_ops.reference.relay import Relay, StreamHub
 from e2ee_ops.reference.settings import ServerSettings
 from e2ee_ops.reference.state import AppState
@@ -25,15 +25,15 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings.from_env()
     telemetry = Telemetry()
     hub = StreamHub()
+    store = Store(settings.database_url)
+    relay = Relay(settings, hub, telemetry, store)
     state = AppState(
         settings=settings,
-        store=Store(settings.database_url),
+        store=store,
         hub=hub,
-        relay=Relay(settings, hub, telemetry),
+        relay=relay,
         telemetry=telemetry,
-        limiter=SlidingWindowLimiter(
-            settings.rate_limit_messages, settings.rate_limit_window_seconds
-        ),
+        limiter=RateLimiter(relay.client),
     )
 
     @asynccontextmanager
@@ -56,6 +56,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app = FastAPI(title="E2EE DM reference server", version=__version__, lifespan=lifespan)
     app.state.e2ee = state
     errors.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ErrorCounter, telemetry=telemetry)
     for module in (routes_ops, routes_admin, routes_e2ee, routes_dm):
         app.include_router(module.router)

@@ -26,6 +26,7 @@ class Caller:
     user_id: int
     scope: str
     blocked: bool
+    token_hash: str
 
     @property
     def is_admin(self) -> bool:
@@ -37,11 +38,15 @@ async def caller(
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing or invalid bearer token")
-    row = await request.app.state.e2ee.store.resolve_token(hash_token(credentials.credentials))
+    token_hash = hash_token(credentials.credentials)
+    row = await request.app.state.e2ee.store.resolve_token(token_hash)
     if row is None:
         raise HTTPException(401, "missing or invalid bearer token")
     return Caller(
-        user_id=int(row["user_id"]), scope=row["scope"], blocked=row["blocked_at"] is not None
+        user_id=int(row["user_id"]),
+        scope=row["scope"],
+        blocked=row["blocked_at"] is not None,
+        token_hash=token_hash,
     )
 
 

@@ -16,6 +16,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -25,11 +26,13 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from e2ee_ops.reference.settings import ServerSettings
+from e2ee_ops.reference.store import Store
 from e2ee_ops.reference.telemetry import Telemetry
 
 log = logging.getLogger("e2ee_ops.reference.relay")
 CHANNEL = "e2ee:dm:deliver"
 PROBE_INTERVAL_SECONDS = 1.0
+RECORD_RETRY_SECONDS = 1.0
 
 
 class StreamHub:
@@ -66,10 +69,13 @@ class StreamHub:
 
 
 class Relay:
-    def __init__(self, settings: ServerSettings, hub: StreamHub, telemetry: Telemetry) -> None:
+    def __init__(
+        self, settings: ServerSettings, hub: StreamHub, telemetry: Telemetry, store: Store
+    ) -> None:
         self.settings = settings
         self.hub = hub
         self.telemetry = telemetry
+        self.store = store
         # One quick retry: after a Redis restart the first use of a pooled connection
         # fails on the dead socket, and that alone is no outage.
         self.client = aioredis.Redis.from_url(
@@ -80,6 +86,11 @@ class Relay:
             retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self.redis_ok = False
+        self._state_known = False
+        # This instance's own record of Redis outages, persisted in relay_outages.
+        self.unavailable_since: datetime | None = None
+        self.last_outage: tuple[datetime, datetime] | None = None
+        self._records: asyncio.Queue[tuple[str, datetime, str]] = asyncio.Queue()
         self.pubsub_lag_seconds: float | None = None
         self._missed_publish = False
         self._probe_sent_at: float | None = None
@@ -105,6 +116,10 @@ class Relay:
         outstanding = self._probe_sent_at
         return outstanding is not None and time.monotonic() - outstanding > threshold
 
+    def unavailable_seconds(self) -> float:
+        since = self.unavailable_since
+        return 0.0 if since is None else max((datetime.now(UTC) - since).total_seconds(), 0.0)
+
     def _export(self) -> None:
         self.telemetry.redis_up.set(1 if self.redis_ok else 0)
         self.telemetry.relay_lag.set(1 if self.relay_lag else 0)
@@ -117,20 +132,74 @@ class Relay:
                 log.warning("Redis available again; waking every stream to catch up")
             else:
                 log.warning("Redis unavailable: %s; messages are stored, SSE lags", reason)
+        if ok != self.redis_ok or not self._state_known:
+            self._record_change(ok, reason)
+        self._state_known = True
         self.redis_ok = ok
+        if not ok:
+            # Whoever noticed, the subscriber re-subscribes: that is what brings the
+            # relay back once Redis answers, with or without traffic meanwhile.
+            self._resync.set()
         self._export()
+
+    def _record_change(self, ok: bool, reason: str) -> None:
+        now = datetime.now(UTC)
+        if ok and self.unavailable_since is not None:
+            self.last_outage = (self.unavailable_since, now)
+            self.unavailable_since = None
+            self._records.put_nowait(("regained", now, ""))
+        elif not ok and self.unavailable_since is None:
+            self.unavailable_since = now
+            self._records.put_nowait(("lost", now, reason or "unknown"))
+
+    async def _load_record(self) -> None:
+        """Pick up this instance's open outage from before a restart, and its last one."""
+        try:
+            rows = await self.store.relay_outages(self.settings.instance_id, limit=1)
+        except Exception as exc:  # noqa: BLE001 - the record is best effort, never fatal
+            log.warning("could not read this instance's relay outage record: %s", exc)
+            return
+        for row in rows:
+            if row["unavailable_since"] is not None and self.unavailable_since is None:
+                self.unavailable_since = row["unavailable_since"]
+            if row["last_lost_at"] is not None and self.last_outage is None:
+                self.last_outage = (row["last_lost_at"], row["last_regained_at"])
+
+    async def _record_loop(self) -> None:
+        """Persist state changes in order; a database hiccup delays them, never drops them."""
+        while True:
+            kind, at, reason = await self._records.get()
+            while True:
+                try:
+                    if kind == "lost":
+                        await self.store.record_redis_lost(self.settings.instance_id, at, reason)
+                    else:
+                        await self.store.record_redis_regained(self.settings.instance_id, at)
+                    self._records.task_done()
+                    break
+                except Exception as exc:  # noqa: BLE001 - retried until it lands
+                    log.warning("could not record the relay's %s event: %s", kind, exc)
+                    await asyncio.sleep(RECORD_RETRY_SECONDS)
 
     # ---- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._load_record()
         self._tasks = [
+            asyncio.create_task(self._record_loop(), name="relay-record"),
             asyncio.create_task(self._subscribe_loop(), name="relay-subscribe"),
             asyncio.create_task(self._probe_loop(), name="relay-probe"),
         ]
 
     async def stop(self) -> None:
         self._stopping.set()
-        for task in self._tasks:
+        recorder, loops = self._tasks[:1], self._tasks[1:]
+        for task in loops:
+            task.cancel()
+        # Changes seen so far reach the database before the pool closes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._records.join(), timeout=2.0)
+        for task in loops + recorder:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -155,7 +224,6 @@ class Relay:
             self.telemetry.publish_failures.inc()
             self._missed_publish = True
             self._set_redis(False, type(exc).__name__)
-            self._resync.set()
             return False
 
     # ---- background loops -----------------------------------------------------------
@@ -165,7 +233,10 @@ class Relay:
             pubsub = self.client.pubsub(ignore_subscribe_messages=True)
             try:
                 self._resync.clear()
-                await pubsub.subscribe(CHANNEL)
+                await asyncio.wait_for(pubsub.subscribe(CHANNEL), timeout=2.0)
+                # Subscribed is not enough (a write pause still lets SUBSCRIBE through):
+                # Redis must take a publish before the relay counts as working.
+                await asyncio.wait_for(self.client.publish(CHANNEL, self._probe()), timeout=1.0)
                 # Anything published while we were not subscribed was missed here.
                 self._missed_publish = False
                 self._probe_sent_at = None
@@ -199,19 +270,19 @@ class Relay:
                 devices.append(uuid.UUID(raw_id))
         self.hub.wake(devices)
 
+    def _probe(self) -> str:
+        return json.dumps({"kind": "probe", "origin": self.settings.instance_id, "ts": time.time()})
+
     async def _probe_loop(self) -> None:
         """Publish a timestamped probe to ourselves: its round trip is the pub/sub lag."""
         while not self._stopping.is_set():
             await asyncio.sleep(PROBE_INTERVAL_SECONDS)
             if not self.redis_ok:
                 continue
-            payload = json.dumps(
-                {"kind": "probe", "origin": self.settings.instance_id, "ts": time.time()}
-            )
             try:
                 if self._probe_sent_at is None:
                     self._probe_sent_at = time.monotonic()
-                await asyncio.wait_for(self.client.publish(CHANNEL, payload), timeout=1.0)
+                await asyncio.wait_for(self.client.publish(CHANNEL, self._probe()), timeout=1.0)
             except (TimeoutError, RedisError, OSError) as exc:
                 self._set_redis(False, type(exc).__name__)
             self._export()

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 
 from e2ee_ops.reference.auth import Caller, admin, hash_token, new_token
-from e2ee_ops.reference.schemas import BlockRequest, NewToken, NewUser
+from e2ee_ops.reference.schemas import BlockRequest, IdPath, NewToken, NewUser
 from e2ee_ops.reference.state import app_state
 from e2ee_ops.reference.store import Row, as_datetime_str
 
@@ -31,13 +31,15 @@ async def create_user(body: NewUser, request: Request, _: Caller = Depends(admin
 
 
 @router.get("/users/{account_id}")
-async def get_user(account_id: int, request: Request, _: Caller = Depends(admin)) -> dict[str, Any]:
+async def get_user(
+    account_id: IdPath, request: Request, _: Caller = Depends(admin)
+) -> dict[str, Any]:
     return _user_view(await app_state(request).store.get_user(account_id))
 
 
 @router.post("/users/{account_id}/tokens", status_code=201)
 async def create_token(
-    account_id: int, body: NewToken, request: Request, _: Caller = Depends(admin)
+    account_id: IdPath, body: NewToken, request: Request, _: Caller = Depends(admin)
 ) -> dict[str, Any]:
     token = new_token()
     token_id = await app_state(request).store.add_token(account_id, hash_token(token), body.scope)
@@ -46,7 +48,7 @@ async def create_token(
 
 @router.post("/users/{account_id}/block")
 async def block_user(
-    account_id: int, body: BlockRequest, request: Request, who: Caller = Depends(admin)
+    account_id: IdPath, body: BlockRequest, request: Request, who: Caller = Depends(admin)
 ) -> dict[str, Any]:
     store = app_state(request).store
     await store.set_block(account_id, body.reason, who.user_id)
@@ -55,7 +57,7 @@ async def block_user(
 
 @router.delete("/users/{account_id}/block")
 async def unblock_user(
-    account_id: int, request: Request, _: Caller = Depends(admin)
+    account_id: IdPath, request: Request, _: Caller = Depends(admin)
 ) -> dict[str, Any]:
     store = app_state(request).store
     await store.set_block(account_id, None, None)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -18,8 +19,23 @@ from fastapi.sse import format_sse_event
 from e2ee_ops.reference.auth import Caller, caller
 from e2ee_ops.reference.crypto import b64, decode_b64
 from e2ee_ops.reference.errors import ApiError
-from e2ee_ops.reference.schemas import AckRequest, NewConversation, NewMessage, UserBlock
-from e2ee_ops.reference.state import AppState, app_state, require_dm_enabled
+from e2ee_ops.reference.schemas import (
+    INT8_MAX,
+    AckRequest,
+    AfterQuery,
+    IdPath,
+    LimitQuery,
+    NewConversation,
+    NewMessage,
+    UserBlock,
+)
+from e2ee_ops.reference.state import (
+    AppState,
+    app_state,
+    enforce_limit,
+    refuse_blocked_user,
+    require_dm_enabled,
+)
 from e2ee_ops.reference.store import Conflict, NotFound, Row, as_datetime_str
 
 router = APIRouter(prefix="/dm", dependencies=[Depends(require_dm_enabled)])
@@ -46,16 +62,11 @@ async def list_conversations(request: Request, who: Caller = Depends(caller)) ->
     return {"conversations": [_conversation_view(r) for r in rows]}
 
 
-def _refuse_blocked_sender(who: Caller) -> None:
-    if who.blocked:
-        raise ApiError(403, "this account is blocked from messaging", "USER_BLOCKED")
-
-
 @router.post("/conversations", status_code=201)
 async def open_conversation(
     body: NewConversation, request: Request, response: Response, who: Caller = Depends(caller)
 ) -> dict[str, Any]:
-    _refuse_blocked_sender(who)
+    refuse_blocked_user(who)
     if body.peer_user_id == who.user_id:
         raise ApiError(422, "a conversation needs another user")
     row, created = await app_state(request).store.open_conversation(who.user_id, body.peer_user_id)
@@ -64,46 +75,34 @@ async def open_conversation(
     return _conversation_view(row)
 
 
-def _parse_uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ApiError(422, f"{what} is not a device id") from None
-
-
 @router.post("/conversations/{conversation_id}/messages", status_code=201)
 async def send_message(
-    conversation_id: int,
+    conversation_id: IdPath,
     body: NewMessage,
     request: Request,
     response: Response,
     who: Caller = Depends(caller),
 ) -> dict[str, Any]:
     state = app_state(request)
-    _refuse_blocked_sender(who)
-    retry_in = state.limiter.check(who.user_id)
-    if retry_in is not None:
+    refuse_blocked_user(who)
+    try:
+        await enforce_limit(state, "messages", who.user_id, state.settings.rate_limit_messages)
+    except ApiError:
         await state.store.record_rate_limited(who.user_id)
-        raise ApiError(
-            429,
-            "rate limit exceeded",
-            "RATE_LIMITED",
-            extra={"retry_in_seconds": retry_in},
-            headers={"Retry-After": str(retry_in)},
-        )
+        raise
     members = await state.store.conversation_members(conversation_id)
     if who.user_id not in members:
         raise NotFound(f"no conversation {conversation_id}")
     recipients = [m for m in members if m != who.user_id]
     if await state.store.blocked_between(who.user_id, recipients):
         raise ApiError(403, "the recipient has blocked this sender", "BLOCKED_BY_RECIPIENT")
-    sender_device = _parse_uuid(body.sender_device_id, "sender_device_id")
+    sender_device = body.sender_device_id
     device = await state.store.owned_device(sender_device, who.user_id)
     if device["status"] != "active":
         raise Conflict("DEVICE_REVOKED", "the sending device has been revoked")
     envelopes = [
         (
-            _parse_uuid(e.device_id, f"envelopes[{i}].device_id"),
+            e.device_id,
             e.bundle_version,
             decode_b64(e.ciphertext, f"envelopes[{i}].ciphertext"),
         )
@@ -170,23 +169,26 @@ async def stream(
     last_event_id: str | None = Header(default=None),
 ) -> StreamingResponse:
     state = app_state(request)
+    refuse_blocked_user(who)
     await _own_active_device(state, device_id, who)
     floor = 0
     if last_event_id:
         try:
             floor = max(int(last_event_id), 0)
         except ValueError:
-            raise ApiError(422, "Last-Event-ID must be a message id") from None
+            floor = -1
+        if not 0 <= floor <= INT8_MAX:
+            raise ApiError(422, "Last-Event-ID must be a message id")
     await state.store.touch_device(device_id)
     return StreamingResponse(
-        _stream_events(state, request, device_id, floor),
+        _stream_events(state, request, device_id, floor, who.token_hash),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
 async def _stream_events(
-    state: AppState, request: Request, device_id: uuid.UUID, floor: int
+    state: AppState, request: Request, device_id: uuid.UUID, floor: int, token_hash: str
 ) -> AsyncIterator[bytes]:
     telemetry = state.telemetry
     wake = state.hub.register(device_id)
@@ -194,13 +196,23 @@ async def _stream_events(
     telemetry.sse_connections.inc()
     emitted: set[int] = set()
     ended_by_server = False
+    reason = "client disconnected"
+    checked_at = time.monotonic()
     try:
         yield _heartbeat(state)
         while True:
             if state.closing.is_set():
-                ended_by_server = True
-                yield _sse("closing", {"reason": "server shutting down"})
+                ended_by_server, reason = True, "server shutting down"
+                yield _sse("closing", {"reason": reason})
                 return
+            # A token revoked, a device removed or a user blocked since the stream
+            # opened ends it within one heartbeat interval.
+            if time.monotonic() - checked_at >= state.settings.heartbeat_seconds:
+                checked_at = time.monotonic()
+                if not await state.store.stream_allowed(token_hash, device_id):
+                    ended_by_server, reason = True, "access revoked"
+                    yield _sse("closing", {"reason": reason})
+                    return
             if wake.is_set():
                 wake.clear()
                 while True:
@@ -220,8 +232,8 @@ async def _stream_events(
                 if len(emitted) > STREAM_PRUNE_AT:
                     emitted -= await state.store.acknowledged_among(device_id, sorted(emitted))
                 if len(emitted) > STREAM_MAX_UNACKED:
-                    ended_by_server = True
-                    yield _sse("closing", {"reason": "too many unacknowledged events"})
+                    ended_by_server, reason = True, "too many unacknowledged events"
+                    yield _sse("closing", {"reason": reason})
                     return
             wait_for = [
                 asyncio.ensure_future(wake.wait()),
@@ -245,8 +257,9 @@ async def _stream_events(
     except Exception:
         telemetry.sse_failures.inc()
         log.exception("SSE stream of device %s failed", device_id)
-        ended_by_server = True
+        ended_by_server, reason = True, "server error"
     finally:
+        log.debug("SSE stream of device %s closed: %s", device_id, reason)
         state.hub.unregister(device_id, wake)
         telemetry.sse_connections.dec()
         if not ended_by_server:
@@ -259,14 +272,14 @@ async def _stream_events(
 async def poll_messages(
     device_id: uuid.UUID,
     request: Request,
-    after: int = 0,
-    limit: int = 100,
+    after: AfterQuery = 0,
+    limit: LimitQuery = 100,
     who: Caller = Depends(caller),
 ) -> dict[str, Any]:
     state = app_state(request)
     await _own_active_device(state, device_id, who)
     await state.store.touch_device(device_id)
-    rows = await state.store.pending_envelopes(device_id, max(after, 0), min(max(limit, 1), 500))
+    rows = await state.store.pending_envelopes(device_id, after, limit)
     return {"messages": [_event_payload(r) for r in rows], "relay_lag": state.relay.relay_lag}
 
 
@@ -289,6 +302,8 @@ async def block(body: UserBlock, request: Request, who: Caller = Depends(caller)
 
 
 @router.delete("/blocks/{user_id}")
-async def unblock(user_id: int, request: Request, who: Caller = Depends(caller)) -> dict[str, Any]:
+async def unblock(
+    user_id: IdPath, request: Request, who: Caller = Depends(caller)
+) -> dict[str, Any]:
     await app_state(request).store.set_user_block(who.user_id, user_id, False)
     return {"blocked_user_id": user_id, "blocked": False}

@@ -10,14 +10,21 @@ from fastapi import APIRouter, Depends, Request
 
 from e2ee_ops.reference.auth import Caller, caller
 from e2ee_ops.reference.crypto import b64, decode_b64, fingerprint, verify_signed_prekey
+from e2ee_ops.reference.errors import ApiError
 from e2ee_ops.reference.schemas import (
     IdentityChange,
+    IdPath,
     NewDevice,
     OneTimePrekeyIn,
     PrekeyUpload,
     SignedPrekeyIn,
 )
-from e2ee_ops.reference.state import app_state, require_dm_enabled
+from e2ee_ops.reference.state import (
+    app_state,
+    enforce_limit,
+    refuse_blocked_user,
+    require_dm_enabled,
+)
 from e2ee_ops.reference.store import Conflict, OneTimePrekey, SignedPrekey, as_datetime_str
 
 router = APIRouter(prefix="/e2ee", dependencies=[Depends(require_dm_enabled)])
@@ -136,7 +143,7 @@ async def revoke_device(
 
 @router.get("/users/{account_id}/devices")
 async def user_devices(
-    account_id: int, request: Request, _: Caller = Depends(caller)
+    account_id: IdPath, request: Request, _: Caller = Depends(caller)
 ) -> dict[str, Any]:
     store = app_state(request).store
     await store.get_user(account_id)
@@ -158,9 +165,14 @@ async def claim_bundle(
     device_id: uuid.UUID, request: Request, who: Caller = Depends(caller)
 ) -> dict[str, Any]:
     state = app_state(request)
-    bundle = await state.store.claim_prekey(
-        device_id, who.user_id, state.settings.signed_prekey_max_age_days
-    )
+    refuse_blocked_user(who)
+    owner = await state.store.device_owner(device_id)
+    if await state.store.blocked_between(who.user_id, [owner]):
+        raise ApiError(403, "the device's owner has blocked this user", "BLOCKED_BY_RECIPIENT")
+    s = state.settings
+    await enforce_limit(state, "claims_per_requester", who.user_id, s.claim_limit_per_requester)
+    await enforce_limit(state, "claims_per_device", device_id, s.claim_limit_per_device)
+    bundle = await state.store.claim_prekey(device_id, who.user_id, s.signed_prekey_max_age_days)
     state.telemetry.claims.inc()
     otpk = bundle["one_time_prekey"]
     return {

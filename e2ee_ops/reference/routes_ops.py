@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -10,6 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from e2ee_ops import __version__
+from e2ee_ops import metrics as m
 from e2ee_ops.reference.auth import Caller, admin
 from e2ee_ops.reference.state import AppState, app_state
 
@@ -49,14 +51,51 @@ async def _snapshot(state: AppState) -> dict[str, Any]:
     return snap
 
 
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _window(lost_at: datetime | None, regained_at: datetime | None) -> dict[str, Any] | None:
+    if lost_at is None or regained_at is None:
+        return None
+    return {
+        "lost_at": _iso(lost_at),
+        "regained_at": _iso(regained_at),
+        "duration_seconds": round((regained_at - lost_at).total_seconds(), 3),
+    }
+
+
 def _live_chat(state: AppState) -> dict[str, Any]:
+    relay = state.relay
+    last = relay.last_outage
     return {
         "instance_id": state.settings.instance_id,
-        "redis_status": state.relay.redis_status,
-        "relay_lag": state.relay.relay_lag,
-        "pubsub_lag_seconds": state.relay.pubsub_lag_seconds,
+        "redis_status": relay.redis_status,
+        "relay_lag": relay.relay_lag,
+        "pubsub_lag_seconds": relay.pubsub_lag_seconds,
+        # This instance's own record: when it lost Redis (null while it reaches it),
+        # and its last completed outage.
+        "redis_unavailable_since": _iso(relay.unavailable_since),
+        "last_redis_outage": _window(*last) if last else None,
+        "rate_limit_mode": state.limiter.mode,
         "sse": state.telemetry.sse_summary(),
     }
+
+
+async def _outages_by_instance(state: AppState) -> list[dict[str, Any]]:
+    """Every instance's record from PostgreSQL, so one instance reports the fleet's."""
+    try:
+        rows = await state.store.relay_outages()
+    except Exception:  # noqa: BLE001 - the database may be what is failing
+        return []
+    return [
+        {
+            "instance_id": r["instance_id"],
+            "redis_unavailable_since": _iso(r["unavailable_since"]),
+            "last_redis_outage": _window(r["last_lost_at"], r["last_regained_at"]),
+        }
+        for r in rows
+    ]
 
 
 @router.get("/live-chat/metrics")
@@ -72,6 +111,7 @@ async def dm_metrics(request: Request, _: Caller = Depends(admin)) -> dict[str, 
     pools, messages, identity = snap["pools"], snap["messages"], snap["identity"]
     return {
         **_live_chat(state),
+        "redis_outages_by_instance": await _outages_by_instance(state),
         "e2ee_dm_enabled": s.e2ee_dm_enabled,
         "otpk_pools": {
             "devices_active": pools["devices_active"],
@@ -115,52 +155,53 @@ async def prometheus_metrics(request: Request) -> Response:
     pools, identity = snap["pools"], snap["identity"]
     state.telemetry.shared.update(
         {
-            "e2ee_dm_enabled": ("1 when E2EE DM is enabled", float(state.settings.e2ee_dm_enabled)),
-            "e2ee_otpk_devices_active": ("Active devices", float(pools["devices_active"])),
-            "e2ee_otpk_devices_below_critical": (
+            m.DM_ENABLED: ("1 when E2EE DM is enabled", float(state.settings.e2ee_dm_enabled)),
+            m.OTPK_DEVICES_ACTIVE: ("Active devices", float(pools["devices_active"])),
+            m.OTPK_DEVICES_BELOW_CRITICAL: (
                 "Active devices under the critical one-time prekey threshold",
                 float(pools["below_critical"]),
             ),
-            "e2ee_otpk_devices_below_warning": (
+            m.OTPK_DEVICES_BELOW_WARNING: (
                 "Active devices under the warning one-time prekey threshold",
                 float(pools["below_warning"]),
             ),
-            "e2ee_otpk_devices_exhausted": (
+            m.OTPK_DEVICES_EXHAUSTED: (
                 "Active devices with no one-time prekey left",
                 float(pools["exhausted"]),
             ),
-            "e2ee_otpk_remaining_min": (
+            m.OTPK_REMAINING_MIN: (
                 "Smallest one-time prekey pool of an active device",
                 float(pools["min_remaining"] or 0),
             ),
-            "e2ee_otpk_remaining_avg": (
+            m.OTPK_REMAINING_AVG: (
                 "Average one-time prekey pool",
                 float(pools["average_remaining"]),
             ),
-            "e2ee_prekey_claims_last_hour": (
+            m.PREKEY_CLAIMS_LAST_HOUR: (
                 "One-time prekeys claimed in the last hour",
                 float(snap["claims_last_hour"]),
             ),
-            "e2ee_signed_prekey_age_max_days": (
-                "Oldest signed prekey of an active device, in days",
-                float(pools["spk_max_days"]),
+            m.SIGNED_PREKEY_AGE_MAX_SECONDS: (
+                "Age of the oldest signed prekey of an active device",
+                float(pools["spk_max_days"]) * 86400.0,
             ),
-            "e2ee_signed_prekey_devices_over_max_age": (
+            m.SIGNED_PREKEY_DEVICES_OVER_MAX_AGE: (
                 "Active devices whose signed prekey is older than the maximum age",
                 float(pools["spk_over_max"]),
             ),
-            "e2ee_identity_changes_max_per_user_24h": (
+            m.IDENTITY_CHANGES_MAX_PER_USER_24H: (
                 "Most identity key changes by one user in 24 hours",
                 float(identity["max_per_user"]),
             ),
-            "e2ee_identity_change_users_over_threshold": (
+            m.IDENTITY_CHANGE_USERS_OVER_THRESHOLD: (
                 "Users over the identity-change threshold in 24 hours",
                 float(identity["users_over"]),
             ),
-            "e2ee_undelivered_messages_5m": (
+            m.UNDELIVERED_MESSAGES_5M: (
                 "Messages of the last 5 minutes not yet delivered to every device",
                 float(snap["undelivered_last_5_minutes"]),
             ),
         }
     )
+    state.telemetry.redis_unavailable.set(state.relay.unavailable_seconds())
     return Response(generate_latest(state.telemetry.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,13 +1,39 @@
-"""Request bodies of the reference API (responses are plain JSON objects)."""
+"""Request bodies of the reference API (responses are plain JSON objects).
+
+Every constraint the database has is declared here, so a bad input is a 422 naming
+its field rather than a database error: text never holds a NUL byte (PostgreSQL
+TEXT cannot store one), integers fit their columns, ids are ids.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import uuid
+from typing import Annotated
+
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, Field
+
+INT4_MAX = 2**31 - 1
+INT8_MAX = 2**63 - 1
+# PostgreSQL TEXT cannot hold a NUL byte.
+_TEXT = r"^[^\x00]*$"
+
+Int4 = Annotated[int, Field(ge=0, le=INT4_MAX)]
+Id = Annotated[int, Field(ge=1, le=INT8_MAX)]
+
+
+def _distinct_devices(envelopes: list[EnvelopeIn]) -> list[EnvelopeIn]:
+    seen: set[uuid.UUID] = set()
+    for envelope in envelopes:
+        if envelope.device_id in seen:
+            raise ValueError(f"device {envelope.device_id} has more than one envelope")
+        seen.add(envelope.device_id)
+    return envelopes
 
 
 class NewUser(BaseModel):
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-    email: str | None = Field(default=None, max_length=254)
+    email: str | None = Field(default=None, max_length=254, pattern=_TEXT)
 
 
 class NewToken(BaseModel):
@@ -15,23 +41,23 @@ class NewToken(BaseModel):
 
 
 class BlockRequest(BaseModel):
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=_TEXT)
 
 
 class SignedPrekeyIn(BaseModel):
-    key_id: int = Field(ge=0)
-    public_key: str
-    signature: str
+    key_id: Int4
+    public_key: str = Field(max_length=1024)
+    signature: str = Field(max_length=1024)
 
 
 class OneTimePrekeyIn(BaseModel):
-    key_id: int = Field(ge=0)
-    public_key: str
+    key_id: Int4
+    public_key: str = Field(max_length=1024)
 
 
 class NewDevice(BaseModel):
-    device_name: str = Field(min_length=1, max_length=100)
-    identity_key: str
+    device_name: str = Field(min_length=1, max_length=100, pattern=_TEXT)
+    identity_key: str = Field(max_length=1024)
     signed_prekey: SignedPrekeyIn
     one_time_prekeys: list[OneTimePrekeyIn] = Field(default_factory=list, max_length=1000)
 
@@ -41,29 +67,37 @@ class PrekeyUpload(BaseModel):
 
 
 class IdentityChange(BaseModel):
-    identity_key: str
+    identity_key: str = Field(max_length=1024)
     signed_prekey: SignedPrekeyIn
 
 
 class NewConversation(BaseModel):
-    peer_user_id: int
+    peer_user_id: Id
 
 
 class EnvelopeIn(BaseModel):
-    device_id: str
-    bundle_version: int = Field(ge=1)
+    device_id: uuid.UUID
+    bundle_version: int = Field(ge=1, le=INT4_MAX)
     ciphertext: str = Field(min_length=1, max_length=262144)
 
 
 class NewMessage(BaseModel):
-    sender_device_id: str
-    client_message_id: str = Field(min_length=1, max_length=128)
-    envelopes: list[EnvelopeIn] = Field(min_length=1, max_length=100)
+    sender_device_id: uuid.UUID
+    client_message_id: str = Field(min_length=1, max_length=128, pattern=_TEXT)
+    envelopes: Annotated[list[EnvelopeIn], AfterValidator(_distinct_devices)] = Field(
+        min_length=1, max_length=100
+    )
 
 
 class AckRequest(BaseModel):
-    message_ids: list[int] = Field(min_length=1, max_length=1000)
+    message_ids: list[Id] = Field(min_length=1, max_length=1000)
 
 
 class UserBlock(BaseModel):
-    user_id: int
+    user_id: Id
+
+
+# Ids in the path and the query, bounded by their BIGINT columns.
+IdPath = Annotated[int, Path(ge=0, le=INT8_MAX)]
+AfterQuery = Annotated[int, Query(ge=0, le=INT8_MAX)]
+LimitQuery = Annotated[int, Query(ge=1, le=500)]

@@ -21,6 +21,10 @@ class ServerSettings:
     signed_prekey_max_age_days: float = 90.0
     rate_limit_messages: int = 60
     rate_limit_window_seconds: float = 60.0
+    # Prekey claims: per requesting user and per claimed device, in the same window.
+    claim_limit_per_requester: int = 20
+    claim_limit_per_device: int = 10
+    max_body_bytes: int = 8 * 1024 * 1024
     heartbeat_seconds: float = 15.0
     relay_lag_threshold_seconds: float = 2.0
     redis_retry_seconds: float = 0.5
@@ -45,6 +49,9 @@ class ServerSettings:
             signed_prekey_max_age_days=float(e.get("E2EE_SIGNED_PREKEY_MAX_AGE_DAYS", "90")),
             rate_limit_messages=int(e.get("E2EE_RATE_LIMIT_MESSAGES", "60")),
             rate_limit_window_seconds=float(e.get("E2EE_RATE_LIMIT_WINDOW_SECONDS", "60")),
+            claim_limit_per_requester=int(e.get("E2EE_CLAIM_LIMIT_PER_REQUESTER", "20")),
+            claim_limit_per_device=int(e.get("E2EE_CLAIM_LIMIT_PER_DEVICE", "10")),
+            max_body_bytes=int(e.get("E2EE_MAX_BODY_BYTES", str(8 * 1024 * 1024))),
             heartbeat_seconds=float(e.get("E2EE_HEARTBEAT_SECONDS", "15")),
             relay_lag_threshold_seconds=float(e.get("E2EE_RELAY_LAG_SECONDS", "2")),
             redis_retry_seconds=float(e.get("E2EE_REDIS_RETRY_SECONDS", "0.5")),

@@ -8,8 +8,9 @@ from typing import Any
 
 from fastapi import HTTPException, Request
 
-from e2ee_ops.reference.errors import DM_DISABLED_DETAIL
-from e2ee_ops.reference.ratelimit import SlidingWindowLimiter
+from e2ee_ops.reference.auth import Caller
+from e2ee_ops.reference.errors import DM_DISABLED_DETAIL, ApiError
+from e2ee_ops.reference.ratelimit import RateLimiter
 from e2ee_ops.reference.relay import Relay, StreamHub
 from e2ee_ops.reference.settings import ServerSettings
 from e2ee_ops.reference.store import Store
@@ -23,7 +24,7 @@ class AppState:
     hub: StreamHub
     relay: Relay
     telemetry: Telemetry
-    limiter: SlidingWindowLimiter
+    limiter: RateLimiter
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     snapshot_cache: tuple[float, dict[str, Any]] | None = None
 
@@ -31,6 +32,28 @@ class AppState:
 def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.e2ee
     return state
+
+
+def refuse_blocked_user(who: Caller) -> None:
+    """An account an admin blocked may neither message nor claim anyone's prekeys."""
+    if who.blocked:
+        raise ApiError(403, "this account is blocked from messaging", "USER_BLOCKED")
+
+
+async def enforce_limit(state: AppState, name: str, key: object, limit: int) -> None:
+    """429 with `retry_in_seconds`, Retry-After and the limit's `name` when `key` is over
+    the limit `name` (one sliding window of E2EE_RATE_LIMIT_WINDOW_SECONDS)."""
+    retry_in = await state.limiter.check(
+        name, key, limit, state.settings.rate_limit_window_seconds, redis_ok=state.relay.redis_ok
+    )
+    if retry_in is not None:
+        raise ApiError(
+            429,
+            "rate limit exceeded",
+            "RATE_LIMITED",
+            extra={"retry_in_seconds": retry_in, "limit": name},
+            headers={"Retry-After": str(retry_in)},
+        )
 
 
 def require_dm_enabled(request: Request) -> None:

@@ -224,6 +224,18 @@ class Store:
             raise NotFound(f"no device {device_id}")
         return row
 
+    async def stream_allowed(self, token_hash: str, device_id: uuid.UUID) -> bool:
+        """The token is live, its user not blocked, and the device active and its own."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM api_tokens t JOIN users u ON u.account_id = t.user_id "
+                "JOIN e2ee_devices d ON d.user_id = t.user_id "
+                "WHERE t.token_hash = %s AND t.revoked_at IS NULL AND u.blocked_at IS NULL "
+                "AND d.device_id = %s AND d.status = 'active'",
+                (token_hash, device_id),
+            )
+            return await cur.fetchone() is not None
+
     async def touch_device(self, device_id: uuid.UUID) -> None:
         async with self.pool.connection() as conn:
             await conn.execute(
@@ -328,6 +340,16 @@ class Store:
                 (user_id,),
             )
             return await cur.fetchall()
+
+    async def device_owner(self, device_id: uuid.UUID) -> int:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT user_id FROM e2ee_devices WHERE device_id = %s", (device_id,)
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no device {device_id}")
+        return int(row["user_id"])
 
     async def claim_prekey(self, device_id: uuid.UUID, claimer: int, max_age_days: float) -> Row:
         """Hand out one one-time prekey of the device, never the same one twice.
@@ -567,6 +589,44 @@ class Store:
             await conn.execute("INSERT INTO dm_rate_limit_events (user_id) VALUES (%s)", (user_id,))
 
     # ---- metrics --------------------------------------------------------------------
+
+    # ---- relay outages (each instance's own record) --------------------------------------
+
+    async def record_redis_lost(self, instance_id: str, at: datetime, reason: str) -> None:
+        """Open an outage of this instance, unless one is already open (kept from before)."""
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO relay_outages (instance_id, lost_at, reason) VALUES (%s, %s, %s) "
+                "ON CONFLICT (instance_id) WHERE regained_at IS NULL DO NOTHING",
+                (instance_id, at, reason),
+            )
+
+    async def record_redis_regained(self, instance_id: str, at: datetime) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE relay_outages SET regained_at = GREATEST(%s, lost_at) "
+                "WHERE instance_id = %s AND regained_at IS NULL",
+                (at, instance_id),
+            )
+
+    async def relay_outages(self, instance_id: str | None = None, limit: int = 50) -> list[Row]:
+        """Per instance (newest first): its open outage's start, and its last completed one."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT i.instance_id, o.lost_at AS unavailable_since,"
+                " c.lost_at AS last_lost_at, c.regained_at AS last_regained_at "
+                "FROM (SELECT instance_id, max(lost_at) AS latest FROM relay_outages"
+                "      WHERE %s::text IS NULL OR instance_id = %s GROUP BY instance_id"
+                "      ORDER BY latest DESC LIMIT %s) i "
+                "LEFT JOIN relay_outages o"
+                " ON o.instance_id = i.instance_id AND o.regained_at IS NULL "
+                "LEFT JOIN LATERAL (SELECT lost_at, regained_at FROM relay_outages"
+                "  WHERE instance_id = i.instance_id AND regained_at IS NOT NULL"
+                "  ORDER BY regained_at DESC LIMIT 1) c ON true "
+                "ORDER BY i.latest DESC",
+                (instance_id, instance_id, limit),
+            )
+            return await cur.fetchall()
 
     async def metrics_snapshot(
         self, *, otpk_critical: int, otpk_warning: int, max_age_days: float, identity_per_day: int

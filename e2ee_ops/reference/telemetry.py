@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from e2ee_ops import metrics as m
+
 # Labels take only these values, so the series count stays fixed at any scale.
 KNOWN_CODES = (
     "PREKEYS_EXHAUSTED",
@@ -37,28 +39,33 @@ class Telemetry:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.http_errors = Counter(
-            "e2ee_http_errors", "HTTP error responses", ["status", "code"], registry=r
+            m.HTTP_ERRORS, "HTTP error responses", ["status", "code"], registry=r
         )
-        self.messages_sent = Counter("e2ee_messages_sent", "Messages stored", registry=r)
-        self.claims = Counter("e2ee_prekey_claims", "One-time prekeys handed out", registry=r)
-        self.sse_connects = Counter("e2ee_sse_connects", "SSE streams opened", registry=r)
+        self.messages_sent = Counter(m.MESSAGES_SENT, "Messages stored", registry=r)
+        self.claims = Counter(m.PREKEY_CLAIMS, "One-time prekeys handed out", registry=r)
+        self.sse_connects = Counter(m.SSE_CONNECTS, "SSE streams opened", registry=r)
         self.sse_disconnects = Counter(
-            "e2ee_sse_disconnects", "SSE streams closed by the client", registry=r
+            m.SSE_DISCONNECTS, "SSE streams closed by the client", registry=r
         )
         self.sse_failures = Counter(
-            "e2ee_sse_failures", "SSE streams that ended with a server error", registry=r
+            m.SSE_FAILURES, "SSE streams that ended with a server error", registry=r
         )
-        self.sse_connections = Gauge("e2ee_sse_connections", "Open SSE streams", registry=r)
+        self.sse_connections = Gauge(m.SSE_CONNECTIONS, "Open SSE streams", registry=r)
         self.publish_failures = Counter(
-            "e2ee_relay_publish_failures", "Publishes that Redis did not take", registry=r
+            m.RELAY_PUBLISH_FAILURES, "Publishes that Redis did not take", registry=r
         )
-        self.redis_up = Gauge("redis_up", "1 when this instance reaches Redis", registry=r)
-        self.relay_lag = Gauge("e2ee_relay_lag", "1 while SSE delivery lags", registry=r)
+        self.redis_up = Gauge(m.REDIS_UP, "1 when this instance reaches Redis", registry=r)
+        self.relay_lag = Gauge(m.RELAY_LAG, "1 while SSE delivery lags", registry=r)
+        self.redis_unavailable = Gauge(
+            m.REDIS_UNAVAILABLE_SECONDS,
+            "How long this instance has been without Redis, by its own record (0 when it has it)",
+            registry=r,
+        )
         self.pubsub_lag = Gauge(
-            "e2ee_pubsub_lag_seconds", "Round trip of the relay's pub/sub probe", registry=r
+            m.PUBSUB_LAG_SECONDS, "Round trip of the relay's pub/sub probe", registry=r
         )
         self.delivery_latency = Histogram(
-            "e2ee_delivery_latency_seconds",
+            m.DELIVERY_LATENCY_SECONDS,
             "From storing a message to pushing it on a stream",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=r,

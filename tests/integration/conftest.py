@@ -1,4 +1,4 @@
-"""A real sandbox (embedded PostgreSQL, Redis, reference server) shared by every
+"""A real sandbox (embedded PostgreSQL, Redis, two reference server instances) shared by every
 integration test that drives `e2ee-ops` end to end: one per test session."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def sandbox_state() -> Iterator[sandbox.SandboxState]:
     # Not tmp_path_factory: pytest prunes old numbered temp dirs, and a concurrent
     # pytest run could delete a live sandbox's data directory under it.
     with tempfile.TemporaryDirectory(prefix="e2ee-ops-sandbox-") as state_dir:
-        state = sandbox.up(Path(state_dir))
+        state = sandbox.up(Path(state_dir), api_instances=2)
         try:
             yield state
         finally:

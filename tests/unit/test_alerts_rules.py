@@ -41,17 +41,28 @@ def test_rules_take_their_numbers_from_the_config(
     result = cli("--config", str(config), "alerts", "rules", "--out", str(out))
     assert result.exit_code == 0, result.stderr
     text = out.read_text()
-    assert "e2ee_otpk_remaining_min < 3 and" in text and "e2ee_otpk_remaining_min < 8 and" in text
+    pool = 'e2ee_otpk_remaining_min{job="e2ee-api"}'
+    assert f"{pool} < 3 and" in text and f"{pool} < 8 and" in text
     assert "for: 90s" in text and "> 0.25" in text and "> 0.05" in text
     if PROMTOOL:
         subprocess.run([PROMTOOL, "check", "rules", str(out)], check=True, capture_output=True)
+
+
+def test_rules_select_the_configured_scrape_job(isolated_env: dict[str, str]) -> None:
+    result = cli("alerts", "rules", "--job", "dm-api-prod")
+    assert result.exit_code == 0, result.stderr
+    exprs = [ln for ln in result.stdout.splitlines() if ln.strip().startswith("expr:")]
+    assert exprs and all('{job="dm-api-prod"}' in e for e in exprs)
+    assert 'up{job="dm-api-prod"} == 0' in result.stdout
+    assert 'e2ee_redis_up{job="dm-api-prod"} == 0' in result.stdout
+    assert "e2ee-api" not in result.stdout
 
 
 @needs_promtool
 def test_promtool_checks_the_committed_rules() -> None:
     done = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True)  # type: ignore[list-item]
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 8 rules found" in done.stdout
+    assert "SUCCESS: 9 rules found" in done.stdout
 
 
 @needs_promtool
@@ -69,8 +80,8 @@ def test_promtool_unit_tests_fire_and_clear_each_alert() -> None:
 
 
 EXPOSITION = """\
-# TYPE redis_up gauge
-redis_up 1.0
+# TYPE e2ee_redis_up gauge
+e2ee_redis_up 1.0
 # TYPE e2ee_otpk_devices_active gauge
 e2ee_otpk_devices_active 4.0
 # TYPE e2ee_otpk_remaining_min gauge
@@ -81,8 +92,8 @@ e2ee_identity_changes_max_per_user_24h {identity}
 e2ee_sse_connects_total 100.0
 # TYPE e2ee_sse_failures_total counter
 e2ee_sse_failures_total {failures}
-# TYPE e2ee_signed_prekey_age_max_days gauge
-e2ee_signed_prekey_age_max_days {age}
+# TYPE e2ee_signed_prekey_age_max_seconds gauge
+e2ee_signed_prekey_age_max_seconds {age_seconds}
 # TYPE e2ee_delivery_latency_seconds histogram
 e2ee_delivery_latency_seconds_bucket{{le="0.5"}} {fast}
 e2ee_delivery_latency_seconds_bucket{{le="1.0"}} 100.0
@@ -95,7 +106,7 @@ e2ee_pubsub_lag_seconds {lag}
 
 
 def _statuses(**values: float) -> dict[str, Status]:
-    text = EXPOSITION.format(**values)
+    text = EXPOSITION.format(age_seconds=values.pop("age") * 86400, **values)
     findings = evaluate_samples(parse_exposition(text), Thresholds(), host="api")
     return {f.name.removesuffix(" (api)"): f.status for f in findings}
 
@@ -120,13 +131,13 @@ def test_every_threshold_trips_and_clears() -> None:
 
 def test_histogram_p99_interpolates_like_prometheus() -> None:
     samples = parse_exposition(
-        EXPOSITION.format(pool=1, identity=1, failures=1, age=1, fast=0, lag=1)
+        EXPOSITION.format(pool=1, identity=1, failures=1, age_seconds=1, fast=0, lag=1)
     )
     assert histogram_p99(samples, "e2ee_delivery_latency_seconds") == pytest.approx(0.995)
 
 
 def test_redis_down_is_dated_or_assumed_critical() -> None:
-    text = "# TYPE redis_up gauge\nredis_up 0.0\n"
+    text = "# TYPE e2ee_redis_up gauge\ne2ee_redis_up 0.0\n"
     samples = parse_exposition(text)
     t = Thresholds()
     [undated] = [f for f in evaluate_samples(samples, t, host="a") if f.name.startswith("redis")]

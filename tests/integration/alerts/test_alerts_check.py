@@ -88,7 +88,7 @@ def test_redis_down_is_critical_once_dated_past_the_threshold(
     controllable_redis.stop()
     dan.send(conv, dan_device, bob_id)  # stored, not pushed: it dates the outage
     deadline = time.monotonic() + 15
-    while "redis_up 0.0" not in httpx.get(f"{reference_server.url}/metrics").text:
+    while "e2ee_redis_up 0.0" not in httpx.get(f"{reference_server.url}/metrics").text:
         assert time.monotonic() < deadline, "the server never noticed Redis was down"
         time.sleep(0.2)
     code, found = check(ops_config, redis_down_seconds=0.001)

@@ -16,7 +16,8 @@ def test_sandbox_lifecycle_leaves_no_process_behind(server_dir: Path) -> None:
     try:
         assert up.exit_code == 0, up.stdout + up.stderr
         services = {item["service"]: item for item in up.json["items"]}
-        assert set(services) == {"postgres", "redis", "api"}
+        # The demo's default: a fleet of two API instances on one PostgreSQL and Redis.
+        assert set(services) == {"postgres", "redis", "api 1", "api 2"}
         assert all(s["state"] == "running" for s in services.values())
         pids = [int(s["pid"]) for s in services.values()]
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from e2ee_ops.dburl import libpq_url
 
 API_DOC = Path(__file__).parents[3] / "docs" / "reference-api.md"
-LIVE_CHAT_KEYS = {"redis_status", "relay_lag", "pubsub_lag_seconds", "sse", "instance_id"}
+LIVE_CHAT_KEYS = {
+    "redis_status",
+    "relay_lag",
+    "pubsub_lag_seconds",
+    "sse",
+    "instance_id",
+    "redis_unavailable_since",
+    "last_redis_outage",
+    "rate_limit_mode",
+}
 SSE_KEYS = {
     "connections",
     "connects_total",
@@ -191,7 +202,8 @@ def test_numbers_follow_the_seeded_data(admin, seeded) -> None:  # type: ignore[
 
 def test_prometheus_exposition_matches(reference_server, seeded) -> None:  # type: ignore[no-untyped-def]
     samples = _prometheus(reference_server.url)
-    assert samples["redis_up{}"] == 1.0
+    assert samples["e2ee_redis_up{}"] == 1.0
+    assert samples["e2ee_redis_unavailable_seconds{}"] == 0.0
     assert samples["e2ee_dm_enabled{}"] == 1.0
     assert samples["e2ee_relay_lag{}"] == 0.0
     assert samples["e2ee_otpk_devices_active{}"] == 7
@@ -201,7 +213,7 @@ def test_prometheus_exposition_matches(reference_server, seeded) -> None:  # typ
     assert samples["e2ee_otpk_remaining_min{}"] == 0
     assert samples["e2ee_prekey_claims_last_hour{}"] == 2
     assert samples["e2ee_signed_prekey_devices_over_max_age{}"] == 1
-    assert 99.99 < samples["e2ee_signed_prekey_age_max_days{}"] < 100.01
+    assert 99.99 * 86400 < samples["e2ee_signed_prekey_age_max_seconds{}"] < 100.01 * 86400
     assert samples["e2ee_identity_changes_max_per_user_24h{}"] == 3
     assert samples["e2ee_identity_change_users_over_threshold{}"] == 1
     assert samples["e2ee_undelivered_messages_5m{}"] == 4
@@ -269,3 +281,19 @@ def test_label_cardinality_stays_bounded(reference_server, users, admin) -> None
     text = httpx.get(reference_server.url + "/metrics").text
     for device_id in devices:
         assert device_id not in text
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_promtool_accepts_the_live_exposition(reference_server, seeded) -> None:  # type: ignore[no-untyped-def]
+    text = httpx.get(reference_server.url + "/metrics").text
+    done = subprocess.run(
+        [shutil.which("promtool") or "promtool", "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0 and done.stdout + done.stderr == "", done.stdout + done.stderr
+    names = {ln.split()[2] for ln in text.splitlines() if ln.startswith("# TYPE ")}
+    assert names and all(n.startswith("e2ee_") for n in names), names
+    assert not any(n.endswith("_days") for n in names)

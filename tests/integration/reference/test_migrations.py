@@ -31,8 +31,9 @@ DM_TABLES = {
     "dm_blocks",
     "dm_rate_limit_events",
 }
-ALL_TABLES = ACCOUNT_TABLES | KEY_TABLES | DM_TABLES
-# The newest revision: later revisions add indexes, not tables.
+OPS_TABLES = {"relay_outages"}
+ALL_TABLES = ACCOUNT_TABLES | KEY_TABLES | DM_TABLES | OPS_TABLES
+# The newest revision.
 HEAD = ScriptDirectory.from_config(alembic_config("postgresql://unused/x")).get_current_head()
 
 

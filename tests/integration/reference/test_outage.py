@@ -100,7 +100,7 @@ def test_messages_sent_during_outage_are_stored_then_delivered_once(
 def test_prometheus_redis_up_follows_the_outage(reference_server, controllable_redis) -> None:
     def redis_up() -> float:
         text = httpx.get(reference_server.url + "/metrics").text
-        line = next(ln for ln in text.splitlines() if ln.startswith("redis_up "))
+        line = next(ln for ln in text.splitlines() if ln.startswith("e2ee_redis_up "))
         return float(line.split()[1])
 
     assert redis_up() == 1.0

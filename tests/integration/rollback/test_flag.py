@@ -52,6 +52,7 @@ def test_disable_then_enable_with_the_runbook_checks(flag_restored) -> None:  # 
     # A duplicate, as `echo "E2EE_DM_ENABLED=false" >> .env` would leave behind.
     env_file.write_text(original + "# added by hand\nE2EE_DM_ENABLED=true\n")
     pid = api_pid(state)
+    pids = sandbox.SandboxState.load(state.dir).api_pids
 
     plan = run(config, "--disable", "-o", "json")
     assert plan.exit_code == 0, plan.stderr
@@ -68,6 +69,13 @@ def test_disable_then_enable_with_the_runbook_checks(flag_restored) -> None:  # 
     assert all(s["status"] == "OK" for s in steps), steps
     assert "closing" in steps[-1]["outcome"]  # the open stream was closed gracefully
     assert api_pid(state) != pid  # really restarted
+    # Every instance of the fleet, not only the first: restarted, and verified.
+    restarted = sandbox.SandboxState.load(state.dir).api_pids
+    assert len(restarted) == 2 and set(restarted).isdisjoint(pids)
+    for url in state.api_urls:
+        with ReferenceClient(url, token_of(state, "demo")) as user:
+            assert user.http.get("/dm/conversations").json() == {"detail": "E2EE DM is not enabled"}
+    assert "on 2 instance(s)" in steps[-1]["outcome"]
 
     # The one line rewritten, the duplicate gone, everything else as it was.
     expected = original.replace("E2EE_DM_ENABLED=true\n", "E2EE_DM_ENABLED=false\n")
