@@ -220,9 +220,17 @@ class ApiClient:
                 self._http, "GET", path, headers=headers, timeout=timeout
             ) as source:
                 if source.response.status_code >= 400:
-                    source.response.read()
-                    self._raise_for_status(source.response, what)
-                events = iter_sse_until(source.response, deadline=end, monotonic=self._monotonic)
+                    body = read_capped(
+                        source.response, cap=self.max_response_bytes, deadline=end,
+                        monotonic=self._monotonic,
+                    )  # fmt: skip
+                    self._raise_for_status(_buffered(source.response, body), what)
+                events = iter_sse_until(
+                    source.response,
+                    deadline=end,
+                    cap=self.max_response_bytes,
+                    monotonic=self._monotonic,
+                )
                 for sse in events:
                     data = self._sse_data(sse)
                     if sse.event == "heartbeat":
@@ -232,6 +240,11 @@ class ApiClient:
                         return
         except (httpx.ReadTimeout, DeadlinePassed):
             return  # no (complete) event arrived before the deadline
+        except AnswerTooLarge:
+            raise ServiceError(
+                f"API at {self.host} sent more than {self.max_response_bytes} bytes on {what}",
+                hint="raise api.max_response_bytes if that is expected",
+            ) from None
         except httpx_sse.SSEError as exc:
             raise ServiceError(
                 f"API at {self.host} did not answer {what} with an event stream ({exc})"
@@ -344,13 +357,7 @@ class ApiClient:
             ) from None
         finally:
             response.close()
-        # The body is decoded already: drop the headers that described the wire form.
-        headers = [
-            (k, v)
-            for k, v in response.headers.multi_items()
-            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
-        ]
-        return httpx.Response(response.status_code, headers=headers, content=body, request=request)
+        return _buffered(response, body)
 
     def _transport_error(self, exc: httpx.HTTPError, what: str) -> E2eeOpsError:
         if isinstance(exc, httpx.TimeoutException):
@@ -512,6 +519,19 @@ class EventStream:
             with self._changed:
                 self.ended = True
                 self._changed.notify_all()
+
+
+def _buffered(response: httpx.Response, body: bytes) -> httpx.Response:
+    """`response` with the body read (bounded) already; the headers that described the
+    wire form (encoding, length) are dropped, since `body` is decoded."""
+    headers = [
+        (k, v)
+        for k, v in response.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        response.status_code, headers=headers, content=body, request=response.request
+    )
 
 
 def _path(template: str, *values: str | int) -> str:

@@ -39,20 +39,29 @@ def read_capped(
     return bytes(body)
 
 
-class _DeadlineResponse:
-    """The two things EventSource reads from a response, with the deadline checked
-    between chunks: an event that never completes still ends the read."""
+class _BoundedResponse:
+    """The two things EventSource reads from a response, with the deadline and the cap
+    checked between chunks: an event that never completes, or never ends, still stops."""
 
     def __init__(
-        self, response: httpx.Response, deadline: float, monotonic: Callable[[], float]
+        self,
+        response: httpx.Response,
+        deadline: float,
+        cap: int,
+        monotonic: Callable[[], float],
     ) -> None:
         self.headers = response.headers
         self._response = response
         self._deadline = deadline
+        self._cap = cap
         self._monotonic = monotonic
 
     def iter_text(self) -> Iterator[str]:
+        received = 0
         for text in self._response.iter_text():
+            received += len(text)
+            if received > self._cap:
+                raise AnswerTooLarge(f"the stream went past the cap of {self._cap} bytes")
             yield text
             if self._monotonic() >= self._deadline:
                 raise DeadlinePassed("the stream was still arriving at its deadline")
@@ -62,9 +71,11 @@ def iter_sse_until(
     response: httpx.Response,
     *,
     deadline: float,
+    cap: int,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Iterator[httpx_sse.ServerSentEvent]:
     """Server-sent events of `response` until the server ends the stream; raises
-    DeadlinePassed once `deadline` passes, even in the middle of an unfinished event."""
-    proxy: Any = _DeadlineResponse(response, deadline, monotonic)
+    DeadlinePassed once `deadline` passes, even in the middle of an unfinished event,
+    and AnswerTooLarge past `cap` characters in all."""
+    proxy: Any = _BoundedResponse(response, deadline, cap, monotonic)
     yield from httpx_sse.EventSource(proxy).iter_sse()

@@ -55,6 +55,17 @@ def drip_sse(conn: socket.socket, stop: threading.Event) -> None:
             line = b"x" * 40  # keep going on the same unfinished field
 
 
+def endless_sse(conn: socket.socket, stop: threading.Event) -> None:
+    """An event stream whose first line never ends."""
+    conn.sendall(_head("200 OK", "text/event-stream") + b"data: ")
+    block = b"x" * 65536
+    while not stop.is_set():
+        try:
+            conn.sendall(block)
+        except OSError:
+            return
+
+
 def html(conn: socket.socket, stop: threading.Event) -> None:
     body = b"<html><body><h1>Welcome to nginx!</h1></body></html>"
     conn.sendall(_head("200 OK", "text/html", f"Content-Length: {len(body)}\r\n") + body)

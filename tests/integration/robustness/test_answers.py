@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from tests.integration.robustness.conftest import TOKEN_ENV, write_config
-from tests.integration.robustness.fakes import endless, hang, html, json_body, not_http
+from tests.integration.robustness.fakes import (
+    endless,
+    endless_sse,
+    hang,
+    html,
+    json_body,
+    not_http,
+)
 from tests.support.cli import cli
 
 CASES = {
@@ -50,3 +57,21 @@ def test_an_endless_prometheus_answer_is_cut_at_the_cap(fake_server, tmp_path: P
     assert result.exit_code == 3, result.stdout + result.stderr
     summaries = [f["summary"] for f in result.json["findings"] if f["status"] == "UNKNOWN"]
     assert any("answered GET /metrics with more than 500000 bytes" in s for s in summaries)
+
+
+def test_an_endless_event_stream_is_cut_at_the_cap(
+    fake_server, tmp_path: Path, redis_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    healthy = {"redis_status": "ok", "relay_lag": False}
+    api = fake_server({"/dm/metrics": json_body(healthy), "/dm/devices/": endless_sse})
+    config = write_config(
+        tmp_path,
+        api={"base_urls": [api.url], "max_response_bytes": 1_000_000},
+        redis={"url": redis_url},
+        canary={"delivery_timeout_seconds": 30},  # the cap, not the deadline, ends it
+    )
+    result = cli("--config", str(config), "-o", "json", "redis", "check", env=TOKEN_ENV)
+    assert result.exit_code == 3, result.stdout + result.stderr
+    heartbeat = next(f for f in result.json["findings"] if f["name"].startswith("sse heart"))
+    assert heartbeat["status"] == "UNKNOWN"
+    assert "sent more than 1000000 bytes on GET /dm/devices/dev-b/stream" in heartbeat["summary"]
