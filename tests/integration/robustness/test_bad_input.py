@@ -33,6 +33,8 @@ HUGE = "99999999999999999999"
         ["redis", "watch", "--interval", "inf"],
         ["redis", "watch", "--count", HUGE],
         ["rollback", "migration", "--steps", HUGE],
+        ["sandbox", "restart", "api", "--instance", HUGE],
+        ["sandbox", "up", "--api-instances", HUGE],
     ],
     ids=lambda a: " ".join(a),
 )
