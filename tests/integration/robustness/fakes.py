@@ -55,15 +55,19 @@ def drip_sse(conn: socket.socket, stop: threading.Event) -> None:
             line = b"x" * 40  # keep going on the same unfinished field
 
 
-def endless_sse(conn: socket.socket, stop: threading.Event) -> None:
-    """An event stream whose first line never ends."""
-    conn.sendall(_head("200 OK", "text/event-stream") + b"data: ")
-    block = b"x" * 65536
+def _forever(conn: socket.socket, stop: threading.Event, start: bytes, block: bytes) -> None:
+    """Send `start`, then `block` again and again until the client hangs up."""
+    conn.sendall(start)
     while not stop.is_set():
         try:
             conn.sendall(block)
         except OSError:
             return
+
+
+def endless_sse(conn: socket.socket, stop: threading.Event) -> None:
+    """An event stream whose first line never ends."""
+    _forever(conn, stop, _head("200 OK", "text/event-stream") + b"data: ", b"x" * 65536)
 
 
 def html(conn: socket.socket, stop: threading.Event) -> None:
@@ -98,13 +102,7 @@ def after(action: Callable[[], None], then: Behaviour) -> Behaviour:
 
 def endless(conn: socket.socket, stop: threading.Event) -> None:
     """A 200 answer whose body never ends (no length, no chunking: read until close)."""
-    conn.sendall(_head("200 OK", "text/plain", "Connection: close\r\n"))
-    block = b"# HELP x y\n" * 6000
-    while not stop.is_set():
-        try:
-            conn.sendall(block)
-        except OSError:
-            return
+    _forever(conn, stop, _head("200 OK", "text/plain", "Connection: close\r\n"), b"# x\n" * 16384)
 
 
 class FakeServer:
