@@ -13,30 +13,49 @@ from tests.integration.robustness.conftest import finish_cli, start_cli, write_c
 from tests.integration.robustness.fakes import drip_sse, json_body
 from tests.integration.robustness.test_deadlines import HEALTHY_METRICS
 
-# A "restart" slow enough for a second run to arrive while it runs; it counts itself.
-COUNTED_RESTART = "import sys, time\nopen(sys.argv[1], 'a').write('restart\\n')\ntime.sleep(2)\n"
+# A "restart" that counts itself, then runs until the test releases it (at most 20 s):
+# the run that started it holds the lock meanwhile.
+GATED_RESTART = (
+    "import os, sys, time\n"
+    "open(sys.argv[1], 'a').write('restart\\n')\n"
+    "end = time.monotonic() + 20\n"
+    "while not os.path.exists(sys.argv[2]) and time.monotonic() < end:\n"
+    "    time.sleep(0.05)\n"
+)
+
+
+def _restart_command(tmp_path: Path) -> dict[str, object]:
+    command = [sys.executable, "-c", GATED_RESTART, str(tmp_path / "restarts"),
+               str(tmp_path / "release")]  # fmt: skip
+    return {"redis": {"restart": {"method": "command", "command": command}}}
+
+
+def _wait_for_restart(tmp_path: Path) -> None:
+    end = time.monotonic() + 20
+    while not (tmp_path / "restarts").exists() and time.monotonic() < end:
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("lock", ["file", "postgres"])
 def test_two_recovers_at_once_restart_once(
     tmp_path: Path, lock: str, request: pytest.FixtureRequest
 ) -> None:
-    counter = tmp_path / "restarts"
     sections: dict[str, object] = {
-        "services": {"redis": {"restart": {"method": "command",
-                                           "command": [sys.executable, "-c", COUNTED_RESTART,
-                                                       str(counter)]}}},
+        "services": _restart_command(tmp_path),
         "thresholds": {"recover_deadline_seconds": 0.5},
         "locks": {"wait_seconds": 1},
-    }  # fmt: skip
+    }
     if lock == "postgres":
         sections["postgres"] = {"url": request.getfixturevalue("database_url")}
     config = write_config(tmp_path, **sections)
     args = ("--config", str(config), "redis", "recover", "--execute", "--yes")
-    runs = [finish_cli(p) for p in [start_cli(*args, home=tmp_path) for _ in range(2)]]
+    first = start_cli(*args, home=tmp_path)
+    _wait_for_restart(tmp_path)  # the first run holds the lock and is restarting
+    refused = finish_cli(start_cli(*args, home=tmp_path))
+    (tmp_path / "release").touch()
+    acted = finish_cli(first)
 
-    assert counter.read_text() == "restart\n"  # exactly one run restarted Redis
-    acted, refused = sorted(runs, key=lambda r: r.returncode)
+    assert (tmp_path / "restarts").read_text() == "restart\n"  # one run restarted Redis
     assert acted.returncode == 2  # this Redis never comes back: verification fails
     assert refused.returncode == 3, refused.stderr
     said = [line for line in refused.stderr.splitlines() if line.startswith("e2ee-ops:")]
@@ -64,29 +83,28 @@ def test_incident_open_at_the_same_instant_opens_one(tmp_path: Path) -> None:
 def test_a_run_that_waited_rechecks_and_does_not_restart_again(
     fake_server, tmp_path: Path, redis_url: str
 ) -> None:  # type: ignore[no-untyped-def]
-    counter = tmp_path / "restarts"
     api = fake_server({"/dm/metrics": json_body(HEALTHY_METRICS), "/dm/devices/": drip_sse})
     config = write_config(
         tmp_path,
         api={"base_urls": [api.url]},
         redis={"url": redis_url},
         canary={"delivery_timeout_seconds": 0.5},  # this API has no canary: it fails fast
-        services={"redis": {"restart": {"method": "command",
-                                        "command": [sys.executable, "-c", COUNTED_RESTART,
-                                                    str(counter)]}}},
+        services=_restart_command(tmp_path),
         locks={"wait_seconds": 30},
-    )  # fmt: skip
+    )
     args = ("--config", str(config), "-o", "json", "redis", "recover", "--execute", "--yes")
     forced = start_cli(*args, "--force", home=tmp_path)  # restarts a Redis that is up
-    end = time.monotonic() + 20
-    while not counter.exists() and time.monotonic() < end:
-        time.sleep(0.05)
+    _wait_for_restart(tmp_path)
     waited = start_cli(*args, home=tmp_path)  # arrives while the restart runs
+    time.sleep(1)  # (scenario, not an assertion) let it reach the lock and wait
+    (tmp_path / "release").touch()
     first, second = finish_cli(forced), finish_cli(waited)
 
-    assert counter.read_text() == "restart\n"
+    assert (tmp_path / "restarts").read_text() == "restart\n"
     assert json.loads(first.stdout)["steps"][1]["outcome"].startswith("restarted Redis")
     steps = json.loads(second.stdout)["steps"]
     assert steps[0]["outcome"] == "Redis answers PING"  # checked again after the wait
     assert steps[1]["outcome"].startswith("skipped: Redis is up")
-    assert "is held by e2ee-ops redis recover" in second.stderr  # it said why it waited
+    journal = (tmp_path / "journal.jsonl").read_text().splitlines()
+    kinds = [json.loads(line)["kind"] for line in journal]
+    assert kinds == ["plan", "outcome", "plan", "outcome"]  # one after the other
