@@ -110,8 +110,8 @@ def test_corrupt_sandbox_state_is_one_sentence_and_left_alone(
 def test_sandbox_up_again_on_the_same_dir_replaces_the_stopped_one(server_dir: Path) -> None:
     # Real processes: the second run is a new invocation, as `demo --state-dir DIR` twice.
     try:
-        for command in ("up", "down", "up"):
-            run = run_cli("sandbox", command, "--state-dir", "sbx", home=server_dir, limit=60)
+        for command in (["up", "--api-instances", "1"], ["down"], ["up", "--api-instances", "1"]):
+            run = run_cli("sandbox", *command, "--state-dir", "sbx", home=server_dir, limit=60)
             assert run.returncode == 0, run.stderr  # "canary-a" existed the second time
         state = sandbox.SandboxState.load(server_dir / "sbx")
         assert state.accounts["canary_a"].username == "canary-a"
