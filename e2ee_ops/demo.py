@@ -373,8 +373,13 @@ def run_demo(
         f"starting the sandbox in {workdir} (embedded PostgreSQL, Redis, "
         f"{sandbox.DEMO_API_INSTANCES} reference server instances)"
     )
+    # The demo seeds fixed users: it always starts from a fresh sandbox, also on a DIR
+    # where an earlier run left one (stopped, or running with --keep).
     state = sandbox.up(
-        workdir, api_instances=sandbox.DEMO_API_INSTANCES, progress=lambda m: say(f"  {m}")
+        workdir,
+        api_instances=sandbox.DEMO_API_INSTANCES,
+        fresh=True,
+        progress=lambda m: say(f"  {m}"),
     )
     world: seed.DemoWorld | None = None
     results: list[StepResult] = []

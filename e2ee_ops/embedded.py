@@ -172,6 +172,11 @@ class EmbeddedPostgres:
     def start(self) -> str:
         pgserver = import_pgserver()
         self.datadir.mkdir(parents=True, exist_ok=True)
+        # pgserver keeps one handle per data directory for the life of the process; once
+        # that server was stopped from outside the handle (pg_ctl stop), the handle is
+        # stale and would hand out the URL of a server that is gone.
+        if not (self.datadir / "postmaster.pid").exists():
+            pgserver.PostgresServer._instances.pop(self.datadir.expanduser().resolve(), None)
         self._server = pgserver.get_server(
             str(self.datadir), cleanup_mode=None if self.keep_running else "stop"
         )

@@ -324,8 +324,11 @@ def up(
     state_dir: Path,
     *,
     api_instances: int = 1,
+    fresh: bool = False,
     progress: Callable[[str], None] = lambda _: None,
 ) -> SandboxState:
+    """Start the sandbox in `state_dir`: a running one (with as many API instances) is
+    reused, unless `fresh`; anything else found there is replaced, data and all."""
     if api_instances < 1:
         raise SandboxError("the sandbox needs at least one API instance")
     require_embedded("the sandbox")  # before anything is created
@@ -334,7 +337,11 @@ def up(
     if replacing:
         current = status(state_dir)
         running = SandboxState.load(state_dir)
-        if all(s.running for s in current) and len(running.api_ports) == api_instances:
+        if (
+            not fresh
+            and all(s.running for s in current)
+            and len(running.api_ports) == api_instances
+        ):
             return running
         down(state_dir)  # a stopped or half-started sandbox is replaced, data and all
     state_dir.mkdir(parents=True, exist_ok=True)

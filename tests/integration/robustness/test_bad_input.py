@@ -107,14 +107,20 @@ def test_corrupt_sandbox_state_is_one_sentence_and_left_alone(
     assert sorted(p.name for p in state.parent.iterdir()) == ["state.json"]
 
 
-def test_sandbox_up_again_on_the_same_dir_replaces_the_stopped_one(server_dir: Path) -> None:
-    # Real processes: the second run is a new invocation, as `demo --state-dir DIR` twice.
+def test_a_second_run_on_the_same_dir_replaces_what_the_first_left(server_dir: Path) -> None:
+    # `demo --state-dir DIR` run twice: the first left its sandbox running (--keep) or
+    # stopped; "canary-a" and the demo's users exist either way.
+    directory = server_dir / "sbx"
+    first = run_cli("sandbox", "up", "--api-instances", "1", "--state-dir", "sbx",
+                    home=server_dir, limit=60)  # fmt: skip
+    assert first.returncode == 0, first.stderr
     try:
-        for command in (["up", "--api-instances", "1"], ["down"], ["up", "--api-instances", "1"]):
-            run = run_cli("sandbox", *command, "--state-dir", "sbx", home=server_dir, limit=60)
-            assert run.returncode == 0, run.stderr  # "canary-a" existed the second time
-        state = sandbox.SandboxState.load(server_dir / "sbx")
-        assert state.accounts["canary_a"].username == "canary-a"
-        assert all(s.running for s in sandbox.status(server_dir / "sbx"))
+        kept = sandbox.up(directory, fresh=True)  # running, left by another process
+        assert kept.accounts["canary_a"].username == "canary-a"
+        assert all(s.running for s in sandbox.status(directory))
+        sandbox.down(directory)
+        again = sandbox.up(directory)  # stopped, in the process that stopped it
+        assert again.accounts["canary_a"].username == "canary-a"
+        assert all(s.running for s in sandbox.status(directory))
     finally:
-        run_cli("sandbox", "down", "--state-dir", "sbx", home=server_dir, limit=60)
+        sandbox.down(directory)
