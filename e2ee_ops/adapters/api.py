@@ -335,13 +335,11 @@ class ApiClient:
             method, path, params=params, json=json, headers=self._headers()
         )
         what = f"{method} {path}"
+        deadline = self._monotonic() + self.timeout
         response = self._http.send(request, stream=True)
         try:
             body = read_capped(
-                response,
-                cap=self.max_response_bytes,
-                deadline=self._monotonic() + self.timeout,
-                monotonic=self._monotonic,
+                response, cap=self.max_response_bytes, deadline=deadline, monotonic=self._monotonic
             )
         except AnswerTooLarge:
             raise ServiceError(
