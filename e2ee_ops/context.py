@@ -85,6 +85,8 @@ class AppContext:
     _bound: float | None = field(default=None, init=False, repr=False)
     # What the command emitted last, for the JUnit file and the Prometheus textfile.
     last_result: Result | None = None
+    # What cli/targets.py looked up once per command (discovered API instances).
+    wiring: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def create(
