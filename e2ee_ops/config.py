@@ -39,7 +39,7 @@ from pydantic import (
 )
 
 from e2ee_ops.errors import ConfigError, redact
-from e2ee_ops.secret import Secret, read_secret_file
+from e2ee_ops.secret import Secret, one_line, read_secret_file
 
 ENV_PREFIX = "E2EE_OPS_"
 CONFIG_FILE_NAME = "e2ee-ops.yaml"
@@ -54,6 +54,8 @@ ATOMIC_KEYS = (
     "redis.sentinel",
     "services.*.restart",
     "notifiers.smtp.password",
+    "notifiers.webhook.url",
+    "notifiers.push.url",
     "notifiers.push.token",
     "incident.webhook",
     "incident.pagerduty.routing_key",
@@ -98,9 +100,11 @@ class _SecretRefModel(BaseModel):
                     f"{key}: environment variable {self.env} is not set or empty",
                     hint=f"export {self.env} or point {key} at a file",
                 )
-            return Secret(value.strip())
+            return Secret(one_line(value.strip(), key=key, source=self.describe()))
         assert self.file is not None
-        return Secret(read_secret_file(self.file, key=key))
+        return Secret(
+            one_line(read_secret_file(self.file, key=key), key=key, source=self.describe())
+        )
 
 
 SecretRef = Annotated[_SecretRefModel, BeforeValidator(_reject_literal)]
@@ -134,6 +138,8 @@ class ApiSettings(_Section):
     discover: ApiDiscoverSettings | None = None
     timeout_seconds: float = Field(default=10.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
+    # An answer larger than this is unreadable (UNKNOWN), not a memory hog.
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
 
     @model_validator(mode="after")
     def _one_way_to_the_instances(self) -> ApiSettings:
@@ -351,7 +357,7 @@ class Thresholds(_Section):
 
 
 class WebhookSettings(_Section):
-    url: str
+    url: SecretRef  # the URL is the secret (Slack's carry it in their path)
     slack_compatible: bool = False
     timeout_seconds: float = Field(default=10.0, gt=0)
 
@@ -368,7 +374,7 @@ class SmtpSettings(_Section):
 
 
 class PushSettings(_Section):
-    url: str
+    url: SecretRef
     token: SecretRef | None = None
     timeout_seconds: float = Field(default=10.0, gt=0)
 
@@ -412,6 +418,19 @@ class AlertsSettings(_Section):
     sample_interval_seconds: float = Field(default=10.0, gt=0, le=300)
 
 
+class AbuseSettings(_Section):
+    # `abuse block` refuses these without --force, as it does the canary accounts: the
+    # toolkit's own admin account belongs here (blocking it breaks every admin check).
+    protected_accounts: list[str] = Field(default_factory=list)
+
+
+class LockSettings(_Section):
+    """Acting commands run one at a time (a PostgreSQL advisory lock, else a lock file
+    beside the journal); a second run waits this long, then refuses naming the holder."""
+
+    wait_seconds: float = Field(default=60.0, ge=0, le=86400)
+
+
 class Settings(_Section):
     """The validated, effective configuration."""
 
@@ -429,6 +448,8 @@ class Settings(_Section):
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     journal: JournalSettings
+    locks: LockSettings = Field(default_factory=LockSettings)
+    abuse: AbuseSettings = Field(default_factory=AbuseSettings)
 
 
 # --------------------------------------------------------------------------- loading
@@ -551,11 +572,24 @@ def load_config(
     return LoadedConfig(settings=settings, provenance=provenance, file=path, profile=selected)
 
 
+# A config file is a few kilobytes; these bounds stop a hostile or broken one (a huge
+# file, a "billion laughs" of YAML aliases) from exhausting memory or time.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_CONFIG_VALUES = 10_000
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path} ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start})",
+            hint="save it as UTF-8",
+        ) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
@@ -564,7 +598,25 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(document, dict):
         raise ConfigError(f"config file {path} must hold a mapping of settings at the top")
+    if _count_values(document, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise ConfigError(
+            f"config file {path} expands to more than {MAX_CONFIG_VALUES} values",
+            hint="YAML aliases (*name) repeat whole subtrees; write the settings out",
+        )
     return document
+
+
+def _count_values(node: Any, limit: int) -> int:
+    """Values in the tree as loaded (aliases counted each time), stopping past `limit`."""
+    count, stack = 0, [node]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
 
 
 def _describe_validation(exc: ValidationError, provenance: Mapping[str, str]) -> str:

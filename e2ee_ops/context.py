@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from e2ee_ops.errors import TimedOutError, redact
 from e2ee_ops.journal import Journal, utc_now
-from e2ee_ops.render import OutputFormat, Result, render
+from e2ee_ops.render import OutputFormat, Result, printable, render
 from e2ee_ops.status import ExitCode, Plan, Report, Status
 
 
@@ -59,6 +59,9 @@ def make_console(
     )
 
 
+DEFAULT_BOUND_SECONDS = 120.0
+
+
 @dataclass
 class AppContext:
     stdout: IO[str] | None = None  # None: whatever sys.stdout is when writing
@@ -76,6 +79,10 @@ class AppContext:
     started: float = field(default=0.0)
     # Clients a command opened (HTTP, Redis); closed when the command ends.
     resources: ExitStack = field(default_factory=ExitStack)
+    # Without --timeout a command still ends: read-only ones within this bound; acting and
+    # watching ones lift it (`unbounded()`) and rely on their own deadlines.
+    default_bound: float | None = DEFAULT_BOUND_SECONDS
+    _bound: float | None = field(default=None, init=False, repr=False)
     # What the command emitted last, for the JUnit file and the Prometheus textfile.
     last_result: Result | None = None
     # What cli/targets.py looked up once per command (discovered API instances).
@@ -150,29 +157,44 @@ class AppContext:
     def progress(self, message: str) -> None:
         """A progress note on stderr (never mixed with the data on stdout), one line
         whatever the width."""
-        self.err.print(redact(message), markup=False, highlight=False, soft_wrap=True)
+        self.err.print(printable(redact(message)), markup=False, highlight=False, soft_wrap=True)
 
     # ----------------------------------------------------------------- time
 
     def remaining(self) -> float | None:
-        """Seconds left before --timeout, or None without one."""
-        if self.timeout is None:
+        """Seconds left before --timeout (or the default bound), or None without one."""
+        if self._bound is None:
             return None
-        return max(0.0, self.timeout - (self.monotonic() - self.started))
+        return max(0.0, self._bound - (self.monotonic() - self.started))
 
     @contextmanager
     def deadline(self) -> Iterator[None]:
-        """Raise TimedOutError in the main thread when --timeout expires."""
+        """Raise TimedOutError in the main thread when --timeout (or, without it, the
+        default bound of read-only commands) expires."""
         self.started = self.monotonic()
-        if self.timeout is None:
+        self._bound = self.timeout if self.timeout is not None else self.default_bound
+        if self._bound is None:
             yield
             return
-        with hard_deadline(self.timeout):
+        reason = (
+            "--timeout"
+            if self.timeout is not None
+            else "the default bound of a read-only command; give --timeout to change it"
+        )
+        with hard_deadline(self._bound, reason=reason):
             yield
+
+    def unbounded(self) -> None:
+        """Lift the default bound for a command that acts or watches; an explicit
+        --timeout stays in force."""
+        if self.timeout is None and self._bound is not None:
+            self._bound = None
+            if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGALRM"):
+                signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 @contextmanager
-def hard_deadline(seconds: float) -> Iterator[None]:
+def hard_deadline(seconds: float, *, reason: str = "--timeout") -> Iterator[None]:
     """Interrupt the block with TimedOutError after `seconds` (SIGALRM, main thread).
 
     Off the main thread (or without SIGALRM) the block runs unguarded; adapters
@@ -185,7 +207,7 @@ def hard_deadline(seconds: float) -> Iterator[None]:
 
     def expire(signum: int, frame: FrameType | None) -> None:
         raise TimedOutError(
-            f"gave up after {seconds:g} s (--timeout)",
+            f"gave up after {seconds:g} s ({reason})",
             hint="the state is unknown; retry with a longer --timeout",
         )
 

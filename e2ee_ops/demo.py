@@ -183,7 +183,11 @@ def demo_config(state: sandbox.SandboxState, receiver: Receiver, workdir: Path) 
     config = yaml.safe_load(state.config_path.read_text())
     hook_file = workdir / "secrets" / "incident-webhook.url"
     write_secret_file(hook_file, receiver.url + "/incident")
-    config["notifiers"] = {"webhook": {"url": receiver.url + "/devices", "slack_compatible": True}}
+    devices_hook = workdir / "secrets" / "devices-webhook.url"
+    write_secret_file(devices_hook, receiver.url + "/devices")
+    config["notifiers"] = {
+        "webhook": {"url": {"file": str(devices_hook)}, "slack_compatible": True}
+    }
     config["incident"] = {"webhook": {"file": str(hook_file)}}
     path = workdir / "demo-config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -501,9 +505,12 @@ def run_demo(
         f"starting the sandbox in {workdir} (embedded PostgreSQL, {redis}, "
         f"{sandbox.DEMO_API_INSTANCES} reference server instances)"
     )
+    # The demo seeds fixed users: it always starts from a fresh sandbox, also on a DIR
+    # where an earlier run left one (stopped, or running with --keep).
     state = sandbox.up(
         workdir,
         api_instances=sandbox.DEMO_API_INSTANCES,
+        fresh=True,
         redis_mode=redis_mode,
         progress=lambda m: say(f"  {m}"),
     )

@@ -314,6 +314,11 @@ class EmbeddedPostgres:
     def start(self) -> str:
         pgserver = import_pgserver()
         self.datadir.mkdir(parents=True, exist_ok=True)
+        # pgserver keeps one handle per data directory for the life of the process; once
+        # that server was stopped from outside the handle (pg_ctl stop), the handle is
+        # stale and would hand out the URL of a server that is gone.
+        if not (self.datadir / "postmaster.pid").exists():
+            pgserver.PostgresServer._instances.pop(self.datadir.expanduser().resolve(), None)
         self._server = pgserver.get_server(
             str(self.datadir), cleanup_mode=None if self.keep_running else "stop"
         )
@@ -340,6 +345,16 @@ class EmbeddedPostgres:
         from e2ee_ops.dburl import with_database
 
         return with_database(self.url, name)
+
+    def drop_database(self, name: str) -> None:
+        """Drop `name` (and its connections) if it exists."""
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
     def stop(self) -> None:
         if self._server is not None:

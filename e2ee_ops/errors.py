@@ -5,13 +5,20 @@
      ├── UsageError               the command line asks for something impossible
      ├── UnreachableError         could not connect to a host (API, Redis, Postgres)
      ├── TimedOutError            a host or the whole command ran out of time
+     │    ├── DeadlinePassed      a read reached its own deadline in mid-answer
+     │    └── MaybeDelivered      a request went out, its answer did not come back
      ├── AuthError                a token was missing, invalid or lacked the scope (401/403)
      ├── RefusedError             the service understood and refused (4xx with a code, 429)
      ├── ServiceError             the service failed (5xx) or answered something unreadable
+     │    └── AnswerTooLarge      an answer went past its size cap
      ├── ActionFailed             a mutation we ran (restart, write) did not succeed
      │    └── GitError            a git command exited non-zero
      ├── VerificationFailed       a step ran but the runbook's verification did not hold
      └── SkipReminder             a channel cannot reach this owner: skipped, not failed
+
+Interrupts are not errors: Ctrl-C is Python's KeyboardInterrupt, and SIGTERM (what
+`timeout`, systemd and Kubernetes send) becomes `Terminated`, a KeyboardInterrupt too,
+so every cleanup that handles one handles both.
 
 The core (procedures, adapters) raises these and never prints or exits; the CLI's
 single top-level handler turns them into one line on stderr and an exit code
@@ -35,8 +42,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"(?i)\b(bearer)(\s+)(?![a-z]+\b)[A-Za-z0-9._~+/=-]{8,}"),
         rf"\1\2{REDACTED}",
     ),
-    # scheme://user:password@host -> keep the user, hide the password
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):([^@\s/]+)@"), rf"\1:{REDACTED}@"),
+    # scheme://user:password@host -> keep the user, hide the password (up to the last `@`
+    # of the authority: an unencoded `@` in a password must not leave its tail showing)
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*):([^\s/]+)@"), rf"\1:{REDACTED}@"),
     # token=..., password=..., secret=..., api_key=... in query strings or env-file lines
     (
         re.compile(
@@ -106,6 +114,16 @@ class TimedOutError(E2eeOpsError):
         super().__init__(message, hint=hint)
 
 
+class DeadlinePassed(TimedOutError):
+    """A read reached its own deadline while the other side was still sending (a body
+    that drips, an event never completed); the adapter words it for the operator."""
+
+
+class MaybeDelivered(TimedOutError):
+    """A request was sent but no answer came in time: the receiver may have acted on it.
+    Whoever must not act twice (a reminder) counts it as done."""
+
+
 class AuthError(E2eeOpsError):
     """The token was missing, invalid or lacked the needed scope (HTTP 401/403, Redis AUTH)."""
 
@@ -146,6 +164,10 @@ class ServiceError(E2eeOpsError):
         super().__init__(message, hint=hint)
 
 
+class AnswerTooLarge(ServiceError):
+    """An answer went past its size cap; the adapter words it for the operator."""
+
+
 class ActionFailed(E2eeOpsError):
     """An action e2ee-ops performed (a restart, a write) did not succeed."""
 
@@ -164,3 +186,11 @@ class VerificationFailed(E2eeOpsError):
 
 class SkipReminder(E2eeOpsError):
     """This channel cannot reach this owner (e.g. no email address): not a failure."""
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop by SIGTERM."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"terminated by signal {signum}")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from e2ee_ops.errors import ActionFailed, redact
+from e2ee_ops.errors import ActionFailed, ConfigError, UsageError, redact
 
 # Entry kinds: every writer and reader names them from here. Readers must ignore kinds
 # they do not know (a newer version may add some).
@@ -117,28 +117,36 @@ class Journal:
         data: Mapping[str, Any] | None = None,
         incident_id: str | None = None,
     ) -> Entry:
-        """Append one entry; it joins the open incident unless `incident_id` is given."""
-        if incident_id is None and kind != INCIDENT_OPEN:
-            incident_id = self.open_incident_id()
-        entry = Entry(
-            ts=self._clock(),
-            actor=self._actor or current_actor(),
-            command=command,
-            kind=kind,
-            data=dict(data or {}),
-            incident_id=incident_id,
-        )
-        line = (entry.to_json() + "\n").encode("utf-8")
+        """Append one entry; it joins the open incident unless `incident_id` is given.
+
+        An `incident_open` entry is refused (UsageError) while another incident is open:
+        the check and the append happen under one lock, so of two `incident open` run at
+        the same instant exactly one opens an incident.
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise ActionFailed(
-                f"cannot open the journal {self.path} ({exc.strerror})",
-                hint="set journal.path to a writable file",
-            ) from exc
+            raise self._unusable(exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            current = _open_incident_id(_parse(_read_all(fd)))
+            if kind == INCIDENT_OPEN and current is not None:
+                raise UsageError(
+                    f"incident {current} is still open",
+                    hint="log to it with `e2ee-ops incident log`, or close it first",
+                )
+            entry = Entry(
+                ts=self._clock(),
+                actor=self._actor or current_actor(),
+                command=command,
+                kind=kind,
+                data=dict(data or {}),
+                incident_id=incident_id
+                if incident_id is not None or kind == INCIDENT_OPEN
+                else current,
+            )
+            line = (entry.to_json() + "\n").encode("utf-8")
             written = os.write(fd, line)  # one write: readers never see half a line
             if written != len(line):
                 raise ActionFailed(f"short write to the journal {self.path}")
@@ -151,35 +159,63 @@ class Journal:
     ) -> Iterator[Entry]:
         """Entries in file order, optionally filtered; unreadable lines are skipped."""
         try:
-            fh = self.path.open("rb")
+            fd = os.open(self.path, os.O_RDONLY)
         except FileNotFoundError:
             return
-        with fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_SH)
-            lines = fh.read().splitlines()
-        for raw in lines:
-            try:
-                entry = Entry.from_json(raw.decode("utf-8"))
-            except (ValueError, KeyError, TypeError):
-                continue  # a foreign or damaged line must not hide the rest
+        except OSError as exc:
+            raise self._unusable(exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            raw = _read_all(fd)
+        except OSError as exc:  # e.g. EISDIR: journal.path is a directory
+            raise self._unusable(exc) from None
+        finally:
+            os.close(fd)
+        for entry in _parse(raw):
             if kind is not None and entry.kind != kind:
                 continue
             if incident_id is not None and entry.incident_id != incident_id:
                 continue
             yield entry
 
-    def open_incident_id(self) -> str | None:
-        """The id of the incident opened last and not yet closed, if any.
+    def _unusable(self, exc: OSError) -> ConfigError:
+        # A journal that cannot be written is a configuration problem (exit 3), found
+        # before anything acts: the plan entry is written first.
+        return ConfigError(
+            f"cannot use the journal {self.path} ({exc.strerror or type(exc).__name__})",
+            hint="set journal.path to a writable file",
+        )
 
-        Hook for the incident commands: an `incident_open` entry carries its id in
-        `incident_id`; an `incident_close` entry with the same id closes it.
-        """
-        open_ids: list[str] = []
-        for entry in self.entries():
-            if entry.incident_id is None:
-                continue
-            if entry.kind == INCIDENT_OPEN:
-                open_ids.append(entry.incident_id)
-            elif entry.kind == INCIDENT_CLOSE and entry.incident_id in open_ids:
-                open_ids.remove(entry.incident_id)
-        return open_ids[-1] if open_ids else None
+    def open_incident_id(self) -> str | None:
+        """The id of the incident opened last and not yet closed, if any."""
+        return _open_incident_id(self.entries())
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(raw: bytes) -> Iterator[Entry]:
+    for line in raw.splitlines():
+        try:
+            yield Entry.from_json(line.decode("utf-8"))
+        except (ValueError, KeyError, TypeError):
+            continue  # a foreign or damaged line must not hide the rest
+
+
+def _open_incident_id(entries: Iterable[Entry]) -> str | None:
+    """An `incident_open` entry carries its id in `incident_id`; an `incident_close`
+    entry with the same id closes it. The last one still open wins."""
+    open_ids: list[str] = []
+    for entry in entries:
+        if entry.incident_id is None:
+            continue
+        if entry.kind == INCIDENT_OPEN:
+            open_ids.append(entry.incident_id)
+        elif entry.kind == INCIDENT_CLOSE and entry.incident_id in open_ids:
+            open_ids.remove(entry.incident_id)
+    return open_ids[-1] if open_ids else None

@@ -1,7 +1,9 @@
 """One renderer for every result: `table` (rich), `json`, `markdown` and `nagios`.
 
 A result is a `Report`, a `Plan`, or a list of dataclass instances (e.g. the rows
-of `config show`). Every string goes through `redact()` on its way out.
+of `config show`). Every string goes through `redact()` on its way out, and through
+`printable()`: text from the service (device names, usernames, server messages) can
+carry terminal escape sequences and newlines, which are shown escaped, never obeyed.
 
 JSON shape (stable; CI and cron parse it):
 
@@ -23,6 +25,7 @@ import dataclasses
 import enum
 import json
 import math
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -34,7 +37,31 @@ from e2ee_ops.status import ExitCode, Finding, Plan, Report, Status
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["OutputFormat", "Result", "redact", "render", "render_text", "to_json_data"]
+__all__ = [
+    "OutputFormat",
+    "Result",
+    "printable",
+    "redact",
+    "render",
+    "render_text",
+    "to_json_data",
+]
+
+# C0 and C1 control characters, DEL, and the bidirectional overrides that reorder text.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_JSON_UNESCAPED = re.compile("[\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal or a one-line format: control characters escaped
+    (an ESC shows as `\\x1b`, a newline as `\\n`), everything else unchanged."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _out(text: str) -> str:
+    """Every string a text format writes: redacted, then made printable."""
+    return printable(redact(text))
+
 
 Result: TypeAlias = Report | Plan | Sequence[Any]
 
@@ -67,7 +94,9 @@ def render(result: Result, fmt: OutputFormat, out: Console, *, title: str = "") 
 def render_text(result: Result, fmt: OutputFormat, *, title: str = "") -> str:
     """`result` as text in a non-table format (json, markdown, nagios)."""
     if fmt is OutputFormat.JSON:
-        return json.dumps(to_json_data(result, title=title), indent=2, ensure_ascii=False)
+        text = json.dumps(to_json_data(result, title=title), indent=2, ensure_ascii=False)
+        # json escapes C0 itself, not these; they occur only inside strings: \uXXXX is valid.
+        return _JSON_UNESCAPED.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     if fmt is OutputFormat.MARKDOWN:
         return _markdown(result, title)
     if fmt is OutputFormat.NAGIOS:
@@ -185,7 +214,7 @@ def _cell(value: Any) -> str:
         return ", ".join(_cell(v) for v in value) or "-"
     if isinstance(value, datetime | date):
         value = value.isoformat()
-    return redact(str(value))
+    return _out(str(value))
 
 
 def _value_with_unit(finding: Finding) -> str:
@@ -206,8 +235,12 @@ def _rows(items: Sequence[Any]) -> tuple[list[str], list[list[str]]]:
     return columns, cells
 
 
+_MD_SPECIAL = re.compile(r"([\\|`\[\]])")  # escapes, cells, code spans, links
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Markdown-inert text: control characters escaped, table and markup separators too."""
+    return _MD_SPECIAL.sub(r"\\\1", _out(text))
 
 
 def _markdown(result: Result, title: str) -> str:
@@ -217,7 +250,7 @@ def _markdown(result: Result, title: str) -> str:
         lines += [f"**Status:** {result.status.value} — {_md_escape(result.one_line_summary())}"]
         lines += ["", "| Check | Status | Value | Summary |", "| --- | --- | --- | --- |"]
         for f in result.findings:
-            row = [f.name, f.status.value, _value_with_unit(f), redact(f.summary)]
+            row = [f.name, f.status.value, _value_with_unit(f), f.summary]
             lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
     elif isinstance(result, Plan):
         lines += [f"# {_md_escape(result.title)}", ""]
@@ -225,13 +258,13 @@ def _markdown(result: Result, title: str) -> str:
         lines.append("")
         for step in result.steps:
             box = "x" if step.executed else " "
-            outcome = f" — {redact(step.outcome)}" if step.outcome else ""
-            lines.append(f"- [{box}] {redact(step.description)}{outcome}")
+            outcome = f" — {_md_escape(step.outcome)}" if step.outcome else ""
+            lines.append(f"- [{box}] {_md_escape(step.description)}{outcome}")
     else:
         if title:
             lines += [f"# {_md_escape(title)}", ""]
         columns, rows = _rows(result)
-        lines.append("| " + " | ".join(columns) + " |")
+        lines.append("| " + " | ".join(_md_escape(c) for c in columns) + " |")
         lines.append("|" + " --- |" * len(columns))
         lines += ["| " + " | ".join(_md_escape(c) for c in cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n"
@@ -258,34 +291,34 @@ def _rich_renderables(result: Result, title: str, width: int | None = None) -> l
         columns = ["Check", "Status", "Value", "Summary"]
         rows = [
             [
-                Text(f.name),
+                Text(_out(f.name)),
                 Text(f.status.value, style=_STATUS_STYLE[f.status]),
                 Text(_value_with_unit(f)),
-                Text(redact(f.summary)),
+                Text(_out(f.summary)),
             ]
             for f in result.findings
         ]
-        table = _table(redact(result.title), columns, rows, width)
+        table = _table(_out(result.title), columns, rows, width)
         return [table, _status_line(result.status, result.one_line_summary())]
     if isinstance(result, Plan):
         columns = ["#", "Step", "Done", "Outcome"]
         rows = [
             [
                 Text(str(number)),
-                Text(redact(step.description)),
+                Text(_out(step.description)),
                 Text("yes" if step.executed else "no"),
                 Text(
-                    redact(step.outcome or ""),
+                    _out(step.outcome or ""),
                     style=_STATUS_STYLE[step.status] if step.status else "",
                 ),
             ]
             for number, step in enumerate(result.steps, start=1)
         ]
-        table = _table(redact(result.title), columns, rows, width)
+        table = _table(_out(result.title), columns, rows, width)
         return [table, _status_line(result.status, result.one_line_summary())]
     names, cells = _rows(result)
     rows = [[Text(c) for c in row] for row in cells]
-    return [_table(redact(title) if title else None, names, rows, width)]
+    return [_table(_out(title) if title else None, [_out(n) for n in names], rows, width)]
 
 
 def _narrowest(columns: list[str], rows: list[list[Any]]) -> int:
@@ -331,7 +364,7 @@ def _status_line(status: Status, summary: str) -> Any:
     from rich.text import Text
 
     line = Text(status.value, style=_STATUS_STYLE[status])
-    line.append(f" - {redact(summary)}")
+    line.append(f" - {_out(summary)}")
     return line
 
 

@@ -42,7 +42,7 @@ from e2ee_ops.embedded import (
     import_pgserver,
     require_embedded,
 )
-from e2ee_ops.errors import E2eeOpsError
+from e2ee_ops.errors import ConfigError, E2eeOpsError
 from e2ee_ops.secret import write_secret_file
 
 DEFAULT_STATE_DIR = Path(".sandbox")
@@ -160,12 +160,19 @@ class SandboxState:
         path = state_dir / "state.json"
         if not path.exists():
             raise SandboxError(f"no sandbox in {state_dir}; start one with `e2ee-ops sandbox up`")
-        raw = json.loads(path.read_text())
-        if "api_port" in raw:  # written before the fleet: one instance
-            raw["api_ports"] = [raw.pop("api_port")]
-            raw["api_pids"] = [raw.pop("api_pid", None)]
-        raw["accounts"] = {k: Account(**v) for k, v in raw.get("accounts", {}).items()}
-        return cls(**raw)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if "api_port" in raw:  # written before the fleet: one instance
+                raw["api_ports"] = [raw.pop("api_port")]
+                raw["api_pids"] = [raw.pop("api_pid", None)]
+            raw["accounts"] = {k: Account(**v) for k, v in raw.get("accounts", {}).items()}
+            return cls(**raw)
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            raise ConfigError(
+                f"the sandbox state {path} is unreadable ({type(exc).__name__})",
+                hint=f"stop what it started by hand and remove {state_dir}, "
+                "or use another --state-dir",
+            ) from None
 
 
 def _fit(pids: list[int | None], ports: list[int]) -> list[int | None]:
@@ -416,31 +423,38 @@ def up(
     state_dir: Path,
     *,
     api_instances: int = 1,
+    fresh: bool = False,
     redis_mode: str = "single",
     progress: Callable[[str], None] = lambda _: None,
 ) -> SandboxState:
+    """Start the sandbox in `state_dir`: a running one (with as many API instances) is
+    reused, unless `fresh`; anything else found there is replaced, data and all."""
     if api_instances < 1:
         raise SandboxError("the sandbox needs at least one API instance")
     if redis_mode not in REDIS_MODES:
         raise SandboxError(f"unknown Redis mode {redis_mode!r}; one of {', '.join(REDIS_MODES)}")
     require_embedded("the sandbox")  # before anything is created
     state_dir = state_dir.resolve()
-    if (state_dir / "state.json").exists():
+    replacing = (state_dir / "state.json").exists()
+    if replacing:
         current = status(state_dir)
         running = SandboxState.load(state_dir)
         if (
-            all(s.running for s in current)
+            not fresh
+            and all(s.running for s in current)
             and len(running.api_ports) == api_instances
             and running.redis_mode == redis_mode
         ):
             return running
-        down(state_dir)
+        down(state_dir)  # a stopped or half-started sandbox is replaced, data and all
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o755)  # PostgreSQL runs as its own user and must reach its data
 
     progress("starting PostgreSQL (pgserver)")
     pg = EmbeddedPostgres(state_dir / "pgdata", keep_running=True)
     pg.start()
+    if replacing:
+        pg.drop_database(DATABASE_NAME)
     database_url = pg.create_database(DATABASE_NAME)
     state = SandboxState(
         state_dir=str(state_dir),
@@ -556,6 +570,9 @@ def write_config(state: SandboxState) -> Path:
         },
         "rollback": {"env_file": str(state.api_env_path)},
         "alerts": {"sample_interval_seconds": 1},
+        "abuse": {
+            "protected_accounts": [str(accounts[k].account_id) for k in ("admin", "canary_a")]
+        },
         "journal": {"path": str(state.dir / "journal.jsonl")},
     }
     header = (

@@ -41,13 +41,13 @@ class Secret:
 
 
 def read_secret_file(path: Path, *, key: str) -> str:
-    """Read a secret file, refusing one that other users can read or write."""
+    """Read a secret file, refusing one that its group or other users can read or write."""
     path = path.expanduser()
     try:
         mode = path.stat().st_mode
-        if mode & (stat.S_IROTH | stat.S_IWOTH):
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(
-                f"{key}: secret file {path} is accessible to other users "
+                f"{key}: secret file {path} is accessible to its group or other users "
                 f"(mode {stat.S_IMODE(mode):04o})",
                 hint=f"run chmod 600 {path}",
             )
@@ -58,6 +58,17 @@ def read_secret_file(path: Path, *, key: str) -> str:
         raise ConfigError(f"{key}: cannot read secret file {path} ({exc})") from exc
     if not value:
         raise ConfigError(f"{key}: secret file {path} is empty")
+    return value
+
+
+def one_line(value: str, *, key: str, source: str) -> str:
+    """`value` if it is one line of printable text; a line break or control character in
+    a token is refused here, before it can reach a header, a log or a traceback."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ConfigError(
+            f"{key}: the secret from {source} contains a line break or control character",
+            hint="a secret is one line: fix the variable or file",
+        )
     return value
 
 

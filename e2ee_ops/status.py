@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import enum
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,7 @@ class ExitCode(enum.IntEnum):
     UNKNOWN = 3
     USAGE = 64  # EX_USAGE, so a typo is never mistaken for CRITICAL
     INTERRUPTED = 130  # 128 + SIGINT
+    TERMINATED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 
 
 @functools.total_ordering
@@ -173,6 +176,21 @@ class Plan:
 
 NOT_RUN = "not run: an earlier step failed"
 
+# The plan a StepRunner is executing in this context. When acting is cut short (Ctrl-C,
+# SIGTERM, a lost connection) the caller never gets the plan back; this lets the journal's
+# outcome still list the steps that completed (see `executing`).
+_executing: ContextVar[Plan | None] = ContextVar("executing_plan", default=None)
+
+
+@contextmanager
+def executing() -> Iterator[Callable[[], Plan | None]]:
+    """Within the block, the returned function gives the plan a StepRunner started, if any."""
+    token = _executing.set(None)
+    try:
+        yield _executing.get
+    finally:
+        _executing.reset(token)
+
 
 class StepRunner:
     """Records the outcome of each step of `plan`, in order, as it executes: each step is
@@ -182,6 +200,7 @@ class StepRunner:
     def __init__(self, plan: Plan, progress: Callable[[str], None] = lambda _m: None) -> None:
         plan.executed = True
         self.plan = plan
+        _executing.set(plan)
         self._steps = iter(plan.steps)
         self._progress = progress
 
@@ -209,6 +228,8 @@ def exit_code_for(outcome: Status | BaseException) -> ExitCode:
     """The exit code of a status or of an exception: the single place this is decided."""
     if isinstance(outcome, Status):
         return outcome.exit_code
+    if isinstance(outcome, errors.Terminated):
+        return ExitCode.TERMINATED
     if isinstance(outcome, KeyboardInterrupt):
         return ExitCode.INTERRUPTED
     if isinstance(outcome, errors.UsageError):

@@ -28,9 +28,13 @@ from urllib.parse import quote
 import httpx
 import httpx_sse
 
+from e2ee_ops.adapters.api_models import HealthAnswer, HeartbeatData, RelayAnswer, check_answer
+from e2ee_ops.adapters.bounded import iter_sse_until, read_capped
 from e2ee_ops.adapters.http import host_of, http_client
 from e2ee_ops.errors import (
+    AnswerTooLarge,
     AuthError,
+    DeadlinePassed,
     E2eeOpsError,
     RefusedError,
     ServiceError,
@@ -43,6 +47,7 @@ DM_DISABLED_DETAIL = "E2EE DM is not enabled"
 # Code given to the refusal above, which has no code of its own in the body.
 DM_DISABLED_CODE = "E2EE_DM_DISABLED"
 MAX_BACKOFF_SECONDS = 5.0
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class ApiClient:
         token: Secret | None = None,
         timeout: float = 10.0,
         retries: int = 2,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         backoff_seconds: float = 0.2,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -86,6 +92,7 @@ class ApiClient:
         self.host = host_of(base_url, default=base_url)
         self.timeout = timeout
         self.retries = retries
+        self.max_response_bytes = max_response_bytes
         self._token = token
         self._backoff = backoff_seconds
         self._sleep = sleep
@@ -109,7 +116,7 @@ class ApiClient:
 
     def health(self) -> Health:
         response = self._send("GET", "/health", accept_statuses=(503,))
-        body = self._json(response, "GET /health")
+        body = self._checked(HealthAnswer, self._json(response, "GET /health"), "GET /health")
         return Health(
             http_status=response.status_code,
             status=str(body.get("status", "unknown")),
@@ -126,11 +133,12 @@ class ApiClient:
 
     def dm_metrics(self) -> dict[str, Any]:
         """`GET /dm/metrics` (admin): pools, message stats, latency, SSE, errors."""
-        return self._get_json("/dm/metrics")
+        return self._checked(RelayAnswer, self._get_json("/dm/metrics"), "GET /dm/metrics")
 
     def live_chat_metrics(self) -> dict[str, Any]:
         """`GET /live-chat/metrics` (admin): redis_status, relay_lag, pubsub lag, SSE."""
-        return self._get_json("/live-chat/metrics")
+        what = "GET /live-chat/metrics"
+        return self._checked(RelayAnswer, self._get_json("/live-chat/metrics"), what)
 
     # ----------------------------------------------------------------- devices
 
@@ -212,14 +220,31 @@ class ApiClient:
                 self._http, "GET", path, headers=headers, timeout=timeout
             ) as source:
                 if source.response.status_code >= 400:
-                    source.response.read()
-                    self._raise_for_status(source.response, what)
-                for sse in source.iter_sse():
-                    yield SseEvent(event=sse.event, id=sse.id or None, data=self._sse_data(sse))
+                    body = read_capped(
+                        source.response, cap=self.max_response_bytes, deadline=end,
+                        monotonic=self._monotonic,
+                    )  # fmt: skip
+                    self._raise_for_status(_buffered(source.response, body), what)
+                events = iter_sse_until(
+                    source.response,
+                    deadline=end,
+                    cap=self.max_response_bytes,
+                    monotonic=self._monotonic,
+                )
+                for sse in events:
+                    data = self._sse_data(sse)
+                    if sse.event == "heartbeat":
+                        data = self._checked(HeartbeatData, data, f"a heartbeat of {what}")
+                    yield SseEvent(event=sse.event, id=sse.id or None, data=data)
                     if self._monotonic() >= end:
                         return
-        except httpx.ReadTimeout:
-            return  # nothing arrived before the deadline
+        except (httpx.ReadTimeout, DeadlinePassed):
+            return  # no (complete) event arrived before the deadline
+        except AnswerTooLarge:
+            raise ServiceError(
+                f"API at {self.host} sent more than {self.max_response_bytes} bytes on {what}",
+                hint="raise api.max_response_bytes if that is expected",
+            ) from None
         except httpx_sse.SSEError as exc:
             raise ServiceError(
                 f"API at {self.host} did not answer {what} with an event stream ({exc})"
@@ -235,6 +260,7 @@ class ApiClient:
             token=self._token,
             timeout=self.timeout,
             retries=self.retries,
+            max_response_bytes=self.max_response_bytes,
             transport=self._transport,
             monotonic=self._monotonic,
         )
@@ -281,9 +307,7 @@ class ApiClient:
         for attempt in range(attempts):
             last = attempt == attempts - 1
             try:
-                response = self._http.request(
-                    method, path, params=params, json=json, headers=self._headers()
-                )
+                response = self._request(method, path, params=params, json=json)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if last:
                     raise self._transport_error(exc, what) from exc
@@ -296,6 +320,42 @@ class ApiClient:
                     self._raise_for_status(response, what)
             self._sleep(min(self._backoff * 2**attempt, MAX_BACKOFF_SECONDS))
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None,
+        json: Mapping[str, Any] | None,
+    ) -> httpx.Response:
+        """One request whose whole answer must arrive within the timeout and the size cap
+        (httpx's timeouts bound each read; a dripping or endless body defeats them)."""
+        request = self._http.build_request(
+            method, path, params=params, json=json, headers=self._headers()
+        )
+        what = f"{method} {path}"
+        deadline = self._monotonic() + self.timeout
+        response = self._http.send(request, stream=True)
+        try:
+            body = read_capped(
+                response, cap=self.max_response_bytes, deadline=deadline, monotonic=self._monotonic
+            )
+        except AnswerTooLarge:
+            raise ServiceError(
+                f"API at {self.host} answered {what} with more than "
+                f"{self.max_response_bytes} bytes",
+                hint="raise api.max_response_bytes if the answer is expected to be that big",
+            ) from None
+        except DeadlinePassed:
+            raise TimedOutError(
+                f"API at {self.host} did not finish answering {what} within {self.timeout:g} s",
+                host=self.host,
+                hint="check the service's load, or raise api.timeout_seconds",
+            ) from None
+        finally:
+            response.close()
+        return _buffered(response, body)
 
     def _transport_error(self, exc: httpx.HTTPError, what: str) -> E2eeOpsError:
         if isinstance(exc, httpx.TimeoutException):
@@ -353,6 +413,17 @@ class ApiClient:
             retry_in_seconds=retry_in,
             body=body,
         )
+
+    def _checked(self, model: Any, body: dict[str, Any], what: str) -> dict[str, Any]:
+        """`body` validated against the answer's model: an answer that does not fit is
+        unreadable (UNKNOWN), never read as something it did not say."""
+        try:
+            return check_answer(model, body)
+        except ValueError as exc:
+            raise ServiceError(
+                f"API at {self.host} answered {what} with an unreadable answer ({exc})",
+                hint="check that api.base_urls points at the E2EE DM service",
+            ) from None
 
     def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
         try:
@@ -446,6 +517,19 @@ class EventStream:
             with self._changed:
                 self.ended = True
                 self._changed.notify_all()
+
+
+def _buffered(response: httpx.Response, body: bytes) -> httpx.Response:
+    """`response` with the body read (bounded) already; the headers that described the
+    wire form (encoding, length) are dropped, since `body` is decoded."""
+    headers = [
+        (k, v)
+        for k, v in response.headers.multi_items()
+        if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+    ]
+    return httpx.Response(
+        response.status_code, headers=headers, content=body, request=response.request
+    )
 
 
 def _path(template: str, *values: str | int) -> str:

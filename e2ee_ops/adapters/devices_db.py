@@ -9,15 +9,13 @@ with a million devices; tests/integration/devices/test_explain.py holds it to th
 
 from __future__ import annotations
 
+import os
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-from e2ee_ops.errors import TimedOutError
 
 if TYPE_CHECKING:
     import psycopg
@@ -87,10 +85,11 @@ WHERE device_id = ANY(%(device_ids)s::uuid[])
 """
 RECORD_SENT_SQL = (
     "INSERT INTO e2ee_ops_notifications (device_id, user_id, channel, severity) "
-    "VALUES (%s, %s, %s, %s)"
+    "VALUES (%s, %s, %s, %s) RETURNING id"
 )
+FORGET_SQL = "DELETE FROM e2ee_ops_notifications WHERE id = %s"
 # One lock for every `devices stuck --notify` run against this database.
-NOTIFY_LOCK_KEY = zlib.crc32(b"e2ee-ops devices stuck --notify")
+NOTIFY_LOCK_NAME = "devices stuck --notify"
 
 
 @dataclass(frozen=True)
@@ -177,32 +176,16 @@ class DevicesDatabase:
         A second run (two cron jobs started at once) waits here until the first has
         recorded what it sent, then finds those devices already reminded.
         """
-        with self.db.connect() as conn:
-            deadline = time.monotonic() + wait_seconds
-            told = False
-            while not _try_lock(conn):
-                if time.monotonic() >= deadline:
-                    raise TimedOutError(
-                        f"another `devices stuck --notify` run held the lock on {self.host} "
-                        f"for more than {wait_seconds:g} s",
-                        host=self.host,
-                        hint="let it finish, or raise notifiers.lock_wait_seconds",
-                    )
-                if not told:
-                    on_wait()
-                    told = True
-                sleep(0.2)
-            try:
-                conn.execute(NOTIFICATIONS_TABLE_SQL)
-                conn.execute(NOTIFICATIONS_INDEX_SQL)
-                yield ReminderLog(conn)
-            finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (NOTIFY_LOCK_KEY,))
-
-
-def _try_lock(conn: psycopg.Connection[tuple[Any, ...]]) -> bool:
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (NOTIFY_LOCK_KEY,)).fetchone()
-    return bool(row and row[0])
+        with self.db.advisory_lock(
+            NOTIFY_LOCK_NAME,
+            holder=f"e2ee-ops {NOTIFY_LOCK_NAME} (pid {os.getpid()})",
+            wait_seconds=wait_seconds,
+            on_wait=lambda _m: on_wait(),
+            sleep=sleep,
+        ) as conn:
+            conn.execute(NOTIFICATIONS_TABLE_SQL)
+            conn.execute(NOTIFICATIONS_INDEX_SQL)
+            yield ReminderLog(conn)
 
 
 class ReminderLog:
@@ -219,5 +202,13 @@ class ReminderLog:
         ).fetchall()
         return {(str(r[0]), str(r[1])) for r in rows}
 
-    def record(self, device_id: str, user_id: int, channel: str, severity: str) -> None:
-        self._conn.execute(RECORD_SENT_SQL, (device_id, user_id, channel, severity))
+    def record(self, device_id: str, user_id: int, channel: str, severity: str) -> int:
+        """Record a reminder as sent, before sending it; returns the record's id."""
+        row = self._conn.execute(RECORD_SENT_SQL, (device_id, user_id, channel, severity))
+        found = row.fetchone()
+        assert found is not None
+        return int(found[0])
+
+    def forget(self, record_id: int) -> None:
+        """Withdraw a record whose reminder certainly did not go out."""
+        self._conn.execute(FORGET_SQL, (record_id,))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from e2ee_ops import __version__
-from e2ee_ops.errors import ActionFailed, AuthError, TimedOutError, UnreachableError
+from e2ee_ops.errors import ActionFailed, AuthError, MaybeDelivered, UnreachableError
 
 if TYPE_CHECKING:
     import httpx
@@ -76,8 +76,9 @@ def post_json(
 ) -> httpx.Response:
     """POST `body` as JSON; `what` names the receiver in errors ("the webhook endpoint at
     HOST"). On HTTP 429 wait what `Retry-After` asks (1 s without it) and try again, up
-    to RETRIES_ON_429 times, unless the wait is over MAX_RETRY_AFTER_SECONDS. A timeout
-    is TimedOutError, no connection UnreachableError, HTTP 401/403 AuthError (with
+    to RETRIES_ON_429 times, unless the wait is over MAX_RETRY_AFTER_SECONDS. No connection
+    (or none in time) is UnreachableError; a timeout once the request went out is
+    MaybeDelivered (the receiver may have acted on it); HTTP 401/403 AuthError (with
     `hint`), any other answer from 300 up (a 429 still refused too) ActionFailed."""
     import httpx
 
@@ -93,8 +94,15 @@ def post_json(
                 break
             sleep(wait)
             response = http.post(url, json=dict(body), headers=dict(headers or {}))
+    except httpx.ConnectTimeout:
+        raise UnreachableError(
+            f"{what} did not accept a connection within {timeout:g} s", host=host
+        ) from None
     except httpx.TimeoutException:
-        raise TimedOutError(f"{what} did not answer within {timeout:g} s", host=host) from None
+        # The request may have reached the receiver: it could have acted on it.
+        raise MaybeDelivered(
+            f"{what} did not answer within {timeout:g} s after {sending} was sent", host=host
+        ) from None
     except httpx.HTTPError as exc:
         raise UnreachableError(f"cannot reach {what} ({type(exc).__name__})", host=host) from None
     if response.status_code in (401, 403):

@@ -23,6 +23,7 @@ from e2ee_ops.errors import (
     ActionFailed,
     AuthError,
     ConfigError,
+    MaybeDelivered,
     SkipReminder,
     TimedOutError,
     UnreachableError,
@@ -49,6 +50,9 @@ class Reminder:
     severity: str  # CRITICAL or WARNING
     subject: str
     text: str
+    # The same for every run inside one de-duplication window: receivers that honour an
+    # Idempotency-Key header (or de-duplicate by Message-ID) act on it once.
+    key: str = ""
 
 
 class Notifier(Protocol):
@@ -89,8 +93,10 @@ class _HttpNotifier:
     def close(self) -> None:
         self._http.close()
 
-    def _post(self, body: Mapping[str, Any]) -> None:
+    def _post(self, body: Mapping[str, Any], key: str) -> None:
         headers = {"Authorization": f"Bearer {self._token.reveal()}"} if self._token else {}
+        if key:
+            headers["Idempotency-Key"] = f"{key}.{self.channel}"
         post_json(
             self._http,
             self.url,
@@ -132,7 +138,7 @@ class WebhookNotifier(_HttpNotifier):
                 "subject": reminder.subject,
                 "text": reminder.text,
             }
-        self._post(body)
+        self._post(body, reminder.key)
 
 
 class PushNotifier(_HttpNotifier):
@@ -148,7 +154,8 @@ class PushNotifier(_HttpNotifier):
                 "title": reminder.subject,
                 "body": reminder.text,
                 "category": "e2ee_key_refresh",
-            }
+            },
+            reminder.key,
         )
 
 
@@ -189,12 +196,18 @@ class SmtpNotifier:
         message["From"] = self.from_address
         message["To"] = reminder.email
         message["Subject"] = reminder.subject
-        # RFC 5322 requires Date; Message-ID lets mail systems thread and de-duplicate.
+        # RFC 5322 requires Date; Message-ID lets mail systems thread and de-duplicate:
+        # the same reminder in the same window keeps the same one.
         message["Date"] = format_datetime(self._clock())
-        message["Message-ID"] = make_msgid(domain=_domain(self.from_address))
+        message["Message-ID"] = (
+            f"<{reminder.key}.email@{_domain(self.from_address)}>"
+            if reminder.key
+            else make_msgid(domain=_domain(self.from_address))
+        )
         message.set_content(reminder.text + "\n")
         where = f"SMTP server {self.host}:{self.port}"
         context = self._context or ssl.create_default_context()
+        sending = False  # past this point a timeout may come after the message was accepted
         try:
             smtp: smtplib.SMTP = (
                 smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=context)
@@ -207,6 +220,7 @@ class SmtpNotifier:
                 if self.username:
                     password = self._password.reveal() if self._password else ""
                     smtp.login(self.username, password)
+                sending = True
                 smtp.send_message(message)
         except smtplib.SMTPAuthenticationError as exc:
             raise AuthError(
@@ -225,6 +239,11 @@ class SmtpNotifier:
         except smtplib.SMTPException as exc:
             raise ActionFailed(f"{where} failed: {type(exc).__name__}") from None
         except TimeoutError:
+            if sending:
+                raise MaybeDelivered(
+                    f"{where} did not answer within {self.timeout:g} s after the message was sent",
+                    host=self.host,
+                ) from None
             raise TimedOutError(
                 f"{where} did not answer within {self.timeout:g} s", host=self.host
             ) from None

@@ -6,12 +6,15 @@ Metadata only: no statement here selects a ciphertext column, and none touches
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+import zlib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from e2ee_ops.adapters.locks import wait_for_lock
 from e2ee_ops.errors import ConfigError, E2eeOpsError, TimedOutError, UnreachableError
 
 if TYPE_CHECKING:
@@ -96,13 +99,16 @@ class OpsDatabase:
         self.host = _host_of(url)
 
     @contextmanager
-    def connect(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+    def connect(
+        self, *, application_name: str | None = None
+    ) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
         import psycopg
 
         kwargs: dict[str, Any] = {
             "connect_timeout": max(1, round(self.connect_timeout)),
             "options": f"-c statement_timeout={self.statement_timeout_ms}",
             "autocommit": True,
+            "application_name": (application_name or "e2ee-ops")[:63],
         }
         if self.password:
             kwargs["password"] = self.password
@@ -132,6 +138,45 @@ class OpsDatabase:
             ) from None
         finally:
             conn.close()
+
+    @contextmanager
+    def advisory_lock(
+        self,
+        name: str,
+        *,
+        holder: str,
+        wait_seconds: float,
+        on_wait: Callable[[str], None] = lambda _m: None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        """Hold the session advisory lock `name` for the block, on its own connection.
+
+        The connection's application_name is `holder`, so a second run (on any host)
+        can say who holds the lock; the lock goes with the session if this process dies.
+        """
+        key = advisory_key(name)
+        with self.connect(application_name=holder) as conn:
+
+            def try_once() -> bool:
+                row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+                return bool(row and row[0])
+
+            def current_holder() -> str:
+                row = conn.execute(LOCK_HOLDER_SQL, (key >> 32, key & 0xFFFFFFFF)).fetchone()
+                return f"{row[0]} ({row[1] or 'local'})" if row else ""
+
+            wait_for_lock(
+                try_once,
+                what=f"the {name!r} lock on PostgreSQL at {self.host}",
+                holder=current_holder,
+                wait_seconds=wait_seconds,
+                on_wait=on_wait,
+                sleep=sleep,
+            )
+            try:
+                yield conn
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     def server_version(self) -> str:
         with self.connect() as conn:
@@ -171,7 +216,10 @@ class OpsDatabase:
             " LEFT JOIN e2ee_devices dev ON dev.device_id = d.device_id"
             f" WHERE {where} GROUP BY m.id, m.created_at"
         )
-        with self.connect() as conn:
+        with self.connect() as conn, conn.transaction():
+            # One snapshot for both statements: a message stored in between must not be
+            # listed undelivered by one and missing from the other's totals.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             totals = conn.execute(
                 "SELECT count(*), count(*) FILTER (WHERE pending = 0),"
                 " count(*) FILTER (WHERE seen_since > 0), coalesce(sum(pending), 0)"
@@ -213,6 +261,20 @@ class OpsDatabase:
             ).fetchone()
         assert row is not None
         return OtpkSummary(int(row[0]), int(row[1]), int(row[2]), row[3])
+
+
+# Who holds an advisory lock: the holder's application_name and address.
+LOCK_HOLDER_SQL = (
+    "SELECT a.application_name, host(a.client_addr) FROM pg_locks l "
+    "JOIN pg_stat_activity a ON a.pid = l.pid "
+    "WHERE l.locktype = 'advisory' AND l.granted "
+    "AND l.classid::bigint = %s AND l.objid::bigint = %s AND l.objsubid = 1"
+)
+
+
+def advisory_key(name: str) -> int:
+    """The advisory lock key of `name`: stable across hosts and versions."""
+    return zlib.crc32(f"e2ee-ops {name}".encode())
 
 
 def _first_line(exc: BaseException) -> str:

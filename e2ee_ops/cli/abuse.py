@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from e2ee_ops.cli.common import ExecuteOption, OutputOption, YesOption, app_context, finish
+from e2ee_ops.cli.common import (
+    MAX_COUNT,
+    MAX_ID,
+    ExecuteOption,
+    OutputOption,
+    YesOption,
+    app_context,
+    finish,
+)
 
 app = typer.Typer(
     name="abuse",
@@ -30,7 +38,9 @@ VerifyTokenOption = Annotated[
 def top_senders(
     ctx: typer.Context,
     window: Annotated[str, typer.Option("--window", help="How far back: 30m, 1h, 2d, ...")] = "1h",
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Senders to show.")] = 10,
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=MAX_COUNT, help="Senders to show.")
+    ] = 10,
     output: OutputOption = None,
 ) -> None:
     """Per sender in the window: messages, distinct recipients (fan-out), new
@@ -61,9 +71,10 @@ def _run(
     yes: bool,
     verify_token: str | None,
     output: OutputOption,
+    force: bool = False,
 ) -> None:
     from e2ee_ops.cli.acting import carry_out
-    from e2ee_ops.cli.targets import api_clients, verifier
+    from e2ee_ops.cli.targets import api_clients, own_accounts, verifier
     from e2ee_ops.procedures.abuse import block_user
 
     env = app_context(ctx)
@@ -80,6 +91,8 @@ def _run(
             block=block,
             verifier=verifying,
             verifier_name=verify_token,
+            protected=own_accounts(env),
+            force=force,
         )
 
     carry_out(
@@ -97,17 +110,27 @@ def _run(
 @app.command("block")
 def block(
     ctx: typer.Context,
-    user: Annotated[int, typer.Argument(metavar="ACCOUNT_ID", help="The user to block.")],
+    user: Annotated[
+        int, typer.Argument(metavar="ACCOUNT_ID", min=1, max=MAX_ID, help="The user to block.")
+    ],
     reason: Annotated[
         str, typer.Option("--reason", help="Why: stored by the service and in the journal.")
     ],
     execute: ExecuteOption = False,
     yes: YesOption = False,
     verify_token: VerifyTokenOption = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Block even a canary account or one in abuse.protected_accounts.",
+        ),
+    ] = False,
     output: OutputOption = None,
 ) -> None:
     """Block a user from all messaging through the admin API, then verify it: the admin
-    API shows the block, and (with --verify-token) the user's send answers 403."""
+    API shows the block, and (with --verify-token) the user's send answers 403. The
+    toolkit's own accounts (canaries, abuse.protected_accounts) need --force."""
     _run(
         ctx,
         account_id=user,
@@ -117,13 +140,16 @@ def block(
         yes=yes,
         verify_token=verify_token,
         output=output,
+        force=force,
     )
 
 
 @app.command("unblock")
 def unblock(
     ctx: typer.Context,
-    user: Annotated[int, typer.Argument(metavar="ACCOUNT_ID", help="The user to unblock.")],
+    user: Annotated[
+        int, typer.Argument(metavar="ACCOUNT_ID", min=1, max=MAX_ID, help="The user to unblock.")
+    ],
     execute: ExecuteOption = False,
     yes: YesOption = False,
     verify_token: VerifyTokenOption = None,

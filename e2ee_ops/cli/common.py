@@ -19,6 +19,14 @@ from e2ee_ops.journal import OUTCOME
 from e2ee_ops.render import OutputFormat, Result, render, rich_renderable, to_json_data
 from e2ee_ops.status import Report, Status
 
+# Upper bounds of numeric options. Beyond them a value is a typo, and it would overflow
+# a timer, a timestamp or a BIGINT before it meant anything: such input is a usage
+# error (exit 64) with a sentence, never an internal error.
+MAX_SECONDS = 7 * 24 * 3600.0  # --timeout, --interval, --watch-timeout: a week
+MAX_DAYS = 36_500.0  # --inactive-days: a century
+MAX_ID = 2**63 - 1  # account ids are PostgreSQL BIGINTs
+MAX_COUNT = 1_000_000  # --limit, --count, --steps, --threshold
+
 # Add to any data command so `--output` works after the subcommand too:
 #     def check(ctx: typer.Context, output: OutputOption = None) -> None:
 OutputOption = Annotated[
@@ -123,6 +131,7 @@ def watch_live(
     interrupted): live on a terminal, every refresh when piped, JSON Lines with
     `--output json` (`show_refreshes`); exit with the code the last report calls for."""
     env = app_context(ctx)
+    env.unbounded()  # runs until interrupted or --count
 
     def refreshes() -> Iterator[Report]:
         refreshed = 0

@@ -43,6 +43,7 @@ def demo(
         raise typer.BadParameter(f"one of {', '.join(REDIS_MODES)}", param_hint="--redis")
 
     env = app_context(ctx)
+    env.unbounded()  # every step of the demo has its own deadline
     results = run_demo(
         state_dir=state_dir,
         keep=keep,

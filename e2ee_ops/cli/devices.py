@@ -7,6 +7,10 @@ from typing import Annotated
 import typer
 
 from e2ee_ops.cli.common import (
+    MAX_COUNT,
+    MAX_DAYS,
+    MAX_ID,
+    MAX_SECONDS,
     JunitOption,
     OutputOption,
     TextfileOption,
@@ -38,13 +42,17 @@ def _channels(text: str) -> list[str]:
 def stuck(
     ctx: typer.Context,
     user: Annotated[
-        int | None, typer.Option("--user", metavar="ACCOUNT_ID", help="Only this user's devices.")
+        int | None,
+        typer.Option(
+            "--user", metavar="ACCOUNT_ID", min=1, max=MAX_ID, help="Only this user's devices."
+        ),
     ] = None,
     threshold: Annotated[
         int | None,
         typer.Option(
             "--threshold",
             min=0,
+            max=MAX_COUNT,
             help="List pools below this many prekeys (default: thresholds.otpk_warning, 10); "
             "below thresholds.otpk_critical (5) is CRITICAL.",
         ),
@@ -54,11 +62,13 @@ def stuck(
         typer.Option(
             "--inactive-days",
             min=0.0,
+            max=MAX_DAYS,
             help="Not seen for longer is listed (default: thresholds.device_inactive_days).",
         ),
     ] = None,
     limit: Annotated[
-        int, typer.Option("--limit", min=1, help="Show at most this many, worst first.")
+        int,
+        typer.Option("--limit", min=1, max=MAX_COUNT, help="Show at most this many, worst first."),
     ] = 50,
     notify: Annotated[
         str | None,
@@ -77,10 +87,16 @@ def stuck(
         typer.Option("--watch", help="Follow the listed devices until they refill or time out."),
     ] = False,
     watch_timeout: Annotated[
-        float, typer.Option("--watch-timeout", min=0.0, help="Seconds --watch waits at most.")
+        float,
+        typer.Option(
+            "--watch-timeout", min=0.0, max=MAX_SECONDS, help="Seconds --watch waits at most."
+        ),
     ] = 900.0,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.1, help="Seconds between --watch checks.")
+        float,
+        typer.Option(
+            "--interval", min=0.1, max=MAX_SECONDS, help="Seconds between --watch checks."
+        ),
     ] = 30.0,
     junit: JunitOption = None,
     textfile: TextfileOption = None,
@@ -112,6 +128,7 @@ def stuck(
     if watch:
         from e2ee_ops.cli.common import ticker
 
+        env.unbounded()  # --watch-timeout bounds it
         with ticker(env) as tick:
             report = procedure.watch_stuck_devices(
                 db=db,

@@ -2,17 +2,21 @@
 
 Every failure leaves through `guarded()`: an E2eeOpsError becomes one sentence on
 stderr and its exit code (`exit_code_for`), a usage error becomes 64 instead of
-click's 2 (which would read as CRITICAL), an interrupt 130. Tracebacks appear
+click's 2 (which would read as CRITICAL), Ctrl-C 130 and SIGTERM 143. Tracebacks appear
 only with --debug. Heavy libraries are imported inside commands, never here.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -20,10 +24,10 @@ from typer.core import TyperGroup
 
 from e2ee_ops import __version__
 from e2ee_ops.cli import demo, doctor
-from e2ee_ops.cli.common import JunitOption, TextfileOption
+from e2ee_ops.cli.common import MAX_SECONDS, JunitOption, TextfileOption
 from e2ee_ops.context import AppContext
-from e2ee_ops.errors import E2eeOpsError, redact
-from e2ee_ops.render import OutputFormat
+from e2ee_ops.errors import E2eeOpsError, Terminated, redact
+from e2ee_ops.render import OutputFormat, printable
 from e2ee_ops.status import ExitCode, exit_code_for
 
 PROG = "e2ee-ops"
@@ -80,13 +84,15 @@ class OpsGroup(TyperGroup):
 
         defer_unset_coercion()
         argv = list(sys.argv[1:] if args is None else args)
-        if not argv or _only_help_or_version(argv):  # nothing to deliver; start quickly
-            code = guarded(
-                lambda: self._main(argv, prog_name, complete_var, extra),
-                debug=_wants_debug(argv),
-            )
-        else:
-            code = self._run(argv, prog_name, complete_var, extra)
+        with _sigterm_raises() as caught:
+            if not argv or _only_help_or_version(argv):  # nothing to deliver; start quickly
+                code = guarded(
+                    lambda: self._main(argv, prog_name, complete_var, extra),
+                    debug=_wants_debug(argv),
+                    caught=caught,
+                )
+            else:
+                code = self._run(argv, prog_name, complete_var, extra, caught)
         if standalone_mode:
             sys.exit(int(code))
         return int(code)
@@ -103,7 +109,12 @@ class OpsGroup(TyperGroup):
         )
 
     def _run(
-        self, argv: list[str], prog_name: str | None, complete_var: str | None, extra: Any
+        self,
+        argv: list[str],
+        prog_name: str | None,
+        complete_var: str | None,
+        extra: Any,
+        caught: Sequence[int],
     ) -> int:
         """Run a command, then deliver its outcome (JUnit, textfile, nagios line)."""
         from e2ee_ops.cli.outcome import Invocation, deliver
@@ -118,6 +129,7 @@ class OpsGroup(TyperGroup):
             lambda: self._main(argv, prog_name, complete_var, {**extra, "obj": env}),
             debug=_wants_debug(argv),
             failed=failures.append,
+            caught=caught,
         )
         return deliver(
             inv,
@@ -127,6 +139,27 @@ class OpsGroup(TyperGroup):
             started=started,
             elapsed=env.monotonic() - began,
         )
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[list[int]]:
+    """Turn SIGTERM into `Terminated` in the main thread, so it unwinds like Ctrl-C:
+    children are killed, the journal gets an outcome, the exit code is 143. The list
+    yielded records the signal (typer reports any interrupt as a bare exit 130)."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        caught.append(signum)
+        raise Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _only_help_or_version(argv: Sequence[str]) -> bool:
@@ -139,7 +172,7 @@ def _wants_debug(argv: Sequence[str]) -> bool:
 
 
 def _say(message: str) -> None:
-    sys.stderr.write(f"{PROG}: {redact(message)}\n")
+    sys.stderr.write(f"{PROG}: {printable(redact(message))}\n")
     sys.stderr.flush()
 
 
@@ -148,13 +181,23 @@ def guarded(
     *,
     debug: bool,
     failed: Callable[[str], object] = lambda sentence: None,
+    caught: Sequence[int] = (),
 ) -> int:
     """Run the CLI and turn its outcome into an exit code: the only place that decides.
-    `failed` hears the one sentence of a run that ended in an error."""
+    `failed` hears the one sentence of a run that ended in an error; `caught` lists the
+    signals that arrived (SIGTERM)."""
 
     def fail(sentence: str, code: int) -> int:
         failed(redact(sentence))
         return code
+
+    def interrupted(exc: KeyboardInterrupt) -> int:
+        by = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        sentence = (
+            f"interrupted by {by}: stopped what was running; the journal records what completed"
+        )
+        _say(sentence)
+        return fail(sentence, exit_code_for(exc))
 
     try:
         result = invoke()
@@ -165,12 +208,13 @@ def guarded(
         else:
             _say(exc.format_message())
         return fail(f"usage: {exc.format_message()}", ExitCode.USAGE)
-    except typer.Abort:
+    except typer.Abort as exc:  # click wraps an interrupt in Abort
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            return interrupted(exc.__cause__)
         _say("aborted")
         return fail("aborted", ExitCode.INTERRUPTED)
-    except KeyboardInterrupt:
-        _say("interrupted")
-        return fail("interrupted", ExitCode.INTERRUPTED)
+    except KeyboardInterrupt as exc:
+        return interrupted(exc)
     except E2eeOpsError as exc:
         if debug:
             sys.stderr.write(redact("".join(traceback.format_exception(exc))))
@@ -185,9 +229,8 @@ def guarded(
         )
         return fail(f"internal error: {type(exc).__name__}: {exc}", ExitCode.UNKNOWN)
     if isinstance(result, int) and not isinstance(result, bool):
-        if result == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into Exit(130)
-            _say("interrupted")
-            return fail("interrupted", ExitCode.INTERRUPTED)
+        if result == ExitCode.INTERRUPTED:  # typer turns any interrupt into Exit(130)
+            return interrupted(Terminated(caught[-1]) if caught else KeyboardInterrupt())
         return result
     return ExitCode.OK
 
@@ -243,6 +286,7 @@ def main(
         typer.Option(
             "--timeout",
             min=0.001,
+            max=MAX_SECONDS,
             metavar="SECONDS",
             help="Give up after this long; the result is then UNKNOWN (exit 3).",
         ),
@@ -259,7 +303,8 @@ def main(
 ) -> None:
     """Operate an end-to-end-encrypted direct-message service by its runbook.
 
-    Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 64 usage error, 130 interrupted.
+    Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, 64 usage error, 130 interrupted,
+    143 terminated (SIGTERM).
     """
     # Tests may inject a prepared AppContext as `obj`; flags given still apply to it.
     env = ctx.obj if isinstance(ctx.obj, AppContext) else AppContext.create()

@@ -9,6 +9,8 @@ import typer
 
 from e2ee_ops.cli.acting import carry_out
 from e2ee_ops.cli.common import (
+    MAX_COUNT,
+    MAX_SECONDS,
     ExecuteOption,
     JunitOption,
     OutputOption,
@@ -94,10 +96,12 @@ def recover(
 def watch(
     ctx: typer.Context,
     interval: Annotated[
-        float, typer.Option("--interval", min=0.5, help="Seconds between refreshes.")
+        float,
+        typer.Option("--interval", min=0.5, max=MAX_SECONDS, help="Seconds between refreshes."),
     ] = 5.0,
     count: Annotated[
-        int | None, typer.Option("--count", min=1, help="Stop after this many refreshes.")
+        int | None,
+        typer.Option("--count", min=1, max=MAX_COUNT, help="Stop after this many refreshes."),
     ] = None,
     output: OutputOption = None,
 ) -> None:

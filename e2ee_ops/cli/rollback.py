@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from e2ee_ops.cli.acting import carry_out, confirm_execution
-from e2ee_ops.cli.common import ExecuteOption, OutputOption, YesOption, app_context, finish
+from e2ee_ops.cli.common import (
+    MAX_COUNT,
+    ExecuteOption,
+    OutputOption,
+    YesOption,
+    app_context,
+    finish,
+)
 from e2ee_ops.errors import UsageError
 
 if TYPE_CHECKING:
@@ -78,7 +85,8 @@ def flag(
 def migration(
     ctx: typer.Context,
     steps: Annotated[
-        int | None, typer.Option("--steps", min=1, metavar="N", help="Undo N revisions.")
+        int | None,
+        typer.Option("--steps", min=1, max=MAX_COUNT, metavar="N", help="Undo N revisions."),
     ] = None,
     to: Annotated[
         str | None,
@@ -135,7 +143,9 @@ def migration(
             return
         typed = ",".join(at_risk)
         if confirm_tables is None:  # --yes does not waive typing the names back
-            confirm_execution(env, plan, yes=yes, typed=typed)
+            confirm_execution(
+                env, plan, yes=yes, typed=typed, unattended=f"--confirm-tables {typed}"
+            )
             return
         given = {name.strip() for name in confirm_tables.split(",") if name.strip()}
         if given != set(at_risk):

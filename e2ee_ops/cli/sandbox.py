@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from e2ee_ops.cli.common import OutputOption, app_context, finish
+from e2ee_ops.cli.common import MAX_COUNT, OutputOption, app_context, finish
 from e2ee_ops.errors import ActionFailed
 
 app = typer.Typer(
@@ -90,6 +90,7 @@ def up(
         raise typer.BadParameter(f"one of {', '.join(sandbox.REDIS_MODES)}", param_hint="--redis")
 
     env = app_context(ctx)
+    env.unbounded()  # starting servers has its own deadlines
     _guard(
         "up",
         lambda: sandbox.up(
@@ -129,7 +130,13 @@ def _service_command(action: str) -> None:
         state_dir: StateDir = DEFAULT_DIR,
         instance: Annotated[
             int | None,
-            typer.Option("--instance", min=1, metavar="K", help="Only API instance K (1-based)."),
+            typer.Option(
+                "--instance",
+                min=1,
+                max=MAX_COUNT,
+                metavar="K",
+                help="Only API instance K (1-based).",
+            ),
         ] = None,
         output: OutputOption = None,
     ) -> None:

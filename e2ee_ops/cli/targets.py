@@ -7,12 +7,14 @@ values (URLs, `Secret`s, timeouts); only this module reads the settings for them
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.context import AppContext
-from e2ee_ops.errors import ConfigError, UsageError
+from e2ee_ops.errors import ConfigError, UnreachableError, UsageError
 
 if TYPE_CHECKING:
     from e2ee_ops.adapters.abuse_db import AbuseDatabase
@@ -62,31 +64,38 @@ def api_urls(env: AppContext) -> list[str]:
 def api_clients(env: AppContext, token: str | None) -> list[ApiClient]:
     """One client per API instance, acting with the configured token `token`
     (admin, user, ...), or anonymous when `token` is None."""
-    from e2ee_ops.adapters.api import ApiClient
-
-    s = env.settings
-    secret = s.tokens.resolve(token, environ=env.environ) if token else None
-    return [
-        env.closing(
-            ApiClient(url, token=secret, timeout=s.api.timeout_seconds, retries=s.api.retries)
-        )
-        for url in api_urls(env)
-    ]
+    secret = env.settings.tokens.resolve(token, environ=env.environ) if token else None
+    return [_api(env, url, secret) for url in api_urls(env)]
 
 
 def api_client(env: AppContext, token: str) -> ApiClient:
     """A client of the first API instance acting with the configured token `token`."""
+    return _api(env, api_urls(env)[0], env.settings.tokens.resolve(token, environ=env.environ))
+
+
+def _api(env: AppContext, url: str, secret: Secret | None) -> ApiClient:
     from e2ee_ops.adapters.api import ApiClient
 
-    s = env.settings
+    a = env.settings.api
     return env.closing(
         ApiClient(
-            api_urls(env)[0],
-            token=s.tokens.resolve(token, environ=env.environ),
-            timeout=s.api.timeout_seconds,
-            retries=s.api.retries,
+            url,
+            token=secret,
+            timeout=a.timeout_seconds,
+            retries=a.retries,
+            max_response_bytes=a.max_response_bytes,
         )
     )
+
+
+def own_accounts(env: AppContext) -> dict[str, str]:
+    """The toolkit's own accounts, which `abuse block` refuses without --force, each with
+    the reason: the canary receiver and `abuse.protected_accounts` (admin, canary A)."""
+    s = env.settings
+    own = dict.fromkeys(s.abuse.protected_accounts, "listed in abuse.protected_accounts")
+    if s.canary.account_b:
+        own[s.canary.account_b] = "the configured canary account (canary.account_b)"
+    return own
 
 
 def verifier(env: AppContext, name: str | None) -> ApiClient | None:
@@ -219,15 +228,15 @@ def notifiers(env: AppContext, channels: list[str]) -> list[Notifier]:
     for channel in channels:
         if channel == "webhook" and n.webhook:
             w = n.webhook
+            url = w.url.resolve(key="notifiers.webhook.url", environ=env.environ).reveal()
             built.append(
-                WebhookNotifier(
-                    w.url, slack_compatible=w.slack_compatible, timeout=w.timeout_seconds
-                )
+                WebhookNotifier(url, slack_compatible=w.slack_compatible, timeout=w.timeout_seconds)
             )
         elif channel == "push" and n.push:
             p = n.push
             token = _secret(env, p.token, "notifiers.push.token")
-            built.append(PushNotifier(p.url, token=token, timeout=p.timeout_seconds))
+            url = p.url.resolve(key="notifiers.push.url", environ=env.environ).reveal()
+            built.append(PushNotifier(url, token=token, timeout=p.timeout_seconds))
         elif channel == "email" and n.smtp:
             m = n.smtp
             built.append(
@@ -355,6 +364,7 @@ def redis_targets(env: AppContext, *, with_restarter: bool = False) -> RedisTarg
         down_confirm_seconds=s.redis.down_confirm_seconds,
         sentinel=sentinel_admin(env),
         progress=env.progress,
+        heartbeat_wait_seconds=env.settings.canary.delivery_timeout_seconds,
     )
 
 
@@ -421,3 +431,35 @@ def git_targets(
         branch=branch or f"rollback-e2ee-{env.clock().astimezone():%Y%m%d}",
         progress=env.progress,
     )
+
+
+@contextmanager
+def action_lock(env: AppContext, section: str, *, command: str) -> Iterator[None]:
+    """The lock an acting command of `section` (redis, rollback, abuse, ...) holds while
+    it acts: an advisory lock on the service's PostgreSQL, which holds across hosts, or a
+    lock file beside the journal when no database is configured or it cannot be reached.
+    """
+    from e2ee_ops.adapters.locks import file_lock
+    from e2ee_ops.journal import current_actor
+
+    holder = f"e2ee-ops {command} by {current_actor(env.environ)} pid {os.getpid()}"
+    wait = env.settings.locks.wait_seconds
+    db = database(env, required=False)
+    with ExitStack() as stack:
+        locked = False
+        if db is not None:
+            try:
+                stack.enter_context(
+                    db.advisory_lock(
+                        section, holder=holder, wait_seconds=wait, on_wait=env.progress
+                    )
+                )
+                locked = True
+            except UnreachableError as exc:
+                env.progress(f"{exc.sentence}; taking the local lock only")
+        if not locked:
+            path = env.settings.journal.path.expanduser().parent / f"{section}.lock"
+            stack.enter_context(
+                file_lock(path, holder=holder, wait_seconds=wait, on_wait=env.progress)
+            )
+        yield

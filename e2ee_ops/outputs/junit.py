@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from e2ee_ops.errors import redact
+from e2ee_ops.render import printable
 from e2ee_ops.status import Plan, Report, Status
 
 if TYPE_CHECKING:
@@ -28,8 +29,9 @@ SUITE = "e2ee-ops"
 def _case(name: str, classname: str, status: Status | None, message: str, time: float) -> TestCase:
     from junitparser import Error, Failure, TestCase
 
-    case = TestCase(name=name or "result", classname=classname, time=round(time, 3))
-    message = redact(message)
+    # XML 1.0 cannot even carry most control characters: they are shown escaped.
+    case = TestCase(name=printable(name) or "result", classname=classname, time=round(time, 3))
+    message = printable(redact(message))
     if status in (Status.WARNING, Status.CRITICAL):
         case.result = [Failure(message=message, type_=status.value)]
     elif status is Status.UNKNOWN:
@@ -44,7 +46,7 @@ def _transcript(result: object | None) -> str:
         lines = [f"{s.description}: {s.outcome or '-'}" for s in result.steps]
     else:
         return ""
-    return "\n".join([*lines, result.one_line_summary()])
+    return "\n".join(printable(line) for line in [*lines, result.one_line_summary()])
 
 
 def _hostname() -> str:
@@ -91,6 +93,7 @@ def junit_xml(
     suite.hostname = _hostname()
     suite.time = round(elapsed, 3)
     # The strict schema has no output per case: every finding's sentence goes here.
-    suite.append(SystemOut(redact(_transcript(result))))  # type: ignore[no-untyped-call]
-    suite.append(SystemErr(redact(error or "")))  # type: ignore[no-untyped-call]
+    out, err = redact(_transcript(result)), printable(redact(error or ""))
+    suite.append(SystemOut(out))  # type: ignore[no-untyped-call]
+    suite.append(SystemErr(err))  # type: ignore[no-untyped-call]
     return suite.tostring()  # type: ignore[no-any-return,no-untyped-call]

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from e2ee_ops.errors import redact
+from e2ee_ops.render import printable
 from e2ee_ops.status import Finding, Status
 
 __all__ = ["check_label", "number", "perfdata", "plugin_line"]
@@ -32,8 +33,9 @@ def check_label(name: str) -> str:
 
 
 def plugin_line(check: str, status: Status, summary: str, findings: Sequence[Finding] = ()) -> str:
-    """One plugin line; the summary is redacted, kept on one line and free of `|`."""
-    text = " ".join(redact(summary).replace("|", "/").split())
+    """One plugin line; the summary is redacted, kept on one line (line breaks become
+    spaces, other control characters are shown escaped) and free of `|`."""
+    text = printable(" ".join(redact(summary).replace("|", "/").split()))
     line = f"E2EE-OPS {check_label(check)} {status.value} - {text}"
     data = perfdata(findings)
     return f"{line} | {data}" if data else line
@@ -49,7 +51,7 @@ def number(value: float) -> str:
 
 def _label(name: str) -> str:
     """A perfdata label: no `=`, quote or `|`, spaces kept as single spaces."""
-    return " ".join(_NOT_IN_LABEL.sub(" ", name).split()) or "value"
+    return " ".join(_NOT_IN_LABEL.sub(" ", printable(name)).split()) or "value"
 
 
 def _range(limit: float | None, *, higher_is_worse: bool) -> str | None:

@@ -8,6 +8,7 @@ conversations opened (churn) and 429s. Nothing here reads or decrypts a message.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,12 +29,18 @@ PROBE_DEVICE = "00000000-0000-0000-0000-000000000000"
 BLOCKED_CODE = "USER_BLOCKED"
 
 
+MAX_WINDOW_DAYS = 366  # metadata older than a year is not an abuse burst
+
+
 def parse_window(text: str) -> float:
-    """`90s`, `30m`, `1h`, `2d` (or plain seconds) → seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
+    """`90s`, `30m`, `1h`, `2d` (or plain seconds) → seconds, at most MAX_WINDOW_DAYS."""
+    match = re.fullmatch(r"\s*(\d{1,12}(?:\.\d{1,6})?)\s*([smhd]?)\s*", text.lower())
     if not match or float(match.group(1)) <= 0:
-        raise UsageError(f"--window {text!r} is not a duration such as 30m, 1h or 2d")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+        raise UsageError(f"--window {text[:40]!r} is not a duration such as 30m, 1h or 2d")
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds > MAX_WINDOW_DAYS * 86400:
+        raise UsageError(f"--window {text!r} is longer than {MAX_WINDOW_DAYS} days")
+    return seconds
 
 
 # ---- detection --------------------------------------------------------------------------
@@ -117,7 +124,7 @@ def top_senders(
     )
     findings = [
         Finding(
-            name=f"{s.username} (#{s.user_id})",
+            name=f"sender #{s.user_id}",  # the username, chosen by a user, stays in the summary
             status=status,
             value=s.messages,
             summary=(
@@ -202,6 +209,8 @@ def block_user(
     block: bool = True,
     verifier: ApiClient | None = None,
     verifier_name: str | None = None,
+    protected: Mapping[str, str] | None = None,
+    force: bool = False,
 ) -> Plan:
     """Block (or, with block=False, unblock) a user through the admin API, then verify.
 
@@ -214,6 +223,13 @@ def block_user(
     verb = "block" if block else "unblock"
     if block and not (reason and reason.strip()):
         raise UsageError("abuse block needs --reason: it goes to the service and the journal")
+    guarded = (protected or {}).get(str(account_id))
+    if block and guarded and not force:
+        raise UsageError(
+            f"account {account_id} is {guarded}: blocking it breaks the toolkit's own "
+            "checks (the canary of `redis recover`, the admin API)",
+            hint="add --force if that is what you want",
+        )
     before = admin.get_user(str(account_id))
     name = f"{before.get('username')} (#{account_id})"
     state = (

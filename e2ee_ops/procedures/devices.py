@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.errors import E2eeOpsError, UsageError
@@ -131,10 +131,15 @@ def _query(db: DevicesDatabase, o: StuckOptions) -> tuple[list[DeviceVerdict], i
     return verdicts, result.total, result.critical_total
 
 
+def device_label(device_id: str) -> str:
+    """A finding's name (and perfdata label): the device id, never user-chosen text."""
+    return f"device {device_id}"
+
+
 def _finding(v: DeviceVerdict) -> Finding:
     r = v.row
     return Finding(
-        name=f"{r.username}/{r.device_name} ({r.device_id})",
+        name=device_label(r.device_id),  # names are chosen by users: kept to the summary
         status=v.status,
         value=r.prekeys_remaining,
         summary=(
@@ -192,10 +197,11 @@ def _report(
 # ---- notification -----------------------------------------------------------------------
 
 
-def reminder_for(v: DeviceVerdict) -> Reminder:
+def reminder_for(v: DeviceVerdict, window_hours: float = 24.0) -> Reminder:
     from e2ee_ops.adapters.notifiers import Reminder
 
     r = v.row
+    window = int(datetime.now(UTC).timestamp() // (window_hours * 3600))
     return Reminder(
         user_id=r.user_id,
         username=r.username,
@@ -206,6 +212,7 @@ def reminder_for(v: DeviceVerdict) -> Reminder:
         severity=v.status.value,
         subject=REMINDER_SUBJECT,
         text=REMINDER_TEXT.format(device=r.device_name),
+        key=f"e2ee-ops-reminder-{r.device_id}-{window}",
     )
 
 
@@ -293,10 +300,15 @@ def _remind(
     already: set[tuple[str, str]],
     notify: NotifyOptions,
 ) -> tuple[str, Status]:
-    """Remind the owner of `v` on every channel; the step's outcome and status."""
-    from e2ee_ops.errors import SkipReminder
+    """Remind the owner of `v` on every channel; the step's outcome and status.
 
-    reminder = reminder_for(v)
+    At most once: each reminder is recorded before it is sent, so a run that dies or
+    loses PostgreSQL after the send cannot send it again; the record is withdrawn only
+    when the send certainly failed. A timeout after sending counts as sent.
+    """
+    from e2ee_ops.errors import MaybeDelivered, SkipReminder
+
+    reminder = reminder_for(v, notify.dedup_window_hours)
     outcomes: list[str] = []
     status = Status.OK
     for notifier in notifiers:
@@ -306,17 +318,25 @@ def _remind(
             record |= {"result": "deduplicated"}
             outcomes.append(f"{notifier.channel}: already reminded")
         else:
+            attempt = log.record(v.row.device_id, v.row.user_id, notifier.channel, v.status.value)
             try:
                 notifier.send(reminder)
             except SkipReminder as exc:
+                log.forget(attempt)
                 record |= {"result": "skipped", "detail": exc.message}
                 outcomes.append(f"{notifier.channel}: skipped ({exc.message})")
+            except MaybeDelivered as exc:
+                status = Status.worst([status, Status.WARNING])
+                record |= {"result": "sent", "detail": f"unconfirmed: {exc.sentence}"}
+                outcomes.append(
+                    f"{notifier.channel}: sent, unconfirmed ({exc.sentence}); not sent again"
+                )
             except E2eeOpsError as exc:
+                log.forget(attempt)
                 status = Status.CRITICAL
                 record |= {"result": "failed", "detail": exc.sentence}
                 outcomes.append(f"{notifier.channel}: FAILED ({exc.sentence})")
             else:
-                log.record(v.row.device_id, v.row.user_id, notifier.channel, v.status.value)
                 record |= {"result": "sent"}
                 outcomes.append(f"{notifier.channel}: sent")
         notify.sent.append(record)
@@ -392,10 +412,11 @@ def watch_stuck_devices(
             )
             findings.append(
                 Finding(
-                    f"{v.row.username}/{v.row.device_name} ({device_id})",
+                    device_label(device_id),
                     Status.OK,
                     after.row.prekeys_remaining,
-                    f"{what} after {seconds:.0f} s",
+                    f"user {v.row.username}, device {v.row.device_name!r}: {what} "
+                    f"after {seconds:.0f} s",
                 )
             )
         else:

@@ -165,13 +165,8 @@ def open_incident(
         raise UsageError(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
     if not title.strip():
         raise UsageError("give the incident a --title")
-    current = journal.open_incident_id()
-    if current is not None:
-        raise UsageError(
-            f"incident {current} is still open",
-            hint="log to it with `e2ee-ops incident log`, or close it first",
-        )
     incident_id = new_incident_id(now, drill=drill)
+    # Refused under the journal's lock while another incident is open: atomic.
     opened = journal.append(
         INCIDENT_OPEN,
         command="incident open",

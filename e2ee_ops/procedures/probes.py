@@ -7,9 +7,9 @@ itself chose for that failure (a Redis that refuses PING is CRITICAL, not UNKNOW
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 
 from e2ee_ops.errors import E2eeOpsError
 from e2ee_ops.status import Finding, Status
@@ -25,27 +25,37 @@ def run_probe(name: str, probe: Probe) -> list[Finding]:
     return result if isinstance(result, list) else [result]
 
 
-def run_probes(
-    probes: Mapping[str, Probe], *, timeout: float | None = None, workers: int = 8
-) -> list[Finding]:
-    """Run every probe concurrently; findings come back in the probes' order."""
-    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(probes))))
-    try:
-        futures = {name: pool.submit(run_probe, name, p) for name, p in probes.items()}
-        findings: list[Finding] = []
-        for name, future in futures.items():
-            try:
-                findings.extend(future.result(timeout=timeout))
-            except FutureTimeout:
-                findings.append(
-                    Finding(
-                        name=name,
-                        status=Status.UNKNOWN,
-                        value=None,
-                        summary=f"{name}: no answer within {timeout:g} s",
-                    )
-                )
-        return findings
-    finally:
-        # Never wait for a probe stuck past its timeout; its thread ends with its I/O timeout.
-        pool.shutdown(wait=False, cancel_futures=True)
+def run_probes(probes: Mapping[str, Probe], *, timeout: float | None = None) -> list[Finding]:
+    """Run every probe concurrently; findings come back in the probes' order.
+
+    `timeout` bounds the whole call, not each probe. A probe still running at the
+    deadline becomes UNKNOWN; it runs on a daemon thread, so it never holds the process
+    open after the command has answered (its own I/O deadline ends it).
+    """
+    results: dict[str, list[Finding]] = {}
+    failures: dict[str, BaseException] = {}
+    done = {name: threading.Event() for name in probes}
+
+    def work(name: str, probe: Probe) -> None:
+        try:
+            results[name] = run_probe(name, probe)
+        except BaseException as exc:  # noqa: BLE001 - a bug: re-raised in the caller
+            failures[name] = exc
+        finally:
+            done[name].set()
+
+    for name, probe in probes.items():
+        threading.Thread(target=work, args=(name, probe), name=f"probe {name}", daemon=True).start()
+    end = None if timeout is None else time.monotonic() + timeout
+    findings: list[Finding] = []
+    for name in probes:
+        left = None if end is None else max(0.0, end - time.monotonic())
+        if not done[name].wait(left):
+            findings.append(
+                Finding(name, Status.UNKNOWN, None, f"{name}: no answer within {timeout:g} s")
+            )
+        elif name in failures:
+            raise failures[name]
+        else:
+            findings.extend(results[name])
+    return findings

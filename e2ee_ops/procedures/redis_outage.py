@@ -28,7 +28,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.config import Thresholds
-from e2ee_ops.errors import E2eeOpsError, TimedOutError, UsageError, VerificationFailed
+from e2ee_ops.errors import (
+    E2eeOpsError,
+    TimedOutError,
+    UnreachableError,
+    UsageError,
+    VerificationFailed,
+)
 from e2ee_ops.journal import REDIS_OUTAGE
 from e2ee_ops.procedures.outage_evidence import (
     DOWN_MARKER,
@@ -188,7 +194,8 @@ def _heartbeat_finding(canary: Canary | None, wait_seconds: float) -> Finding:
     try:
         data = read_heartbeat(canary, wait_seconds)
     except VerificationFailed as exc:
-        return Finding("sse heartbeat relay_lag", Status.CRITICAL, None, str(exc))
+        # A stream that says nothing is no evidence of lag: we could not tell.
+        return Finding("sse heartbeat relay_lag", Status.UNKNOWN, None, str(exc))
     lag = bool(data.get("relay_lag"))
     return Finding(
         "sse heartbeat relay_lag",
@@ -413,7 +420,8 @@ def assess_redis(t: RedisTargets) -> RedisState:
         verdict, why = "stalled", f"{tried}: Redis does not answer in time; {said}"
     elif service_healthy:
         verdict, why = "unreachable from here", f"{tried}, but {said}: cannot reach Redis from here"
-    elif service_down:
+    elif service_down or all(isinstance(e, UnreachableError) for e in errors):
+        # Refused every time and nothing says it is healthy: down.
         verdict, why = "down", f"{tried}; {said}"
     else:
         verdict, why = "unknown", f"{tried} and {said}"
@@ -627,6 +635,8 @@ def recovery_plan(t: RedisTargets, *, force: bool) -> Plan:
     return Plan(title="redis recover", steps=steps)
 
 
+IN_FLIGHT_SECONDS = 5.0  # a message this young may still be on its way
+
 NEXT_STEP = (
     "check the Redis host (service status, its log, disk and memory), then run "
     "`e2ee-ops redis check` and `e2ee-ops redis recover --execute` again"
@@ -684,13 +694,7 @@ def recover_redis(
         else:
             state = assess_redis(t)
             if state.verdict == "stalled":
-                verdict = (
-                    "down"
-                    if state.service_down
-                    else "unreachable from here"
-                    if state.service_healthy
-                    else "unknown"
-                )
+                verdict = "unreachable from here" if state.service_healthy else "down"
                 state = RedisState(
                     verdict,
                     f"Redis did not answer for {th.redis_down_seconds:g} s; " + state.sentence,
@@ -842,14 +846,18 @@ def _settled_window(
     def pending(w: DeliveryWindow) -> set[int]:
         return {u.message_id for u in w.undelivered}
 
-    # Wait while something could still arrive: a message for a device seen since, or
-    # pending messages that change between probes (in flight). Messages that only wait,
-    # unchanged, for devices not seen since are offline phones: no reason to wait.
+    def in_flight(w: DeliveryWindow) -> bool:
+        now = datetime.now(UTC)
+        return any((now - u.created_at).total_seconds() < IN_FLIGHT_SECONDS for u in w.undelivered)
+
+    # Wait while something could still arrive: a message for a device seen since, one
+    # stored moments ago, or pending messages that change between probes. Messages that
+    # only wait, unchanged, for devices not seen since are offline phones: no reason to wait.
     delivery, before = probe(), None
     deadline = t.monotonic() + settle_seconds
     while (
         not delivery.all_delivered
-        and (delivery.deliverable or pending(delivery) != before)
+        and (delivery.deliverable or in_flight(delivery) or pending(delivery) != before)
         and t.monotonic() < deadline
     ):
         before = pending(delivery)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -136,7 +138,7 @@ def test_config_validate_warns_on_missing_secrets(
     [
         (VerificationFailed("endpoint still answers 200"), 2, "error: endpoint still answers"),
         (UsageError("--execute needs --yes under cron"), 64, "error: --execute needs"),
-        (KeyboardInterrupt(), 130, "interrupted"),
+        (KeyboardInterrupt(), 130, "interrupted by SIGINT"),
         (RuntimeError("bug with Bearer Abc123456789"), 3, "internal error: RuntimeError"),
     ],
 )
@@ -148,6 +150,25 @@ def test_top_level_handler_maps_each_outcome(
     assert said in result.stderr
     assert "Abc123456789" not in result.stderr
     assert result.exception is None
+
+
+def test_sigterm_unwinds_like_ctrl_c_with_exit_143(isolated_env: dict[str, str]) -> None:
+    def terminate() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises before this ends
+
+    result = cli("config", "show", obj=failing(terminate))
+    assert result.exit_code == 143
+    assert "interrupted by SIGTERM" in result.stderr
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored afterwards
+
+
+def test_without_timeout_a_read_only_command_still_ends(isolated_env: dict[str, str]) -> None:
+    slow = failing(lambda: time.sleep(30))
+    slow.default_bound = 0.2
+    result = cli("config", "show", obj=slow)
+    assert result.exit_code == 3
+    assert "gave up after 0.2 s (the default bound of a read-only command" in result.stderr
 
 
 def test_timeout_kills_a_slow_command_with_unknown(isolated_env: dict[str, str]) -> None:

@@ -217,7 +217,8 @@ def test_world_readable_secret_file_is_refused(tmp_path: Path) -> None:
     token_file.chmod(0o644)
     config = write(tmp_path / "c.yaml", f"tokens: {{admin: {{file: {token_file}}}}}\n")
     tokens = load_config(config_file=config, environ=env_with(tmp_path)).settings.tokens
-    with pytest.raises(ConfigError, match=r"accessible to other users \(mode 0644\).*chmod 600"):
+    refused = r"accessible to its group or other users \(mode 0644\).*chmod 600"
+    with pytest.raises(ConfigError, match=refused):
         tokens.resolve("admin")
 
 

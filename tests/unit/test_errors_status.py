@@ -100,7 +100,7 @@ def test_exception_exit_codes(exc: BaseException, code: ExitCode) -> None:
 
 
 def test_exit_code_values_are_the_documented_ones() -> None:
-    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 64, 130]
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 64, 130, 143]
 
 
 def test_classify_higher_and_lower_is_worse() -> None:

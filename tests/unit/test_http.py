@@ -9,7 +9,7 @@ import pytest
 import respx
 
 from e2ee_ops.adapters.http import host_of, http_client, post_json
-from e2ee_ops.errors import ActionFailed, AuthError, TimedOutError, UnreachableError
+from e2ee_ops.errors import ActionFailed, AuthError, MaybeDelivered, UnreachableError
 
 URL = "https://user:pw@hooks.example.test:8443/services/secret-path?key=k"
 
@@ -26,7 +26,16 @@ def test_host_of_keeps_host_and_port_only() -> None:
     [
         (httpx.Response(401), AuthError, "the hook at X refused the test (HTTP 401)"),
         (httpx.Response(503), ActionFailed, "the hook at X answered HTTP 503"),
-        (httpx.ConnectTimeout("slow"), TimedOutError, "the hook at X did not answer within 2 s"),
+        (
+            httpx.ConnectTimeout("slow"),
+            UnreachableError,
+            "the hook at X did not accept a connection within 2 s",
+        ),
+        (
+            httpx.ReadTimeout("slow"),
+            MaybeDelivered,
+            "the hook at X did not answer within 2 s after the test was sent",
+        ),
         (httpx.ConnectError("down"), UnreachableError, "cannot reach the hook at X (ConnectError)"),
     ],
 )

@@ -24,7 +24,13 @@ from e2ee_ops.adapters.notifiers import (
     SmtpNotifier,
     WebhookNotifier,
 )
-from e2ee_ops.errors import ActionFailed, AuthError, SkipReminder, TimedOutError, UnreachableError
+from e2ee_ops.errors import (
+    ActionFailed,
+    AuthError,
+    MaybeDelivered,
+    SkipReminder,
+    UnreachableError,
+)
 from e2ee_ops.secret import Secret
 
 HOOK = "https://hooks.example.test/services/T000/B000/very-secret-path"
@@ -74,7 +80,8 @@ def test_push_sends_the_gateway_token_and_never_shows_it() -> None:
     ("side_effect", "error"),
     [
         (httpx.Response(503), ActionFailed),
-        (httpx.ConnectTimeout("slow"), TimedOutError),
+        (httpx.ConnectTimeout("slow"), UnreachableError),
+        (httpx.ReadTimeout("slow"), MaybeDelivered),
         (httpx.ConnectError("refused"), UnreachableError),
     ],
 )

@@ -74,14 +74,19 @@ def ops_config(
     token_file.write_text(admin_token)
     token_file.chmod(0o600)
     monkeypatch.setenv("PUSH_TOKEN_FOR_TESTS", "push-gateway-secret-123")
+    monkeypatch.setenv("WEBHOOK_URL_FOR_TESTS", f"{http_receiver.url}/hook")
+    monkeypatch.setenv("PUSH_URL_FOR_TESTS", f"{http_receiver.url}/push")
     host, port, _ = smtp_server
     config = {
         "api": {"base_urls": [reference_server.url]},
         "tokens": {"admin": {"file": str(token_file)}},
         "postgres": {"url": clean_db},
         "notifiers": {
-            "webhook": {"url": f"{http_receiver.url}/hook"},
-            "push": {"url": f"{http_receiver.url}/push", "token": {"env": "PUSH_TOKEN_FOR_TESTS"}},
+            "webhook": {"url": {"env": "WEBHOOK_URL_FOR_TESTS"}},
+            "push": {
+                "url": {"env": "PUSH_URL_FOR_TESTS"},
+                "token": {"env": "PUSH_TOKEN_FOR_TESTS"},
+            },
             "smtp": {"host": host, "port": port, "starttls": False, "from": "ops@example.com"},
         },
         "journal": {"path": str(tmp_path / "journal.jsonl")},

@@ -116,6 +116,9 @@ def test_refuses_to_drop_e2ee_tables_that_hold_rows(migrated, run, tmp_path: Pat
     # --allow-data-loss still wants the names typed back; --yes does not waive that.
     no_tty = run(url, "--steps", "1", "--allow-data-loss", "--execute", "--yes")
     assert no_tty.exit_code == 64 and "terminal" in no_tty.stderr
+    typed = ",".join(plan.json["data"]["at_risk_tables"])
+    assert f"add --confirm-tables {typed} to run unattended" in no_tty.stderr
+    assert "add --yes" not in no_tty.stderr
     wrong = run(
         url, "--steps", "1", "--allow-data-loss", "--confirm-tables", "dm_messages",
         "--execute", "--yes",
