@@ -60,6 +60,14 @@ def stuck(
     limit: Annotated[
         int, typer.Option("--limit", min=1, help="Show at most this many, worst first.")
     ] = 50,
+    pools_only: Annotated[
+        bool,
+        typer.Option(
+            "--pools-only",
+            help="Only prekey pools under the thresholds (the runbook's query): skip stale "
+            "signed prekeys and inactive devices.",
+        ),
+    ] = False,
     notify: Annotated[
         str | None,
         typer.Option(
@@ -107,6 +115,7 @@ def stuck(
         inactive_days=inactive_days,
         user_id=user,
         limit=limit,
+        pools_only=pools_only,
     )
     db = devices_db(env)
     if watch:
