@@ -23,6 +23,7 @@ import psycopg
 from bench.seed_scale import runbook_stuck_params, seed
 from e2ee_ops.adapters.abuse_db import TOP_SENDERS_SQL, top_senders_params
 from e2ee_ops.adapters.devices_db import STUCK_DEVICES_SQL
+from e2ee_ops.adapters.postgres import OpsDatabase
 from e2ee_ops.dburl import libpq_url, with_database
 from e2ee_ops.reference.bootstrap import migrate
 
@@ -49,7 +50,8 @@ def _time(conn: Any, sql: str, params: Any = None, runs: int = 5) -> float:
     return statistics.median(samples)
 
 
-def _report(conn: Any, heading: str) -> None:
+def _report(conn: Any, ours_conn: Any, heading: str) -> None:
+    """`ours_conn` is a session as the toolkit opens it; `conn` one as psql opens it."""
     print(heading)
     top = top_senders_params(window_seconds=3600, limit=10)
     rows = [
@@ -63,10 +65,37 @@ def _report(conn: Any, heading: str) -> None:
         # Interleaved: ours and the runbook's alternate, so a busy machine weighs on both.
         ours, theirs = [], []
         for _ in range(3):
-            ours.append(_time(conn, sql, params))
+            ours.append(_time(ours_conn, sql, params))
             theirs.append(_time(conn, raw[name.split()[0]]))
         o, t = statistics.median(ours), statistics.median(theirs)
         print(f"  {name:<28}{o:>10.1f}{t:>12.1f}{o / t:>8.2f}")
+
+
+def _commands(url: str, tmp: Path, runs: int = 10) -> None:
+    """The whole command beside psql running the runbook's query: wall time of each, the
+    two interleaved, median of `runs`."""
+    import shutil
+    import subprocess
+    import sys
+
+    psql = shutil.which("psql")
+    if psql is None:
+        print("whole command: no psql on PATH, skipped")
+        return
+    config = tmp / "bench-config.yaml"
+    config.write_text(f"postgres:\n  url: {libpq_url(url)}\n")
+    script = Path(sys.executable).with_name("e2ee-ops")
+    ours_cmd = [str(script), "--config", str(config), "--output", "json", "devices", "stuck"]
+    psql_cmd = [psql, "-X", "-q", libpq_url(url), "-c", RUNBOOK_STUCK]
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(runs):
+        for cmd, samples in ((ours_cmd, ours), (psql_cmd, theirs)):
+            began = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            samples.append((time.perf_counter() - began) * 1000)
+    o, t = statistics.median(ours), statistics.median(theirs)
+    print(f"  {'devices stuck --output json':<28}{o:>10.1f}{t:>12.1f}{o / t:>8.2f}  (psql -c)")
 
 
 def main() -> None:
@@ -88,15 +117,20 @@ def main() -> None:
             url = with_database(server.url, "bench")
         try:
             migrate(url)
-            with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            with (
+                psycopg.connect(libpq_url(url), autocommit=True) as conn,
+                OpsDatabase(libpq_url(url)).connect() as ours,
+            ):
                 began = time.perf_counter()
                 sizes = seed(conn, devices=args.devices, messages=args.messages)
                 print(f"seeded {sizes} in {time.perf_counter() - began:.1f} s")
                 # Right after the writes, as the last hour is in production: pages not
                 # yet all-visible, so index-only scans still visit the heap.
-                _report(conn, "not vacuumed (analyzed only):")
+                _report(conn, ours, "not vacuumed (analyzed only):")
                 conn.execute("VACUUM (ANALYZE)")
-                _report(conn, "vacuumed:")
+                _report(conn, ours, "vacuumed:")
+                print("whole command (wall ms, median of 10):")
+                _commands(url, Path(tmp))
         finally:
             if server is not None:
                 server.stop()
