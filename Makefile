@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: setup test fuzz demo lint clean
+.PHONY: setup test fuzz demo lint mutate clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ test: $(STAMP)
 	$(BIN)/ruff check e2ee_ops tests bench
 	$(BIN)/ruff format --check e2ee_ops tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
+
+# Mutation testing of the procedures and the SQL-building adapters, bounded to 18 minutes.
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,mutation]'
+	$(BIN)/python -m tests.mutate
 
 # A long, random schemathesis run against the live reference server (make test runs a
 # short, reproducible one).
@@ -35,4 +40,4 @@ demo: $(STAMP)
 	$(BIN)/e2ee-ops demo
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info mutants

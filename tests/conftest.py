@@ -87,7 +87,8 @@ def make_database(pg_server: str):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def database_url(make_database) -> str:  # type: ignore[no-untyped-def]
-    url: str = make_database("e2ee_test")
+    # Named by process: test sessions sharing one server (`make mutate`) never collide.
+    url: str = make_database(f"e2ee_test_{os.getpid()}")
     migrate(url)
     return url
 

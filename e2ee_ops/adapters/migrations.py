@@ -230,11 +230,25 @@ _TRUNCATE = re.compile(
     re.I,
 )
 _DELETE = re.compile(rf"^DELETE\s+FROM\s+(?:ONLY\s+)?(?P<names>{_NAME})", re.I)
+# ALTER TABLE t [...,] DROP [COLUMN] c: the column's values are lost. Dropping a constraint,
+# a default, NOT NULL, an expression or an identity loses no row's data.
+_DROP_COLUMN = re.compile(
+    rf"^ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<names>{_NAME})\s*\*?\s"
+    r"(?:.*,\s*)?DROP\s+(?!CONSTRAINT\b|DEFAULT\b|NOT\s+NULL\b|EXPRESSION\b|IDENTITY\b)",
+    re.I,
+)
+_ACTIONS = (
+    (_DROP, "drop"),
+    (_TRUNCATE, "truncate"),
+    (_DELETE, "delete"),
+    (_DROP_COLUMN, "drop column"),
+)
 
 
 @dataclass(frozen=True)
 class TableAction:
-    """A table a statement drops ("drop") or empties ("truncate", "delete")."""
+    """A table a statement drops ("drop"), empties ("truncate", "delete") or loses a
+    column of ("drop column")."""
 
     table: str  # as `schema.name` or `name`, unquoted
     action: str
@@ -308,13 +322,13 @@ def _sections(sql: str) -> list[tuple[str | None, str]]:
 
 
 def destructive_tables(sql: str) -> list[TableAction]:
-    """Every table the script drops, truncates or deletes from, in order, with the revision
-    whose downgrade does it. Alembic's own version table is left out."""
+    """Every table the script drops, truncates, deletes from or drops a column of, in order,
+    with the revision whose downgrade does it. Alembic's own version table is left out."""
     found: list[TableAction] = []
     for revision, text in _sections(sql):
         for statement in split_statements(text):
             flat = " ".join(statement.split())
-            for pattern, action in ((_DROP, "drop"), (_TRUNCATE, "truncate"), (_DELETE, "delete")):
+            for pattern, action in _ACTIONS:
                 match = pattern.match(flat)
                 if match:
                     found.extend(

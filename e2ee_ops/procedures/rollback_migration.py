@@ -2,13 +2,14 @@
 
 `migration_status` is the runbook's `alembic current` + `alembic history`.
 `rollback_migration` plans a downgrade by steps or to a revision: the revisions it
-undoes, the SQL Alembic would run (offline mode), and every table that SQL drops or
-empties with its row count. Heeding the runbook's warning ("never drop E2EE tables
-during live rollback if users have data; use the feature flag instead"), it refuses to
-drop or empty a protected table (`e2ee_*`, `dm_*` by default) that holds rows, unless
-data loss is explicitly allowed and those very tables were confirmed by name. Each
-revision is then undone in turn, and the result verified: `current` is the target, the
-dropped tables are gone, every other table is still there, truncated ones are empty.
+undoes, the SQL Alembic would run (offline mode), and every table that SQL drops,
+empties or drops a column of, with its row count. Heeding the runbook's warning ("never
+drop E2EE tables during live rollback if users have data; use the feature flag instead"),
+it refuses to drop, empty or drop a column of a protected table (`e2ee_*`, `dm_*` by
+default) that holds rows, unless data loss is explicitly allowed and those very tables
+were confirmed by name. Each revision is then undone in turn, and the result verified:
+`current` is the target, the dropped tables are gone, every other table is still there,
+truncated ones are empty.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def migration_status(t: MigrationTargets) -> Report:
 @dataclass(frozen=True)
 class TableImpact:
     table: str
-    action: str  # drop | truncate | delete
+    action: str  # drop | truncate | delete | drop column
     revision: str | None
     rows: int | None  # None when the table does not exist now
     qualified: str | None
@@ -111,7 +112,12 @@ class TableImpact:
 
     def describe(self) -> str:
         rows = self.row_count
-        verb = {"drop": "drops", "truncate": "empties", "delete": "deletes from"}[self.action]
+        verb = {
+            "drop": "drops",
+            "truncate": "empties",
+            "delete": "deletes from",
+            "drop column": "drops a column of",
+        }[self.action]
         return f"{verb} {self.table} ({rows}{', protected' if self.protected else ''})"
 
 
@@ -157,7 +163,7 @@ def _assess(t: MigrationTargets, *, steps: int | None, to: str | None) -> _Asses
 def refusal(at_risk: Sequence[TableImpact]) -> str:
     """The sentence that refuses to lose data."""
     return (
-        "refusing to drop or empty E2EE tables that hold rows: "
+        "refusing to drop, empty or drop a column of E2EE tables that hold rows: "
         + listing(f"{t.table} ({t.row_count})" for t in at_risk)
         + f"; {FLAG_INSTEAD}, or add --allow-data-loss and confirm the table names"
     )
@@ -203,7 +209,11 @@ def _plan(t: MigrationTargets, a: _Assessment, allow_data_loss: bool) -> Plan:
         steps.append(
             Step(
                 f"undo {rev.revision} ({rev.doc}): "
-                + (listing(touched, limit=20) if touched else "drops or empties no table")
+                + (
+                    listing(touched, limit=20)
+                    if touched
+                    else "drops or empties no table and drops no column"
+                )
                 + "\n"
                 + (by_revision.get(rev.revision) or "(no SQL)")
             )

@@ -3,34 +3,74 @@ it and its unit tests fire and clear every alert; `evaluate_samples` on canned t
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from e2ee_ops.config import Thresholds
-from e2ee_ops.procedures.alerts import evaluate_samples, histogram_p99, parse_exposition, rules_yaml
+from e2ee_ops.procedures.alerts import evaluate_samples, histogram_p99, parse_exposition
 from e2ee_ops.status import Status
 from tests.support.cli import cli
+from tests.support.required import tool
 
 ALERTS = Path(__file__).resolve().parents[2] / "alerts"
 RULES = ALERTS / "e2ee_alerts.rules.yml"
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None,
-    reason="promtool is not installed (Debian: apt-get install prometheus; .ci/run installs it)",
-)
+
+
+@pytest.fixture
+def promtool() -> str:
+    return tool("promtool", "Debian: apt-get install prometheus; .ci/run installs it")
 
 
 def test_committed_rules_are_the_generated_defaults(isolated_env: dict[str, str]) -> None:
     result = cli("alerts", "rules")
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == RULES.read_text() == rules_yaml(Thresholds())
+    assert result.stdout == RULES.read_text()
+
+
+def test_committed_rules_carry_the_runbook_figures() -> None:
+    """Each alert of the committed file: its severity and the runbook's figure in its rule."""
+    import yaml
+
+    [group] = yaml.safe_load(RULES.read_text())["groups"]
+    rules = {r["alert"]: (r["labels"]["severity"], r["expr"], r["for"]) for r in group["rules"]}
+    job = '{job="e2ee-api"}'
+    active = f"and e2ee_otpk_devices_active{job} > 0"
+    assert rules == {
+        "E2eeApiInstanceDown": ("critical", f"up{job} == 0", "1m"),
+        "E2eeRedisDown": ("critical", f"e2ee_redis_up{job} == 0", "60s"),
+        "E2eeOtpkPoolCritical": ("critical", f"e2ee_otpk_remaining_min{job} < 5 {active}", "5m"),
+        "E2eeIdentityChangesHigh": (
+            "critical",
+            f"e2ee_identity_changes_max_per_user_24h{job} > 2",
+            "5m",
+        ),
+        "E2eeSseFailureRateHigh": (
+            "critical",
+            f"(rate(e2ee_sse_failures_total{job}[5m]) / rate(e2ee_sse_connects_total{job}[5m]))"
+            " > 0.1",
+            "5m",
+        ),
+        "E2eeOtpkPoolLow": ("warning", f"e2ee_otpk_remaining_min{job} < 10 {active}", "5m"),
+        # 90 days in seconds: the server exports base units.
+        "E2eeSignedPrekeyStale": (
+            "warning",
+            f"e2ee_signed_prekey_age_max_seconds{job} > 7776000",
+            "5m",
+        ),
+        "E2eeDeliveryLatencyP99High": (
+            "warning",
+            "histogram_quantile(0.99, sum by (job, le) "
+            f"(rate(e2ee_delivery_latency_seconds_bucket{job}[5m]))) > 0.5",
+            "5m",
+        ),
+        "E2eePubsubLagHigh": ("warning", f"e2ee_pubsub_lag_seconds{job} > 2", "5m"),
+    }
 
 
 def test_rules_take_their_numbers_from_the_config(
-    isolated_env: dict[str, str], tmp_path: Path
+    isolated_env: dict[str, str], tmp_path: Path, promtool: str
 ) -> None:
     config = tmp_path / "c.yaml"
     config.write_text(
@@ -44,8 +84,9 @@ def test_rules_take_their_numbers_from_the_config(
     pool = 'e2ee_otpk_remaining_min{job="e2ee-api"}'
     assert f"{pool} < 3 and" in text and f"{pool} < 8 and" in text
     assert "for: 90s" in text and "> 0.25" in text and "> 0.05" in text
-    if PROMTOOL:
-        subprocess.run([PROMTOOL, "check", "rules", str(out)], check=True, capture_output=True)
+    done = subprocess.run([promtool, "check", "rules", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 9 rules found" in done.stdout
 
 
 def test_rules_select_the_configured_scrape_job(isolated_env: dict[str, str]) -> None:
@@ -58,19 +99,17 @@ def test_rules_select_the_configured_scrape_job(isolated_env: dict[str, str]) ->
     assert "e2ee-api" not in result.stdout
 
 
-@needs_promtool
-def test_promtool_checks_the_committed_rules() -> None:
-    done = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True)  # type: ignore[list-item]
+def test_promtool_checks_the_committed_rules(promtool: str) -> None:
+    done = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS: 9 rules found" in done.stdout
 
 
-@needs_promtool
-def test_promtool_unit_tests_fire_and_clear_each_alert() -> None:
+def test_promtool_unit_tests_fire_and_clear_each_alert(promtool: str) -> None:
     test_file = ALERTS / "e2ee_alerts.test.yml"
     done = subprocess.run(
-        [PROMTOOL, "test", "rules", str(test_file)], capture_output=True, text=True, cwd=ALERTS
-    )  # type: ignore[list-item]
+        [promtool, "test", "rules", str(test_file)], capture_output=True, text=True, cwd=ALERTS
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     names = {
         line.split(": ", 1)[1] for line in RULES.read_text().splitlines() if "- alert:" in line
@@ -146,4 +185,18 @@ def test_redis_down_is_dated_or_assumed_critical() -> None:
     long = evaluate_samples(samples, t, host="a", redis_down_for=lambda: 75.0)[0]
     assert (short.status, long.status) == (Status.WARNING, Status.CRITICAL)
     missing = [f for f in evaluate_samples(samples, t, host="a") if f.status is Status.UNKNOWN]
-    assert missing  # metrics this text lacks are UNKNOWN, never OK
+    # Every metric this text lacks is UNKNOWN, never OK, and says which metric is missing.
+    assert [(f.name, f.summary) for f in missing] == [
+        ("otpk pool min (a)", "/metrics on a does not export e2ee_otpk_remaining_min"),
+        (
+            "identity changes per user per day (a)",
+            "/metrics on a does not export e2ee_identity_changes_max_per_user_24h",
+        ),
+        ("sse failure rate (a)", "/metrics on a does not export e2ee_sse_failures_total"),
+        (
+            "signed prekey age max (a)",
+            "/metrics on a does not export e2ee_signed_prekey_age_max_seconds",
+        ),
+        ("delivery p99 (a)", "/metrics on a does not export e2ee_delivery_latency_seconds"),
+        ("pub/sub lag (a)", "/metrics on a does not export e2ee_pubsub_lag_seconds"),
+    ]

@@ -182,3 +182,28 @@ def test_console_script_exit_codes(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert done.returncode == 64
+
+
+def test_canary_tokens_without_its_accounts_are_a_config_error(
+    isolated_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is discovered from the canary tokens (config.example.yaml says so)."""
+    monkeypatch.setenv("CANARY_A_FOR_TESTS", "canary-a-token")
+    monkeypatch.setenv("CANARY_B_FOR_TESTS", "canary-b-token")
+    monkeypatch.setenv("ADMIN_FOR_TESTS", "admin-token")
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "api: {base_urls: ['http://127.0.0.1:9']}\nredis: {url: 'redis://127.0.0.1:9/0'}\n"
+        "tokens: {admin: {env: ADMIN_FOR_TESTS}, canary_a: {env: CANARY_A_FOR_TESTS},"
+        " canary_b: {env: CANARY_B_FOR_TESTS}}\n"
+    )
+    result = cli("--config", str(config), "redis", "check")
+    assert result.exit_code == 3
+    assert result.stderr.count("\n") == 1
+    assert (
+        "the canary is half configured: canary.device_a, canary.account_b, canary.device_b missing"
+        in result.stderr
+    )
+    assert "canary-a-token" not in result.stdout + result.stderr
+    example = (Path(__file__).parents[2] / "config.example.yaml").read_text()
+    assert "discovered" not in example

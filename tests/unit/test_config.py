@@ -72,7 +72,14 @@ def test_unknown_env_setting_is_named(tmp_path: Path) -> None:
 
 def test_control_variables_are_not_settings(tmp_path: Path) -> None:
     environ = env_with(tmp_path, E2EE_OPS_ACTOR="me", E2EE_OPS_TEST_DATABASE_URL="x")
-    load_config(environ=environ, cwd=tmp_path)
+    loaded = load_config(environ=environ, cwd=tmp_path)  # no "names no setting" error
+    plain = load_config(environ=env_with(tmp_path), cwd=tmp_path)
+    assert loaded.settings == plain.settings
+    assert loaded.provenance == {}
+    assert all(e.source == "default" for e in loaded.entries())
+    # ...while a variable shaped like a setting (double underscore) must name one.
+    with pytest.raises(ConfigError, match="E2EE_OPS_ACTOR__NAME names no setting"):
+        load_config(environ=env_with(tmp_path, E2EE_OPS_ACTOR__NAME="me"), cwd=tmp_path)
 
 
 def test_profiles_override_the_top_level(tmp_path: Path) -> None:

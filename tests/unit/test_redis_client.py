@@ -56,12 +56,14 @@ def test_silent_redis_times_out(silent_port: int) -> None:
 def test_rediss_url_is_accepted(closed_port: int) -> None:
     probe = RedisProbe(url=f"rediss://127.0.0.1:{closed_port}", timeout=0.3)
     assert probe.host == f"127.0.0.1:{closed_port}"
-    with pytest.raises(UnreachableError):
+    with pytest.raises(
+        UnreachableError, match=f"cannot connect to Redis at 127.0.0.1:{closed_port}"
+    ):
         probe.info("stats")
 
 
 def test_exactly_one_connection_method() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="give exactly one of url or sentinel_hosts"):
         RedisProbe()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="give exactly one of url or sentinel_hosts"):
         RedisProbe(url="redis://x", sentinel_hosts=["h:26379"])

@@ -80,3 +80,24 @@ def test_protected_patterns_match_bare_and_qualified_names() -> None:
 def test_listing_cuts_long_lists() -> None:
     assert listing(["a", "b"]) == "a, b"
     assert listing([str(n) for n in range(12)], limit=3) == "0, 1, 2 and 9 more"
+    assert listing(["a", "b", "c"], limit=3) == "a, b, c"  # exactly at the limit: nothing more
+    assert listing(["a", "b", "c", "d"], limit=3) == "a, b, c and 1 more"
+
+
+def test_dropping_a_column_is_destructive_and_dropping_a_constraint_is_not() -> None:
+    sql = """-- Running downgrade 0005_x -> 0004_y
+
+ALTER TABLE dm_messages DROP COLUMN client_message_id;
+ALTER TABLE IF EXISTS ONLY public.e2ee_devices DROP IF EXISTS device_name CASCADE;
+alter table "DM Notes" add column a int, drop column b;
+ALTER TABLE dm_blocks DROP CONSTRAINT dm_blocks_pkey;
+ALTER TABLE dm_blocks ALTER COLUMN reason DROP DEFAULT;
+ALTER TABLE dm_blocks ALTER COLUMN reason DROP NOT NULL;
+ALTER TABLE dm_blocks ADD COLUMN dropped_at TIMESTAMPTZ;
+"""
+    found = [(t.table, t.action, t.revision) for t in destructive_tables(sql)]
+    assert found == [
+        ("dm_messages", "drop column", "0005_x"),
+        ("public.e2ee_devices", "drop column", "0005_x"),
+        ("DM Notes", "drop column", "0005_x"),
+    ]

@@ -124,6 +124,8 @@ def test_block_then_unblock_verified_by_the_users_own_send(
     )
     assert done.exit_code == 0, done.stdout + done.stderr
     assert "403 USER_BLOCKED" in done.json["steps"][3]["outcome"]
+    assert done.json["executed"] is True
+    assert [(s["executed"], s["status"]) for s in done.json["steps"]] == [(True, "OK")] * 4
     with pytest.raises(ApiFailure) as refused:
         mallory.send(conv, m_dev, bob_id)
     assert refused.value.status_code == 403 and refused.value.code == "USER_BLOCKED"

@@ -14,6 +14,7 @@ from e2ee_ops.reference.client import ReferenceClient
 from tests.integration.cli.conftest import token_of
 from tests.integration.reference.streams import StreamCollector
 from tests.support.cli import cli
+from tests.unit.test_readme import NAGIOS_REDIS_CHECK_OK
 
 
 def run(config: Path, *args: str):  # type: ignore[no-untyped-def]
@@ -40,8 +41,8 @@ def test_redis_check_ok_then_nagios_line(sandbox_config: Path) -> None:
     assert result.exit_code == 0, result.stdout + result.stderr
     nagios = run(sandbox_config, "--output", "nagios", "redis", "check")
     assert nagios.exit_code == 0
-    assert nagios.stdout.startswith("E2EE-OPS") and " OK " in nagios.stdout
-    assert "'redis ping'=" in nagios.stdout
+    assert NAGIOS_REDIS_CHECK_OK.match(nagios.stdout), nagios.stdout
+    assert nagios.stdout.count("\n") == 1
 
 
 @pytest.fixture

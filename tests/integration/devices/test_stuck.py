@@ -163,6 +163,15 @@ def test_notify_plan_then_execute_then_deduplicated(
     assert "Please open the app." in first.get_payload(decode=True).decode()
     results = [n["result"] for n in done.json["data"]["notifications"]]
     assert results.count("sent") == 11 and results.count("skipped") == 1
+    [skipped] = [n for n in done.json["data"]["notifications"] if n["result"] == "skipped"]
+    assert skipped == {
+        "device_id": fleet.devices["erin-phone"],
+        "user_id": fleet.ids["erin"],
+        "channel": "email",
+        "result": "skipped",
+        "detail": "user erin has no email address",
+    }
+    assert done.json["data"]["channels"] == ["push", "email", "webhook"]
     assert "push-gateway-secret-123" not in done.stdout + done.stderr
 
     again = run(ops_config, "--notify", "push,email,webhook", "--execute", "--yes")

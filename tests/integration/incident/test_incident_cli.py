@@ -61,7 +61,9 @@ def test_incident_timeline_gathers_commands_and_notifies(
     assert again.exit_code == 64 and incident_id in again.stderr
 
     # A command run while the incident is open joins its timeline.
-    assert run(config, "alerts", "check").exit_code in (0, 1, 2)
+    checked = run(config, "alerts", "check")
+    assert checked.exit_code == checked.json["exit_code"]
+    assert checked.json["status"] in ("OK", "WARNING", "CRITICAL")  # it could tell
     assert run(config, "incident", "log", "users report delays", "--step", "assess").exit_code == 0
 
     status = run(config, "incident", "status")

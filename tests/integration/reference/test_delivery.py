@@ -10,7 +10,6 @@ import pytest
 
 from e2ee_ops.dburl import libpq_url
 from e2ee_ops.embedded import ReferenceServerProcess
-from e2ee_ops.reference.client import ReferenceClient
 from e2ee_ops.reference.routes_dm import STREAM_BATCH
 
 from .streams import StreamCollector
@@ -126,4 +125,3 @@ def test_instances_deliver_to_each_others_streams(reference_server, second_serve
         assert collector.message_ids() == [message_id]
     finally:
         collector.close()
-    assert isinstance(pair["alice"], ReferenceClient)

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import httpx
 
-from e2ee_ops.reference.client import ReferenceClient
-
 
 def test_health_and_a_message_round_trip(reference_server, users) -> None:
     health = httpx.get(reference_server.url + "/health").json()
@@ -22,4 +20,3 @@ def test_health_and_a_message_round_trip(reference_server, users) -> None:
             got = ev
             break
     assert got is not None and int(got.id) == sent["message_id"]
-    assert isinstance(alice, ReferenceClient)

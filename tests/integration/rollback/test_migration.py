@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
+from e2ee_ops.dburl import libpq_url
 from tests.integration.rollback.conftest import current_revision, seed_rows, tables
 from tests.support.cli import CliResult, cli
 from tests.support.config import write_config
@@ -48,8 +51,11 @@ def test_without_options_shows_current_and_history(migrated, run) -> None:  # ty
     assert data["current"] == "0003_dm_messages"
     history = [r["revision"] for r in data["history"]]
     assert history[-3:] == ["0003_dm_messages", "0002_e2ee_keys", "0001_accounts"]
-    current = {f["name"]: f for f in result.json["findings"]}["0003_dm_messages"]
-    assert "current" in current["value"]
+    findings = {f["name"]: f for f in result.json["findings"]}
+    assert findings["current"]["value"] == "0003_dm_messages"
+    assert findings["current"]["summary"] == "the database is at 0003_dm_messages"
+    assert findings["current"]["status"] == "OK"
+    assert "current" in findings["0003_dm_messages"]["value"]
     assert tables(url) == before and current_revision(url) == "0003_dm_messages"
 
 
@@ -211,3 +217,82 @@ def test_at_a_terminal_the_table_names_are_typed_back(
     assert typed.exit_code == 1, typed.stdout + typed.stderr
     assert "Type 'dm_messages,dm_conversations' to go ahead" in typed.stderr
     assert current_revision(url) == "0002_e2ee_keys"
+
+
+# ---- every form that loses rows is guarded, not only DROP TABLE ---------------------------
+
+LOSSY = Path(__file__).parents[2] / "data" / "destructive_migrations" / "alembic.ini"
+
+
+@pytest.fixture
+def lossy(make_database: Callable[[str], str], tmp_path: Path) -> Callable[..., tuple[str, Path]]:
+    """Factory: a database at a revision of the test-only lossy migrations, `rows` rows in
+    dm_notes, and a config pointing at those migrations."""
+    from alembic import command
+
+    from e2ee_ops.adapters.migrations import Migrations
+
+    def make(revision: str, rows: int) -> tuple[str, Path]:
+        url = make_database(f"rb_{uuid.uuid4().hex[:10]}")
+        command.upgrade(Migrations(LOSSY, url).config(), revision)
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            for n in range(rows):
+                conn.execute("INSERT INTO dm_notes (body) VALUES (%s)", (f"note {n}",))
+        config = write_config(tmp_path, postgres={"url": url}, alembic={"config": str(LOSSY)})
+        return url, config
+
+    return make
+
+
+def _notes(url: str) -> int:
+    with psycopg.connect(libpq_url(url)) as conn:
+        return int(conn.execute("SELECT count(*) FROM dm_notes").fetchone()[0])  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("revision", "action", "said"),
+    [
+        ("t2_truncate", "truncate", "empties dm_notes (2 rows, protected)"),
+        ("t3_delete", "delete", "deletes from dm_notes (2 rows, protected)"),
+        ("t4_column", "drop column", "drops a column of dm_notes (2 rows, protected)"),
+    ],
+)
+def test_truncate_delete_and_drop_column_of_a_protected_table_are_refused(
+    lossy, revision: str, action: str, said: str
+) -> None:  # type: ignore[no-untyped-def]
+    url, config = lossy(revision, rows=2)
+    args = ("--config", str(config), "rollback", "migration", "--steps", "1")
+
+    plan = cli(*args, "-o", "json")
+    assert plan.exit_code == 2, plan.stdout + plan.stderr
+    assert plan.json["data"]["tables"] == [
+        {
+            "table": "dm_notes",
+            "action": action,
+            "revision": revision,
+            "rows": 2,
+            "qualified": "public.dm_notes",
+            "protected": True,
+        }
+    ]
+    assert plan.json["data"]["at_risk_tables"] == ["dm_notes"]
+    assert plan.json["steps"][0]["status"] == "CRITICAL"
+    assert said in plan.json["steps"][1]["description"]
+
+    refused = cli(*args, "--execute", "--yes")
+    assert refused.exit_code == 64
+    assert "refusing" in refused.stderr and "dm_notes (2 rows)" in refused.stderr
+    assert current_revision(url) == revision and _notes(url) == 2
+
+
+def test_lossy_forms_on_an_empty_protected_table_go_ahead(lossy) -> None:  # type: ignore[no-untyped-def]
+    url, config = lossy("t4_column", rows=0)
+    args = ("--config", str(config), "rollback", "migration", "--to", "t1_table")
+    plan = cli(*args, "-o", "json")
+    assert plan.exit_code == 0, plan.stdout + plan.stderr
+    actions = [(t["action"], t["rows"]) for t in plan.json["data"]["tables"]]
+    assert actions == [("drop column", 0), ("delete", 0), ("truncate", 0)]
+    assert plan.json["data"]["at_risk_tables"] == []
+    done = cli(*args, "--execute", "--yes", "-o", "json")
+    assert done.exit_code == 0, done.stdout + done.stderr
+    assert current_revision(url) == "t1_table" and _notes(url) == 0
