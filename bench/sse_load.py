@@ -5,9 +5,9 @@ rate for a bounded time; delivery latency (p50/p99/max), lost and duplicated.
     .venv/bin/python -m bench.sse_load --streams 100 --rate 50 --seconds 5 --instances 2
 
 A sandbox fleet is started in a temporary directory. Latency is the receiver's clock
-at arrival minus the message's created_at (one machine, one clock). Sends that fall
-behind the schedule are counted, so a saturated server shows as a lower achieved rate
-rather than a hidden queue. The generator runs on the same machine as the fleet: on a
+at arrival minus the message's created_at (one machine, one clock). Sending stops at the
+duration whatever was sent, so a saturated server shows as a lower achieved rate
+rather than a longer run. The generator runs on the same machine as the fleet: on a
 small machine it competes with the server for the cores, which the load line shows.
 Prints figures; asserts nothing.
 """
@@ -63,6 +63,9 @@ async def load(
             if delay > 0:
                 await asyncio.sleep(delay)
             await gate.acquire()
+            if time.monotonic() - began >= seconds:  # bounded: behind schedule, stop
+                gate.release()
+                break
             tasks.append(asyncio.create_task(one(links[k % len(links)])))
         await asyncio.gather(*tasks)
         send_s = time.monotonic() - began

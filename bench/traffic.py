@@ -176,8 +176,11 @@ async def follow(
 
     async def flush_later() -> None:
         await asyncio.sleep(ACK_DELAY)
-        while pending:
-            await flush()
+        try:
+            while pending:
+                await flush()
+        except httpx.HTTPError as exc:  # counted and printed by the bench
+            received.errors.append(f"{party.device_id}: ack: {type(exc).__name__}: {exc}")
 
     try:
         async for event, data in _events(client, party):

@@ -45,6 +45,8 @@ _HEAD_SQL = """(
     ORDER BY c.prekeys_remaining, c.signed_prekey_uploaded_at, d.last_seen_at, d.device_id
     LIMIT %(limit)s
 )"""
+# The instant ages are measured from: the database's clock unless one is pinned.
+_AT = "COALESCE(%(at)s::timestamptz, now())"
 # --user: one hashed set of that user's devices, probed by every source.
 _OF_USER = """(%(user_id)s::bigint IS NULL OR {0}.device_id IN (
         SELECT o.device_id FROM e2ee_devices o WHERE o.user_id = %(user_id)s::bigint))"""
@@ -58,12 +60,12 @@ WITH pools AS NOT MATERIALIZED (
     SELECT kb.device_id FROM e2ee_key_bundles kb
     WHERE %(spk_max_age_seconds)s::float8 IS NOT NULL
       AND kb.signed_prekey_uploaded_at
-          < now() - make_interval(secs => %(spk_max_age_seconds)s::float8)
+          < {_AT} - make_interval(secs => %(spk_max_age_seconds)s::float8)
       AND {_OF_USER.format("kb")}
 ), inactive AS NOT MATERIALIZED (
     SELECT d.device_id FROM e2ee_devices d
     WHERE %(inactive_seconds)s::float8 IS NOT NULL AND d.status = 'active'
-      AND d.last_seen_at < now() - make_interval(secs => %(inactive_seconds)s::float8)
+      AND d.last_seen_at < {_AT} - make_interval(secs => %(inactive_seconds)s::float8)
       AND {_OF_USER.format("d")}
 ), totals AS (
     SELECT count(*) AS total,
@@ -105,7 +107,7 @@ WITH pools AS NOT MATERIALIZED (
     LIMIT %(limit)s
 )
 SELECT s.device_id, s.user_id, u.username, u.email, s.device_name, s.prekeys_remaining,
-       s.signed_prekey_uploaded_at, s.last_seen_at, t.total, t.critical_total, now()
+       s.signed_prekey_uploaded_at, s.last_seen_at, t.total, t.critical_total, {_AT}
 FROM totals t
 LEFT JOIN (shown s JOIN users u ON u.account_id = s.user_id) ON true
 ORDER BY {_ORDER}
@@ -184,6 +186,7 @@ def stuck_params(
         "inactive_seconds": inactive_seconds,
         "user_id": user_id,
         "limit": limit,
+        "at": None,  # the database's now(); `stuck_devices` sets its query_clock()
     }
 
 
@@ -203,9 +206,13 @@ class DevicesDatabase:
     def now(self) -> datetime:
         return self.db.now()
 
+    def query_clock(self) -> datetime | None:
+        """The instant `stuck_devices` measures ages from; None: the database's now()."""
+        return None
+
     def stuck_devices(self, params: dict[str, Any]) -> StuckQueryResult:
         with self.db.connect() as conn:
-            rows = conn.execute(STUCK_DEVICES_SQL, params).fetchall()
+            rows = conn.execute(STUCK_DEVICES_SQL, {**params, "at": self.query_clock()}).fetchall()
         # One row at least (the totals), with no device when nothing is stuck.
         first = rows[0]
         shown = [_row(r) for r in rows if r[0] is not None]
