@@ -113,10 +113,33 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class KubernetesServiceSettings(_Section):
+    """A Service whose ready endpoints are the API instances (`kubectl get endpoints`)."""
+
+    service: str
+    namespace: str = "default"
+    port: int = Field(gt=0, le=65535)
+    context: str | None = None
+    scheme: Literal["http", "https"] = "http"
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class ApiDiscoverSettings(_Section):
+    kubernetes: KubernetesServiceSettings
+
+
 class ApiSettings(_Section):
     base_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000"])
+    # Instead of base_urls: list the instances from a Kubernetes Service's endpoints.
+    discover: ApiDiscoverSettings | None = None
     timeout_seconds: float = Field(default=10.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _one_way_to_the_instances(self) -> ApiSettings:
+        if self.discover is not None and "base_urls" in self.model_fields_set:
+            raise ValueError("give either base_urls or discover, not both")
+        return self
 
     @field_validator("base_urls")
     @classmethod
@@ -208,16 +231,26 @@ class RedisSettings(_Section):
 
 
 class RestartSettings(_Section):
-    method: Literal["systemctl", "docker", "command"]
+    method: Literal["systemctl", "docker", "kubernetes", "command"]
     unit: str | None = None
     container: str | None = None
     command: list[str] | None = None
     sudo: bool = False  # prefix systemctl/docker with `sudo -n`
     timeout_seconds: float = Field(default=60.0, gt=0)
+    # kubernetes: `kubectl rollout restart KIND/NAME` then `kubectl rollout status`.
+    kind: Literal["deployment", "statefulset"] = "deployment"
+    name: str | None = None
+    namespace: str = "default"
+    context: str | None = None
 
     @model_validator(mode="after")
     def _target_for_method(self) -> RestartSettings:
-        needed = {"systemctl": "unit", "docker": "container", "command": "command"}[self.method]
+        needed = {
+            "systemctl": "unit",
+            "docker": "container",
+            "kubernetes": "name",
+            "command": "command",
+        }[self.method]
         if not getattr(self, needed):
             raise ValueError(f"method {self.method} needs {needed}")
         return self

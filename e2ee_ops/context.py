@@ -78,6 +78,8 @@ class AppContext:
     resources: ExitStack = field(default_factory=ExitStack)
     # What the command emitted last, for the JUnit file and the Prometheus textfile.
     last_result: Result | None = None
+    # What cli/targets.py looked up once per command (discovered API instances).
+    wiring: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def create(

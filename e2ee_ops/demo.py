@@ -195,6 +195,21 @@ def build_steps(ctx: DemoContext) -> list[Step]:
         sandbox.stop_service(state.dir, "redis")
         ctx.marks["during"] = seed.send(world, api, "alice", "bob", count=5)
 
+    def kill_primary_and_send() -> None:
+        """SIGKILL the Redis primary, send through the switch, and wait (as an operator
+        watching would) until the sentinels name a new primary."""
+        ctx.marks["outage_start"] = datetime.now(UTC).isoformat(timespec="seconds")
+        old = sandbox.current_primary_port(state)
+        if old is None:
+            raise sandbox.SandboxError("no sentinel names a primary")
+        sandbox.kill_redis_node(state, old)
+        ctx.marks["during"] = seed.send(world, api, "alice", "bob", count=5)
+        deadline = time.monotonic() + 30
+        while sandbox.current_primary_port(state) in (None, old):
+            if time.monotonic() > deadline:
+                raise sandbox.SandboxError("the sentinels did not fail over within 30 s")
+            time.sleep(0.2)
+
     def all_delivered(run: Run) -> str | None:
         expected = ctx.marks.get("during", [])
         deadline = time.monotonic() + 10
@@ -263,17 +278,7 @@ def build_steps(ctx: DemoContext) -> list[Step]:
         text = postmortem.read_text()
         return None if "- [x]" in text else "the checklist has nothing measured"
 
-    return [
-        Step(
-            "Incident",
-            "Open a (drill) incident: every later step joins its timeline",
-            ["incident", "open", "--severity", "P2", "--title", "E2EE DM walkthrough", "--drill"],
-            verify=incident_announced,
-        ),
-        Step(
-            "Monitoring", "Every alert threshold, evaluated now", ["alerts", "check"], expect=(1, 2)
-        ),
-        Step("Monitoring", "Every read-only check at once", ["doctor"], expect=(1, 2)),
+    redis_outage = [
         Step(
             "Redis outage",
             "Redis goes down mid-traffic; detection says CRITICAL",
@@ -288,7 +293,45 @@ def build_steps(ctx: DemoContext) -> list[Step]:
             ["redis", "recover", "--execute", "--yes"],
             verify=all_delivered,
         ),
-        Step("Redis outage", "Detection is green again", ["redis", "check"], expect=(0, 1)),
+    ]
+    if state.redis_mode == "sentinel":
+        redis_outage = [
+            Step(
+                "Redis failover drill",
+                "The primary is SIGKILLed mid-traffic; the sentinels fail over, the relay "
+                "follows; detection says WARNING (one fewer replica)",
+                ["redis", "check"],
+                expect=(1,),
+                before=kill_primary_and_send,
+            ),
+            Step("Redis failover drill", "The Sentinel recovery plan", ["redis", "recover"]),
+            Step(
+                "Redis failover drill",
+                "Recover: new primary, metrics, canary over SSE, stored vs delivered, the "
+                "failed node back as a replica",
+                ["redis", "recover", "--execute", "--yes"],
+                verify=all_delivered,
+            ),
+        ]
+
+    return [
+        Step(
+            "Incident",
+            "Open a (drill) incident: every later step joins its timeline",
+            ["incident", "open", "--severity", "P2", "--title", "E2EE DM walkthrough", "--drill"],
+            verify=incident_announced,
+        ),
+        Step(
+            "Monitoring", "Every alert threshold, evaluated now", ["alerts", "check"], expect=(1, 2)
+        ),
+        Step("Monitoring", "Every read-only check at once", ["doctor"], expect=(1, 2)),
+        *redis_outage,
+        Step(
+            redis_outage[0].section,
+            "Detection is green again",
+            ["redis", "check"],
+            expect=(0, 1),
+        ),
         Step(
             "Rollback",
             "Feature-flag rollback: E2EE DM off, API restarted, 403 verified",
@@ -362,15 +405,20 @@ def run_demo(
     *,
     state_dir: Path | None = None,
     keep: bool = False,
+    redis_mode: str = "single",
     say: Callable[[str], None] = print,
 ) -> list[StepResult]:
     workdir = Path(tempfile.mkdtemp(prefix="e2ee-ops-demo-")) if state_dir is None else state_dir
+    redis = "Redis" if redis_mode == "single" else "Redis under Sentinel"
     say(
-        f"starting the sandbox in {workdir} (embedded PostgreSQL, Redis, "
+        f"starting the sandbox in {workdir} (embedded PostgreSQL, {redis}, "
         f"{sandbox.DEMO_API_INSTANCES} reference server instances)"
     )
     state = sandbox.up(
-        workdir, api_instances=sandbox.DEMO_API_INSTANCES, progress=lambda m: say(f"  {m}")
+        workdir,
+        api_instances=sandbox.DEMO_API_INSTANCES,
+        redis_mode=redis_mode,
+        progress=lambda m: say(f"  {m}"),
     )
     world: seed.DemoWorld | None = None
     results: list[StepResult] = []

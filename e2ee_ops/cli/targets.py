@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from e2ee_ops.adapters.postgres import OpsDatabase
     from e2ee_ops.adapters.redis_client import RedisProbe
     from e2ee_ops.adapters.restarter import Restarter
+    from e2ee_ops.adapters.sentinel import SentinelAdmin
     from e2ee_ops.procedures.doctor import DoctorTargets
     from e2ee_ops.procedures.incident import Channels
     from e2ee_ops.procedures.redis_outage import Canary, RedisTargets
@@ -34,8 +35,30 @@ if TYPE_CHECKING:
 VERIFY_TOKENS = ("user", "canary_a", "canary_b")
 
 
+def api_urls(env: AppContext) -> list[str]:
+    """The API instances: api.base_urls, or the ready endpoints of the Kubernetes Service
+    in api.discover (asked once per command)."""
+    api = env.settings.api
+    if api.discover is None:
+        return list(api.base_urls)
+    if "api_urls" not in env.wiring:
+        from e2ee_ops.adapters.kubernetes import service_urls
+
+        k = api.discover.kubernetes
+        env.wiring["api_urls"] = service_urls(
+            k.service,
+            namespace=k.namespace,
+            port=k.port,
+            context=k.context,
+            scheme=k.scheme,
+            timeout=k.timeout_seconds,
+        )
+    urls: list[str] = env.wiring["api_urls"]
+    return urls
+
+
 def api_clients(env: AppContext, token: str | None) -> list[ApiClient]:
-    """One client per configured API instance, acting with the configured token `token`
+    """One client per API instance, acting with the configured token `token`
     (admin, user, ...), or anonymous when `token` is None."""
     from e2ee_ops.adapters.api import ApiClient
 
@@ -45,7 +68,7 @@ def api_clients(env: AppContext, token: str | None) -> list[ApiClient]:
         env.closing(
             ApiClient(url, token=secret, timeout=s.api.timeout_seconds, retries=s.api.retries)
         )
-        for url in s.api.base_urls
+        for url in api_urls(env)
     ]
 
 
@@ -56,7 +79,7 @@ def api_client(env: AppContext, token: str) -> ApiClient:
     s = env.settings
     return env.closing(
         ApiClient(
-            s.api.base_urls[0],
+            api_urls(env)[0],
             token=s.tokens.resolve(token, environ=env.environ),
             timeout=s.api.timeout_seconds,
             retries=s.api.retries,
@@ -145,6 +168,23 @@ def redis_probe(env: AppContext) -> RedisProbe:
     return env.closing(probe)
 
 
+def sentinel_admin(env: AppContext) -> SentinelAdmin | None:
+    """The sentinels of redis.sentinel, or None when Redis is reached by URL."""
+    from e2ee_ops.adapters.sentinel import SentinelAdmin
+
+    r = env.settings.redis
+    if r.sentinel is None:
+        return None
+    return env.closing(
+        SentinelAdmin(
+            r.sentinel.hosts,
+            r.sentinel.service_name,
+            password=_secret(env, r.password, "redis.password"),
+            timeout=r.timeout_seconds,
+        )
+    )
+
+
 def restarter(env: AppContext, service: str) -> Restarter:
     from e2ee_ops.adapters.restarter import Restarter, RestartSpec
 
@@ -159,9 +199,13 @@ def restarter(env: AppContext, service: str) -> Restarter:
             command=list(settings.command) if settings.command else None,
             sudo=settings.sudo,
             timeout_seconds=settings.timeout_seconds,
+            kind=settings.kind,
+            name=settings.name,
+            namespace=settings.namespace,
+            context=settings.context,
         )
     )
-    return Restarter(service, spec)
+    return Restarter(service, spec, remaining=env.remaining)
 
 
 def notifiers(env: AppContext, channels: list[str]) -> list[Notifier]:
@@ -280,6 +324,7 @@ def redis_targets(env: AppContext, *, with_restarter: bool = False) -> RedisTarg
         canary=canary(env),
         thresholds=env.settings.thresholds,
         restarter=restarter(env, "redis") if with_restarter else None,
+        sentinel=sentinel_admin(env),
         progress=env.progress,
     )
 
@@ -292,6 +337,7 @@ def doctor_targets(env: AppContext) -> DoctorTargets:
         public_apis=api_clients(env, None),
         admin_apis=api_clients(env, "admin"),
         redis=redis_probe(env),
+        sentinel=sentinel_admin(env),
         db=db,
         migrations=migrations(env, db) if db is not None else None,
         thresholds=env.settings.thresholds,

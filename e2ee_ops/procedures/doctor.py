@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from e2ee_ops.adapters.migrations import Migrations
     from e2ee_ops.adapters.postgres import OpsDatabase
     from e2ee_ops.adapters.redis_client import RedisProbe
+    from e2ee_ops.adapters.sentinel import SentinelAdmin
 
 
 @dataclass
@@ -26,6 +27,7 @@ class DoctorTargets:
     db: OpsDatabase | None
     migrations: Migrations | None
     thresholds: Thresholds
+    sentinel: SentinelAdmin | None = None  # redis.sentinel: quorum, primary, replicas
 
 
 def _health(api: ApiClient) -> list[Finding]:
@@ -106,6 +108,11 @@ def doctor_probes(t: DoctorTargets) -> dict[str, Probe]:
     for api in t.admin_apis:
         probes[f"api metrics ({api.host})"] = lambda api=api: metrics_findings(api, th)  # type: ignore[misc]
     probes["redis ping"] = lambda: ping_findings(t.redis)
+    if t.sentinel is not None:
+        from e2ee_ops.procedures.redis_sentinel import sentinel_findings
+
+        sentinel = t.sentinel
+        probes["sentinel"] = lambda: sentinel_findings(sentinel)
     probes["postgres"] = lambda: _postgres(t.db)
     probes["schema"] = lambda: _schema(t.migrations)
     probes["otpk pools"] = lambda: _otpk(t.db, th)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.config import Thresholds
-from e2ee_ops.errors import E2eeOpsError, VerificationFailed
+from e2ee_ops.errors import E2eeOpsError, UsageError, VerificationFailed
 from e2ee_ops.journal import REDIS_OUTAGE
 from e2ee_ops.procedures.probes import Probe, run_probes
 from e2ee_ops.status import Finding, Plan, Report, Status, Step, StepRunner, classify
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from e2ee_ops.adapters.postgres import DeliveryWindow, OpsDatabase
     from e2ee_ops.adapters.redis_client import RedisProbe
     from e2ee_ops.adapters.restarter import Restarter
+    from e2ee_ops.adapters.sentinel import SentinelAdmin
     from e2ee_ops.journal import Journal
 
 
@@ -53,6 +54,7 @@ class RedisTargets:
     canary: Canary | None
     thresholds: Thresholds
     restarter: Restarter | None = None
+    sentinel: SentinelAdmin | None = None  # redis.sentinel: the Sentinel path
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
     progress: Callable[[str], None] = lambda _m: None
@@ -187,6 +189,11 @@ def detection_probes(t: RedisTargets) -> dict[str, Probe]:
     for api in t.admin_apis:
         probes[f"api metrics ({api.host})"] = lambda api=api: metrics_findings(api, t.thresholds)  # type: ignore[misc]
     probes["redis ping"] = lambda: ping_findings(t.redis)
+    if t.sentinel is not None:
+        from e2ee_ops.procedures.redis_sentinel import sentinel_findings
+
+        sentinel = t.sentinel
+        probes["sentinel"] = lambda: sentinel_findings(sentinel)
     probes["sse heartbeat relay_lag"] = lambda: _heartbeat_finding(
         t.canary, t.heartbeat_wait_seconds
     )
@@ -298,6 +305,103 @@ def send_canary(canary: Canary, *, deadline_seconds: float) -> CanaryResult:
     return CanaryResult(expected, (arrived_at - sent_at) * 1000.0)
 
 
+@dataclass(frozen=True)
+class RelayVerified:
+    """What the runbook's verification after Redis is back measured."""
+
+    canary: CanaryResult
+    window: DeliveryWindow | None  # None without PostgreSQL
+    undelivered: list[dict[str, Any]]
+
+    def record(self) -> dict[str, Any]:
+        """Its part of the outage record: stored vs delivered and the canary."""
+        w = self.window
+        return {
+            "stored": w.stored if w else None,
+            "delivered": w.delivered if w else None,
+            "stored_not_delivered": (w.stored - w.delivered) if w else None,
+            "all_delivered": w.all_delivered if w else None,
+            "undelivered": self.undelivered,
+            "canary_message_id": self.canary.message_id,
+            "canary_latency_ms": round(self.canary.latency_ms, 1),
+        }
+
+
+def record_outage(
+    plan: Plan, run: StepRunner, journal: Journal | None, record: dict[str, Any]
+) -> Plan:
+    """The outage record into the plan's data and, as the last step, the journal."""
+    plan.data["outage"] = record
+    if journal is not None:
+        journal.append(REDIS_OUTAGE, command="redis recover", data=record)
+        run.done(f"outage recorded in the journal ({journal.path})")
+    else:
+        run.skip("no journal configured")
+    return plan
+
+
+def verify_relay(
+    t: RedisTargets,
+    run: StepRunner,
+    *,
+    window_start: datetime,
+    settle_seconds: float,
+    stuck: str = "",
+) -> RelayVerified | str:
+    """The runbook's verification once Redis answers again (after a restart or a
+    failover), as three steps of `run`: every instance's metrics clear, a canary arrives
+    over SSE, and everything stored since `window_start` is delivered. Returns what was
+    measured, or the failed step's outcome (`stuck` is added when the metrics stay bad)."""
+    th = t.thresholds
+    if not _wait_until(t, th.recover_deadline_seconds, lambda: _metrics_clear(t.admin_apis)):
+        return (
+            "/dm/metrics still shows redis unavailable or relay_lag after "
+            f"{th.recover_deadline_seconds:g} s{stuck}"
+        )
+    run.done("every API instance reports redis_status=ok and relay_lag=false")
+
+    if t.canary is None:
+        return "no canary accounts are configured (tokens.canary_a/b, canary.*)"
+    try:
+        canary = send_canary(t.canary, deadline_seconds=t.canary.delivery_timeout_seconds)
+    except E2eeOpsError as exc:
+        return f"canary not delivered: {exc}"
+    slow = canary.latency_ms > th.delivery_p99_ms
+    run.done(
+        f"canary message {canary.message_id} arrived over SSE in {canary.latency_ms:.0f} ms"
+        + (f" (over {th.delivery_p99_ms:g} ms)" if slow else ""),
+        Status.WARNING if slow else Status.OK,
+    )
+
+    window = _settled_window(t, window_start, settle_seconds)
+    undelivered = (
+        [
+            {
+                "message_id": u.message_id,
+                "created_at": u.created_at.isoformat(),
+                "devices_pending": u.devices_pending,
+            }
+            for u in window.undelivered
+        ]
+        if window
+        else []
+    )
+    if window is None:
+        run.done("no PostgreSQL configured: stored vs delivered not compared", Status.UNKNOWN)
+    elif window.all_delivered:
+        run.done(
+            f"all {window.stored} message(s) stored since {window.start:%H:%M:%S} were delivered"
+        )
+    else:
+        run.done(
+            f"{window.stored - window.delivered} of {window.stored} message(s) stored since "
+            f"{window.start:%H:%M:%S} are not yet delivered (offline devices?); ids: "
+            + ", ".join(str(u["message_id"]) for u in undelivered[:10]),
+            Status.WARNING,
+        )
+    return RelayVerified(canary, window, undelivered)
+
+
 def _b64(raw: bytes) -> str:
     import base64
 
@@ -335,6 +439,18 @@ def recover_redis(
     journal: Journal | None = None,
     settle_seconds: float = 15.0,
 ) -> Plan:
+    if t.sentinel is not None:
+        from e2ee_ops.procedures.redis_sentinel import recover_sentinel
+
+        if force:
+            raise UsageError(
+                "--force restarts a lone Redis; under Sentinel a healthy primary is not "
+                "restarted (that would only cause a failover)",
+                hint="drop --force; `redis recover` fails over when the primary is down",
+            )
+        return recover_sentinel(
+            t, execute=execute, since=since, journal=journal, settle_seconds=settle_seconds
+        )
     plan = recovery_plan(t, force=force)
     if not execute:
         return plan
@@ -368,52 +484,9 @@ def recover_redis(
     redis_back_at = datetime.now(UTC)
     run.done("Redis answers PING")
 
-    if not _wait_until(t, th.recover_deadline_seconds, lambda: _metrics_clear(t.admin_apis)):
-        return fail(
-            "/dm/metrics still shows redis unavailable or relay_lag after "
-            f"{th.recover_deadline_seconds:g} s"
-        )
-    run.done("every API instance reports redis_status=ok and relay_lag=false")
-
-    if t.canary is None:
-        return fail("no canary accounts are configured (tokens.canary_a/b, canary.*)")
-    try:
-        canary = send_canary(t.canary, deadline_seconds=t.canary.delivery_timeout_seconds)
-    except E2eeOpsError as exc:
-        return fail(f"canary not delivered: {exc}")
-    slow = canary.latency_ms > th.delivery_p99_ms
-    run.done(
-        f"canary message {canary.message_id} arrived over SSE in {canary.latency_ms:.0f} ms"
-        + (f" (over {th.delivery_p99_ms:g} ms)" if slow else ""),
-        Status.WARNING if slow else Status.OK,
-    )
-
-    window = _settled_window(t, window_start, settle_seconds)
-    undelivered = (
-        [
-            {
-                "message_id": u.message_id,
-                "created_at": u.created_at.isoformat(),
-                "devices_pending": u.devices_pending,
-            }
-            for u in window.undelivered
-        ]
-        if window
-        else []
-    )
-    if window is None:
-        run.done("no PostgreSQL configured: stored vs delivered not compared", Status.UNKNOWN)
-    elif window.all_delivered:
-        run.done(
-            f"all {window.stored} message(s) stored since {window.start:%H:%M:%S} were delivered"
-        )
-    else:
-        run.done(
-            f"{window.stored - window.delivered} of {window.stored} message(s) stored since "
-            f"{window.start:%H:%M:%S} are not yet delivered (offline devices?); ids: "
-            + ", ".join(str(u["message_id"]) for u in undelivered[:10]),
-            Status.WARNING,
-        )
+    verified = verify_relay(t, run, window_start=window_start, settle_seconds=settle_seconds)
+    if isinstance(verified, str):
+        return fail(verified)
     ended_at = datetime.now(UTC)
     record = {
         "detected_at": detected_at.isoformat(),
@@ -424,21 +497,9 @@ def recover_redis(
         "end": ended_at.isoformat(),
         "duration_seconds": round((redis_back_at - window_start).total_seconds(), 1),
         "was_down": was_down,
-        "stored": window.stored if window else None,
-        "delivered": window.delivered if window else None,
-        "stored_not_delivered": (window.stored - window.delivered) if window else None,
-        "all_delivered": window.all_delivered if window else None,
-        "undelivered": undelivered,
-        "canary_message_id": canary.message_id,
-        "canary_latency_ms": round(canary.latency_ms, 1),
+        **verified.record(),
     }
-    plan.data["outage"] = record
-    if journal is not None:
-        journal.append(REDIS_OUTAGE, command="redis recover", data=record)
-        run.done(f"outage recorded in the journal ({journal.path})")
-    else:
-        run.skip("no journal configured")
-    return plan
+    return record_outage(plan, run, journal, record)
 
 
 def _outage_start_estimate(t: RedisTargets, now: datetime) -> tuple[datetime, str]:

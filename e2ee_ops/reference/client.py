@@ -259,6 +259,7 @@ class OnlineDevice:
 
         self.base_url, self.token, self.device_id = base_url, token, device_id
         self.received: list[int] = []
+        self.deliveries: list[int] = []  # every message event, duplicates included
         self.heartbeats: list[dict[str, Any]] = []
         self.reconnects = 0
         self._stop = threading.Event()
@@ -285,6 +286,7 @@ class OnlineDevice:
                             message_id = int(event.data["message_id"])
                             last_id = str(message_id)
                             with self._lock:
+                                self.deliveries.append(message_id)
                                 if message_id not in self.received:
                                     self.received.append(message_id)
                             client.ack(self.device_id, [message_id])

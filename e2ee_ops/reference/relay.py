@@ -17,9 +17,11 @@ import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
@@ -68,6 +70,33 @@ class StreamHub:
         return sum(len(v) for v in self._events.values())
 
 
+def redis_client(settings: ServerSettings) -> aioredis.Redis:
+    """The client of the relay and the rate limiter: by URL, or through Sentinel.
+
+    One quick retry: after a Redis restart the first use of a pooled connection fails on
+    the dead socket, and that alone is no outage. Through Sentinel every new connection
+    asks the sentinels for the current primary, so after a failover the next connection
+    (the retry, or the subscriber's re-subscription) lands on the new primary.
+    """
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 1.0,
+        "socket_timeout": 2.0,
+        "retry": Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
+    if not settings.redis_sentinels:
+        return aioredis.Redis.from_url(settings.redis_url, **options)
+    sentinels = []
+    for host in settings.redis_sentinels:
+        name, _, port = host.rpartition(":")
+        sentinels.append((name, int(port)))
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinels, sentinel_kwargs={"socket_connect_timeout": 1.0, "socket_timeout": 1.0}
+    )
+    client: aioredis.Redis = sentinel.master_for(settings.redis_sentinel_service, **options)
+    return client
+
+
 class Relay:
     def __init__(
         self, settings: ServerSettings, hub: StreamHub, telemetry: Telemetry, store: Store
@@ -76,15 +105,7 @@ class Relay:
         self.hub = hub
         self.telemetry = telemetry
         self.store = store
-        # One quick retry: after a Redis restart the first use of a pooled connection
-        # fails on the dead socket, and that alone is no outage.
-        self.client = aioredis.Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=1.0,
-            socket_timeout=2.0,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), retries=1),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
+        self.client = redis_client(settings)
         self.redis_ok = False
         self._state_known = False
         # This instance's own record of Redis outages, persisted in relay_outages.

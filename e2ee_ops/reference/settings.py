@@ -33,13 +33,19 @@ class ServerSettings:
     identity_changes_per_day: int = 2
     metrics_cache_seconds: float = 2.0
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    # Through Sentinel instead of redis_url: sentinels as host:port, and the service name.
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_service: str = "mymaster"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ServerSettings:
         e = dict(os.environ if env is None else env)
+        sentinels = tuple(
+            h.strip() for h in e.get("E2EE_REDIS_SENTINELS", "").split(",") if h.strip()
+        )
         try:
             database_url = e["E2EE_DATABASE_URL"]
-            redis_url = e["E2EE_REDIS_URL"]
+            redis_url = e.get("E2EE_REDIS_URL", "") if sentinels else e["E2EE_REDIS_URL"]
         except KeyError as missing:
             raise SystemExit(f"reference server: {missing.args[0]} is not set") from None
         return cls(
@@ -57,4 +63,6 @@ class ServerSettings:
             redis_retry_seconds=float(e.get("E2EE_REDIS_RETRY_SECONDS", "0.5")),
             metrics_cache_seconds=float(e.get("E2EE_METRICS_CACHE_SECONDS", "2")),
             instance_id=e.get("E2EE_INSTANCE_ID") or uuid.uuid4().hex[:12],
+            redis_sentinels=sentinels,
+            redis_sentinel_service=e.get("E2EE_REDIS_SENTINEL_SERVICE") or "mymaster",
         )
