@@ -224,8 +224,17 @@ def _redis_up(redis: RedisProbe) -> bool:
         return False
 
 
+# Between two looks at a condition recovery waits for (PING, relay_lag, stored vs
+# delivered): each look is one cheap request, and a second's poll would add up to a
+# second to every verified recovery.
+POLL_SECONDS = 0.1
+
+
 def _wait_until(
-    t: RedisTargets, deadline_seconds: float, predicate: Callable[[], bool], interval: float = 0.5
+    t: RedisTargets,
+    deadline_seconds: float,
+    predicate: Callable[[], bool],
+    interval: float = POLL_SECONDS,
 ) -> bool:
     end = t.monotonic() + deadline_seconds
     while True:
@@ -524,6 +533,6 @@ def _settled_window(
     window = probe()
     deadline = t.monotonic() + settle_seconds
     while not window.all_delivered and t.monotonic() < deadline:
-        t.sleep(1.0)
+        t.sleep(POLL_SECONDS)
         window = probe()
     return window
