@@ -2,7 +2,8 @@
 
 Used by bench/operator_queries.py and by tests/integration/devices/test_explain.py.
 Shapes: a healthy majority with 20-100 prekeys, ~0.5 % under 10, ~0.3 % stale signed
-prekeys, ~0.5 % not seen for 60 days (the rest within 20 days); messages spread over
+prekeys, ~0.5 % not seen for 60 days (the rest within 20 days), ~1 % revoked (their
+pools emptied, as the service does); messages spread over
 the last 24 hours from a skewed set of senders, a few conversations per user, 429 events.
 """
 
@@ -23,7 +24,8 @@ SEED_SQL = [
     "signed_prekey_signature, signed_prekey_uploaded_at, prekeys_remaining) "
     "SELECT device_id, 1, '\\x00'::bytea, '\\x00'::bytea, "
     "now() - (CASE WHEN random() < 0.003 THEN 120 ELSE random() * 60 END) * interval '1 day', "
-    "CASE WHEN random() < 0.005 THEN floor(random() * 10)::int "
+    # A revoked device's pool is emptied by the service (prekeys_remaining = 0).
+    "CASE WHEN status = 'revoked' THEN 0 WHEN random() < 0.005 THEN floor(random() * 10)::int "
     "ELSE 20 + floor(random() * 80)::int END FROM e2ee_devices",
     "INSERT INTO dm_conversations (pair_key, created_by, created_at) "
     "SELECT 'p' || g, 1 + (g::bigint * 7919) %% %(users)s, now() - random() * interval '30 days' "
@@ -67,20 +69,21 @@ def seed(conn: Any, *, devices: int, messages: int) -> dict[str, Any]:
     return params
 
 
-def runbook_stuck_params(limit: int = 50) -> dict[str, Any]:
-    """`devices stuck`'s query parameters at the runbook's default thresholds, now."""
-    from datetime import UTC, datetime, timedelta
+def runbook_stuck_params(limit: int = 50, *, everything: bool = True) -> dict[str, Any]:
+    """`devices stuck`'s query parameters at the runbook's default thresholds.
 
+    `everything=False` asks for the prekey pools only (`--pools-only`), the runbook's
+    own question; otherwise stale signed prekeys and inactive devices are listed too.
+    """
     from e2ee_ops.adapters.devices_db import stuck_params
     from e2ee_ops.config import Thresholds
 
     t = Thresholds()
-    now = datetime.now(UTC)
     return stuck_params(
         critical=t.otpk_critical,
         warning=t.otpk_warning,
-        spk_cutoff=now - timedelta(days=t.signed_prekey_max_age_days),
-        seen_cutoff=now - timedelta(days=t.device_inactive_days),
+        spk_max_age_seconds=t.signed_prekey_max_age_days * 86400.0 if everything else None,
+        inactive_seconds=t.device_inactive_days * 86400.0 if everything else None,
         user_id=None,
         limit=limit,
     )

@@ -14,19 +14,40 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from e2ee_ops.adapters.postgres import OpsDatabase
 
-# Candidates: the top senders by messages (the runbook's own query), plus the top
-# openers of conversations and the most rate-limited senders, so a sender who churns
-# conversations or hammers the limit shows up even without many stored messages.
+# The start of the window's first whole bucket of dm_sender_counts (migration
+# 0007_sender_counts): whole buckets are read from that rollup, the messages of the
+# partial bucket before it from dm_messages, so the counts are exact.
+FIRST_WHOLE_BUCKET = (
+    "(date_bin('5 minutes', now() - make_interval(secs => %(window_seconds)s), "
+    "TIMESTAMPTZ '2000-01-01 00:00:00+00') + interval '5 minutes')"
+)
+
+# Messages per sender in the window, exactly what counting dm_messages would give.
+SENDERS_IN_WINDOW_SQL = """
+SELECT c.sender_user_id, sum(c.messages) AS messages
+FROM (
+    SELECT sc.sender_user_id, sc.messages FROM dm_sender_counts sc
+    WHERE sc.bucket_start >= {first_whole_bucket}
+    UNION ALL
+    SELECT m.sender_user_id, 1 FROM dm_messages m
+    WHERE m.created_at > now() - make_interval(secs => %(window_seconds)s)
+      AND m.created_at < {first_whole_bucket}
+) c
+GROUP BY c.sender_user_id
+HAVING sum(c.messages) > 0
+""".replace("{first_whole_bucket}", FIRST_WHOLE_BUCKET)
+
+# Candidates: the top senders by messages (the runbook's question, answered from the
+# per-sender rollup), plus the top openers of conversations and the most rate-limited
+# senders, so a sender who churns conversations or hammers the limit shows up even
+# without many stored messages.
 # Each count then comes from the index of its own table, for those few senders only;
 # fan-out groups a sender's messages by conversation before meeting the members, so a
 # spammer's hundred thousand messages become a few hundred conversation rows first.
 TOP_SENDERS_SQL = """
 WITH by_messages AS (
-    SELECT sender_user_id AS user_id, count(*) AS messages
-    FROM dm_messages
-    WHERE created_at > now() - make_interval(secs => %(window_seconds)s)
-    GROUP BY sender_user_id
-    ORDER BY messages DESC
+    SELECT w.sender_user_id AS user_id, w.messages FROM ({senders_in_window}) w
+    ORDER BY w.messages DESC
     LIMIT %(limit)s
 ), by_churn AS (
     SELECT created_by AS user_id FROM dm_conversations
@@ -67,7 +88,7 @@ FROM candidates c
 JOIN users u ON u.account_id = c.user_id
 LEFT JOIN per_sender ps ON ps.user_id = c.user_id
 LEFT JOIN fan_out fo ON fo.user_id = c.user_id
-"""
+""".replace("{senders_in_window}", SENDERS_IN_WINDOW_SQL)
 
 
 @dataclass(frozen=True)

@@ -22,37 +22,93 @@ if TYPE_CHECKING:
 
     from e2ee_ops.adapters.postgres import OpsDatabase
 
-# The candidates come from three index scans (UNION) rather than one OR over three
-# tables, which PostgreSQL could only answer by reading every device.
-STUCK_DEVICES_SQL = """
-WITH candidates AS (
-    SELECT device_id FROM e2ee_key_bundles WHERE prekeys_remaining < %(warning)s
-    UNION
-    SELECT device_id FROM e2ee_key_bundles WHERE signed_prekey_uploaded_at < %(spk_cutoff)s
-    UNION
-    SELECT device_id FROM e2ee_devices WHERE status = 'active' AND last_seen_at < %(seen_cutoff)s
+# Limit-first: the shown rows are the head of one ordered walk of the pool index
+# (0006_stuck_indexes: pool size, then signed-prekey age), joined to their device and
+# user until `limit` active ones are found; the counts come from index-only scans, with
+# devices that are not active left out through their own small index. Stale signed
+# prekeys and inactive devices (never in a pool under the warning threshold: those
+# are already counted) are read only when their cutoff is given.
+# The head of one source (the pools, or the other reasons), worst first, with the
+# device row fetched for these entries only; `limit` of them at most. OFFSET 0 keeps
+# those primary-key lookups: a hash join would read every device.
+_HEAD_SQL = """(
+    SELECT d.device_id, d.user_id, d.device_name, c.prekeys_remaining,
+           c.signed_prekey_uploaded_at, d.last_seen_at
+    FROM {source} c
+    CROSS JOIN LATERAL (
+        SELECT e.device_id, e.user_id, e.device_name, e.last_seen_at, e.status
+        FROM e2ee_devices e WHERE e.device_id = c.device_id OFFSET 0
+    ) d
+    WHERE d.status = 'active'
+    ORDER BY c.prekeys_remaining, c.signed_prekey_uploaded_at, d.last_seen_at, d.device_id
+    LIMIT %(limit)s
+)"""
+# The instant ages are measured from: the database's clock unless one is pinned.
+_AT = "COALESCE(%(at)s::timestamptz, now())"
+# --user: one hashed set of that user's devices, probed by every source.
+_OF_USER = """(%(user_id)s::bigint IS NULL OR {0}.device_id IN (
+        SELECT o.device_id FROM e2ee_devices o WHERE o.user_id = %(user_id)s::bigint))"""
+_ORDER = "s.prekeys_remaining, s.signed_prekey_uploaded_at, s.last_seen_at, s.device_id"
+STUCK_DEVICES_SQL = f"""
+WITH pools AS NOT MATERIALIZED (
+    SELECT kb.device_id, kb.prekeys_remaining, kb.signed_prekey_uploaded_at
+    FROM e2ee_key_bundles kb
+    WHERE kb.prekeys_remaining < %(warning)s AND {_OF_USER.format("kb")}
+), stale AS NOT MATERIALIZED (
+    SELECT kb.device_id FROM e2ee_key_bundles kb
+    WHERE %(spk_max_age_seconds)s::float8 IS NOT NULL
+      AND kb.signed_prekey_uploaded_at
+          < {_AT} - make_interval(secs => %(spk_max_age_seconds)s::float8)
+      AND {_OF_USER.format("kb")}
+), inactive AS NOT MATERIALIZED (
+    SELECT d.device_id FROM e2ee_devices d
+    WHERE %(inactive_seconds)s::float8 IS NOT NULL AND d.status = 'active'
+      AND d.last_seen_at < {_AT} - make_interval(secs => %(inactive_seconds)s::float8)
+      AND {_OF_USER.format("d")}
+), totals AS (
+    SELECT count(*) AS total,
+           count(*) FILTER (WHERE c.critical) AS critical_total,
+           count(*) FILTER (WHERE c.pool) AS pools_total
+    FROM (
+        SELECT a.device_id, bool_or(a.critical) AS critical, bool_or(a.pool) AS pool
+        FROM (
+            SELECT device_id, prekeys_remaining < %(critical)s AS critical, true AS pool
+            FROM pools
+            UNION ALL SELECT device_id, false, false FROM stale
+            UNION ALL SELECT device_id, false, false FROM inactive
+        ) a
+        WHERE NOT EXISTS (
+            SELECT FROM e2ee_devices r
+            WHERE r.device_id = a.device_id AND r.status <> 'active'
+        )
+        GROUP BY a.device_id
+    ) c
+), others AS NOT MATERIALIZED (
+    -- Read only when the pools do not fill the page.
+    -- OFFSET 0 keeps the per-device primary-key lookups: a hash join would read every
+    -- bundle.
+    SELECT kb.device_id, kb.prekeys_remaining, kb.signed_prekey_uploaded_at
+    FROM (SELECT device_id FROM stale UNION SELECT device_id FROM inactive) o
+    CROSS JOIN LATERAL (
+        SELECT b.device_id, b.prekeys_remaining, b.signed_prekey_uploaded_at
+        FROM e2ee_key_bundles b WHERE b.device_id = o.device_id OFFSET 0
+    ) kb
+    WHERE kb.prekeys_remaining >= %(warning)s
+      AND (SELECT pools_total FROM totals) < %(limit)s
+), shown AS (
+    SELECT * FROM (
+        {_HEAD_SQL.format(source="pools")}
+        UNION ALL
+        {_HEAD_SQL.format(source="others")}
+    ) s
+    ORDER BY {_ORDER}
+    LIMIT %(limit)s
 )
-SELECT d.device_id, d.user_id, u.username, u.email, d.device_name, kb.prekeys_remaining,
-       kb.signed_prekey_uploaded_at, d.last_seen_at,
-       count(*) OVER () AS total,
-       count(*) FILTER (WHERE kb.prekeys_remaining < %(critical)s) OVER () AS critical_total
-FROM candidates c
--- OFFSET 0 keeps these per-candidate primary-key lookups: candidates are few, and a
--- hash join would read every device and every bundle.
-CROSS JOIN LATERAL (
-    SELECT device_id, user_id, device_name, last_seen_at, status FROM e2ee_devices e
-    WHERE e.device_id = c.device_id OFFSET 0
-) d
-CROSS JOIN LATERAL (
-    SELECT prekeys_remaining, signed_prekey_uploaded_at FROM e2ee_key_bundles b
-    WHERE b.device_id = c.device_id OFFSET 0
-) kb
-JOIN users u ON u.account_id = d.user_id
-WHERE d.status = 'active'
-  AND (%(user_id)s::bigint IS NULL OR d.user_id = %(user_id)s::bigint)
-ORDER BY (kb.prekeys_remaining < %(critical)s) DESC, kb.prekeys_remaining,
-         kb.signed_prekey_uploaded_at, d.last_seen_at, d.device_id
-LIMIT %(limit)s
+SELECT s.device_id, s.user_id, u.username, u.email, s.device_name, s.prekeys_remaining,
+       s.signed_prekey_uploaded_at, s.last_seen_at, t.total, t.critical_total, {_AT}
+FROM totals t
+LEFT JOIN (shown s JOIN users u ON u.account_id = s.user_id) ON true
+ORDER BY {_ORDER}
 """
 
 DEVICES_BY_ID_SQL = """
@@ -117,18 +173,19 @@ def stuck_params(
     *,
     critical: int,
     warning: int,
-    spk_cutoff: datetime,
-    seen_cutoff: datetime,
+    spk_max_age_seconds: float | None,
+    inactive_seconds: float | None,
     user_id: int | None,
     limit: int,
 ) -> dict[str, Any]:
     return {
         "critical": critical,
         "warning": warning,
-        "spk_cutoff": spk_cutoff,
-        "seen_cutoff": seen_cutoff,
+        "spk_max_age_seconds": spk_max_age_seconds,
+        "inactive_seconds": inactive_seconds,
         "user_id": user_id,
         "limit": limit,
+        "at": None,  # the database's now(); `stuck_devices` sets its query_clock()
     }
 
 
@@ -148,14 +205,17 @@ class DevicesDatabase:
     def now(self) -> datetime:
         return self.db.now()
 
+    def query_clock(self) -> datetime | None:
+        """The instant `stuck_devices` measures ages from; None: the database's now()."""
+        return None
+
     def stuck_devices(self, params: dict[str, Any]) -> StuckQueryResult:
         with self.db.connect() as conn:
-            now = conn.execute("SELECT now()").fetchone()
-            rows = conn.execute(STUCK_DEVICES_SQL, params).fetchall()
-        assert now is not None
-        total = int(rows[0][8]) if rows else 0
-        critical_total = int(rows[0][9]) if rows else 0
-        return StuckQueryResult([_row(r) for r in rows], total, critical_total, now[0])
+            rows = conn.execute(STUCK_DEVICES_SQL, {**params, "at": self.query_clock()}).fetchall()
+        # One row at least (the totals), with no device when nothing is stuck.
+        first = rows[0]
+        shown = [_row(r) for r in rows if r[0] is not None]
+        return StuckQueryResult(shown, int(first[8]), int(first[9]), first[10])
 
     def devices(self, device_ids: Sequence[str]) -> dict[str, DeviceRow]:
         """Current state of the given devices (revoked ones included), by id."""

@@ -79,6 +79,12 @@ def _host_of(url: str) -> str:
     return host_of(url, default=parse_qs(urlsplit(url).query).get("host", ["localhost"])[0])
 
 
+# Per sort or hash of the toolkit's own session: `abuse top-senders` aggregates a window's
+# senders (hundreds of thousands at ten million messages a day), which PostgreSQL's
+# default of 4 MB would spill to disk.
+WORK_MEM = "64MB"
+
+
 class OpsDatabase:
     def __init__(
         self,
@@ -106,7 +112,7 @@ class OpsDatabase:
 
         kwargs: dict[str, Any] = {
             "connect_timeout": max(1, round(self.connect_timeout)),
-            "options": f"-c statement_timeout={self.statement_timeout_ms}",
+            "options": f"-c statement_timeout={self.statement_timeout_ms} -c work_mem={WORK_MEM}",
             "autocommit": True,
             "application_name": (application_name or "e2ee-ops")[:63],
         }

@@ -70,6 +70,14 @@ def stuck(
         int,
         typer.Option("--limit", min=1, max=MAX_COUNT, help="Show at most this many, worst first."),
     ] = 50,
+    pools_only: Annotated[
+        bool,
+        typer.Option(
+            "--pools-only",
+            help="Only prekey pools under the thresholds (the runbook's query): skip stale "
+            "signed prekeys and inactive devices.",
+        ),
+    ] = False,
     notify: Annotated[
         str | None,
         typer.Option(
@@ -123,6 +131,7 @@ def stuck(
         inactive_days=inactive_days,
         user_id=user,
         limit=limit,
+        pools_only=pools_only,
     )
     db = devices_db(env)
     if watch:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from e2ee_ops.errors import E2eeOpsError, UsageError
@@ -37,6 +37,7 @@ class StuckOptions:
     inactive_days: float
     user_id: int | None = None
     limit: int = 50
+    pools_only: bool = False  # skip stale signed prekeys and inactive devices
 
 
 def stuck_options(
@@ -46,6 +47,7 @@ def stuck_options(
     inactive_days: float | None = None,
     user_id: int | None = None,
     limit: int = 50,
+    pools_only: bool = False,
 ) -> StuckOptions:
     """Options from the configured thresholds; `threshold` replaces the warning one."""
     warning = thresholds.otpk_warning if threshold is None else threshold
@@ -61,6 +63,7 @@ def stuck_options(
         inactive_days=thresholds.device_inactive_days if inactive_days is None else inactive_days,
         user_id=user_id,
         limit=limit,
+        pools_only=pools_only,
     )
 
 
@@ -116,13 +119,12 @@ def judge(row: DeviceRow, o: StuckOptions, now: datetime) -> DeviceVerdict:
 def _query(db: DevicesDatabase, o: StuckOptions) -> tuple[list[DeviceVerdict], int, int]:
     from e2ee_ops.adapters.devices_db import stuck_params
 
-    now = db.now()
     result = db.stuck_devices(
         stuck_params(
             critical=o.critical,
             warning=o.warning,
-            spk_cutoff=now - timedelta(days=o.spk_max_age_days),
-            seen_cutoff=now - timedelta(days=o.inactive_days),
+            spk_max_age_seconds=None if o.pools_only else o.spk_max_age_days * 86400.0,
+            inactive_seconds=None if o.pools_only else o.inactive_days * 86400.0,
             user_id=o.user_id,
             limit=o.limit,
         )

@@ -325,12 +325,18 @@ def _redis_up(redis: RedisProbe) -> bool:
         return False
 
 
+# Between two looks at a condition recovery waits for (PING, relay_lag, stored vs
+# delivered): each look is one cheap request, and a second's poll would add up to a
+# second to every verified recovery.
+POLL_SECONDS = 0.1
+
+
 def _wait_until(
     t: RedisTargets,
     deadline_seconds: float,
     predicate: Callable[[], bool],
     what: str = "it",
-    interval: float = 0.5,
+    interval: float = POLL_SECONDS,
     every: float = 5.0,
 ) -> bool:
     """Poll `predicate` until it holds or `deadline_seconds` pass, saying every `every`
@@ -861,7 +867,7 @@ def _settled_window(
         and t.monotonic() < deadline
     ):
         before = pending(delivery)
-        t.sleep(1.0)
+        t.sleep(POLL_SECONDS)
         delivery = probe()
     return delivery
 

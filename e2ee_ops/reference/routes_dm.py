@@ -215,9 +215,14 @@ async def _stream_events(
                     return
             if wake.is_set():
                 wake.clear()
+                # The first batch starts at the floor, skipping what this stream already
+                # sent, so a message committed after a higher id was sent is still found;
+                # the next batches continue after the last id read (a cursor), excluding
+                # only the sent ids above it, so a backlog drains without rescanning.
+                cursor = floor
                 while True:
                     rows = await state.store.pending_envelopes(
-                        device_id, floor, STREAM_BATCH, sorted(emitted)
+                        device_id, cursor, STREAM_BATCH, sorted(e for e in emitted if e > cursor)
                     )
                     for row in rows:
                         emitted.add(int(row["message_id"]))
@@ -229,6 +234,7 @@ async def _stream_events(
                         await state.store.mark_pushed(device_id, [r["message_id"] for r in rows])
                     if len(rows) < STREAM_BATCH:
                         break
+                    cursor = int(rows[-1]["message_id"])
                 if len(emitted) > STREAM_PRUNE_AT:
                     emitted -= await state.store.acknowledged_among(device_id, sorted(emitted))
                 if len(emitted) > STREAM_MAX_UNACKED:

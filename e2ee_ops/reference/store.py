@@ -51,7 +51,9 @@ class Store:
             min_size=1,
             max_size=max_size,
             open=False,
-            kwargs={"row_factory": dict_row},
+            # Autocommit: a single statement needs no BEGIN/COMMIT round trips; the
+            # operations that must be atomic open `conn.transaction()` themselves.
+            kwargs={"row_factory": dict_row, "autocommit": True},
             timeout=10,
         )
 

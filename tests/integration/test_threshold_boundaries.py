@@ -251,6 +251,9 @@ class PinnedClockDevices(DevicesDatabase):
     def now(self) -> datetime:
         return self._now
 
+    def query_clock(self) -> datetime | None:
+        return self._now
+
 
 @cache
 def _stuck(url: str, now: datetime) -> dict[str, Status]:

@@ -111,6 +111,19 @@ def test_filters(fleet: Fleet, ops_config: Path) -> None:
     assert bad.exit_code == 64 and "below the critical threshold" in bad.stderr
 
 
+def test_pools_only_skips_stale_and_inactive_devices(fleet: Fleet, ops_config: Path) -> None:
+    pools = run(ops_config, "--pools-only")
+    assert pools.exit_code == 2
+    names = [d["device_name"] for d in pools.json["data"]["devices"]]
+    assert names == ["alice-phone", "erin-phone", "bob-phone"]
+    assert pools.json["data"]["total"] == 3 and pools.json["data"]["critical"] == 2
+
+    # The pools fill the page: the stale and inactive devices are counted, not shown.
+    page = run(ops_config, "--limit", "3")
+    assert [d["device_name"] for d in page.json["data"]["devices"]] == names
+    assert page.json["data"]["total"] == 5 and page.json["data"]["critical"] == 2
+
+
 def test_healthy_fleet_is_ok(ops_config: Path, users) -> None:  # type: ignore[no-untyped-def]
     _, zoe = users.new("zoe")
     zoe.register_device("zoe-phone", prekeys=50)

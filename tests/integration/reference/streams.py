@@ -18,6 +18,7 @@ class StreamCollector:
         self.events: list[StreamEvent] = []
         self.error: BaseException | None = None
         self.ended = threading.Event()
+        self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -28,7 +29,13 @@ class StreamCollector:
 
     def _run(self) -> None:
         try:
-            for event in self.client.stream(self.device_id, read_timeout=30):
+            stream = self.client.stream(self.device_id, read_timeout=30)
+            for event in stream:
+                if self._stop.is_set():
+                    # Closing the generator here, in its own thread, closes the response
+                    # and its socket; closing the client from another thread may not.
+                    stream.close()
+                    break
                 with self._lock:
                     self.events.append(event)
                 if event.event == "message" and self.auto_ack:
@@ -59,6 +66,8 @@ class StreamCollector:
         return False
 
     def close(self) -> None:
+        self._stop.set()  # the next heartbeat ends the reader
+        self._thread.join(timeout=5)
         self.client.close()
         self.acker.close()
         self._thread.join(timeout=5)

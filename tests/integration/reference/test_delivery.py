@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -9,6 +10,7 @@ import pytest
 
 from e2ee_ops.dburl import libpq_url
 from e2ee_ops.embedded import ReferenceServerProcess
+from e2ee_ops.reference.routes_dm import STREAM_BATCH
 
 from .streams import StreamCollector
 
@@ -28,6 +30,44 @@ def test_stream_delivers_each_message_once_with_its_id(reference_server, pair) -
             e.id == str(e.data["message_id"]) for e in collector.snapshot() if e.event == "message"
         )
         assert all(hb.data["relay_lag"] is False for hb in collector.heartbeats())
+    finally:
+        collector.close()
+
+
+def test_a_backlog_of_several_batches_streams_each_message_once_in_order(
+    reference_server, pair, clean_db
+) -> None:
+    # Stored while the device was offline: more than two of the stream's batches.
+    count = 2 * STREAM_BATCH + 50
+    with psycopg.connect(libpq_url(clean_db), autocommit=True) as conn:
+        rows = conn.execute(
+            "WITH m AS (INSERT INTO dm_messages (conversation_id, sender_user_id,"
+            " sender_device_id, client_message_id)"
+            " SELECT %s, created_by, %s, 'backlog-' || g"
+            " FROM dm_conversations, generate_series(1, %s) g WHERE conversation_id = %s"
+            " RETURNING id),"
+            " e AS (INSERT INTO dm_envelopes (message_id, device_id, bundle_version, ciphertext)"
+            " SELECT id, %s, 1, '\\x00' FROM m)"
+            " INSERT INTO dm_delivery (message_id, device_id, recipient_user_id)"
+            " SELECT id, %s, %s FROM m RETURNING message_id",
+            (
+                pair["conv"],
+                pair["a_dev"],
+                count,
+                pair["conv"],
+                pair["b_dev"],
+                pair["b_dev"],
+                pair["bob_id"],
+            ),
+        ).fetchall()
+    stored = sorted(int(r[0]) for r in rows)
+    collector = StreamCollector(reference_server.url, pair["bob_token"], pair["b_dev"]).start()
+    try:
+        assert collector.wait_for(
+            lambda evs: len([e for e in evs if e.event == "message"]) >= count, 30
+        )
+        time.sleep(0.3)  # room for a duplicate to show
+        assert collector.message_ids() == stored
     finally:
         collector.close()
 

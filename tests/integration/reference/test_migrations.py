@@ -30,6 +30,7 @@ DM_TABLES = {
     "dm_delivery",
     "dm_blocks",
     "dm_rate_limit_events",
+    "dm_sender_counts",
 }
 OPS_TABLES = {"relay_outages"}
 ALL_TABLES = ACCOUNT_TABLES | KEY_TABLES | DM_TABLES | OPS_TABLES

@@ -1,0 +1,136 @@
+"""SSE fan-out under load: N receivers each on its own stream, messages sent at a fixed
+rate for a bounded time; delivery latency (p50/p99/max), lost and duplicated.
+
+    .venv/bin/python -m bench.sse_load                          # 1,000 streams, 500 msg/s, 10 s
+    .venv/bin/python -m bench.sse_load --streams 100 --rate 50 --seconds 5 --instances 2
+
+A sandbox fleet is started in a temporary directory. Latency is the receiver's clock
+at arrival minus the message's created_at (one machine, one clock). Sending stops at the
+duration whatever was sent, so a saturated server shows as a lower achieved rate
+rather than a longer run. The generator runs on the same machine as the fleet: on a
+small machine it competes with the server for the cores, which the load line shows.
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from bench import traffic
+
+
+async def load(
+    links: list[traffic.Link], *, rate: float, seconds: float, drain: float, in_flight: int
+) -> dict[str, object]:
+    received = traffic.Received()
+    limits = httpx.Limits(
+        max_connections=len(links) + in_flight + 16, max_keepalive_connections=None
+    )
+    sent: set[int] = set()
+    failures = 0
+    async with (
+        httpx.AsyncClient(limits=limits, timeout=30.0) as streams,
+        httpx.AsyncClient(limits=limits, timeout=30.0) as senders,
+    ):
+        readies = [asyncio.Event() for _ in links]
+        followers = [
+            asyncio.create_task(traffic.follow(streams, lk.receiver, received, ready))
+            for lk, ready in zip(links, readies, strict=True)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
+        gate = asyncio.Semaphore(in_flight)
+
+        async def one(lk: traffic.Link) -> None:
+            nonlocal failures
+            try:
+                sent.add(await traffic.send(senders, lk))
+            except httpx.HTTPError:
+                failures += 1
+            finally:
+                gate.release()
+
+        total = int(rate * seconds)
+        began = time.monotonic()
+        tasks = []
+        for k in range(total):
+            delay = began + k / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await gate.acquire()
+            if time.monotonic() - began >= seconds:  # bounded: behind schedule, stop
+                gate.release()
+                break
+            tasks.append(asyncio.create_task(one(links[k % len(links)])))
+        await asyncio.gather(*tasks)
+        send_s = time.monotonic() - began
+        deadline = time.monotonic() + drain
+        while sent - set(received.counts) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # a duplicate would arrive now
+        for f in followers:
+            f.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
+    lost, duplicated = received.verdict(sent)
+    p50, p99, top = traffic.percentiles(received.latencies_ms)
+    return {
+        "sent": len(sent),
+        "send_failures": failures,
+        "achieved_rate": len(sent) / send_s,
+        "p50": p50,
+        "p99": p99,
+        "max": top,
+        "lost": lost,
+        "duplicated": duplicated,
+        "errors": received.errors,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=500.0, help="messages per second")
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long to send")
+    parser.add_argument("--senders", type=int, default=10)
+    parser.add_argument("--instances", type=int, default=2, help="API instances")
+    parser.add_argument("--in-flight", type=int, default=200, help="sends at once, at most")
+    parser.add_argument("--drain", type=float, default=30.0, help="seconds to wait after")
+    args = parser.parse_args()
+    print(traffic.load_line())
+    with tempfile.TemporaryDirectory(prefix="e2ee-bench-") as tmp:
+        with traffic.fleet(Path(tmp) / "sandbox", instances=args.instances) as state:
+            began = time.monotonic()
+            senders = traffic.parties(state, args.senders, "sender")
+            receivers = traffic.parties(state, args.streams, "receiver")
+            links = [traffic.link(senders[i % len(senders)], r) for i, r in enumerate(receivers)]
+            print(f"{len(receivers)} receivers ready in {time.monotonic() - began:.0f} s")
+            r = asyncio.run(
+                load(
+                    links,
+                    rate=args.rate,
+                    seconds=args.seconds,
+                    drain=args.drain,
+                    in_flight=args.in_flight,
+                )
+            )
+    print(
+        f"streams {args.streams}, instances {args.instances}, target {args.rate:g} msg/s "
+        f"for {args.seconds:g} s: sent {r['sent']} at {r['achieved_rate']:.0f} msg/s "
+        f"({r['send_failures']} failed)"
+    )
+    print(
+        f"latency ms p50 {r['p50']:.1f}  p99 {r['p99']:.1f}  max {r['max']:.1f}  "
+        f"(goal: p99 <= 50)   lost {r['lost']}  duplicated {r['duplicated']}"
+    )
+    for error in r["errors"][:5]:  # type: ignore[index]
+        print(f"  receiver error: {error}")
+    print(traffic.load_line())
+
+
+if __name__ == "__main__":
+    main()
