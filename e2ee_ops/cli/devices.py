@@ -148,7 +148,10 @@ def stuck(
             )
         finish(ctx, report, output=output)
     if not notify:
-        finish(ctx, procedure.find_stuck_devices(db=db, options=options), output=output)
+        # Every stuck id only while an incident is open: its timeline counts remediation.
+        every_id = env.journal().open_incident_id() is not None
+        report = procedure.find_stuck_devices(db=db, options=options, every_id=every_id)
+        finish(ctx, report, output=output)
     channels = _channels(notify)
     n = settings.notifiers
     built = notifiers(env, channels)

@@ -152,9 +152,15 @@ def _finding(v: DeviceVerdict) -> Finding:
     )
 
 
-def find_stuck_devices(*, db: DevicesDatabase, options: StuckOptions) -> Report:
-    """The stuck devices, the --limit worst listed; `stuck_ids` names every one of them
-    (an incident's timeline counts remediation from it)."""
+def find_stuck_devices(
+    *, db: DevicesDatabase, options: StuckOptions, every_id: bool = False
+) -> Report:
+    """The stuck devices, the --limit worst listed. With `every_id` (an incident is open,
+    and its timeline counts remediation from them) `stuck_ids` names every stuck device;
+    otherwise only the listed ones, and the query stays limit-first."""
+    if not every_id:
+        shown, total, critical_total = _query(db, options)
+        return _report("devices stuck", shown, total, critical_total, options)
     every, total, critical_total = _query(db, replace(options, limit=WATCH_LIMIT))
     report = _report("devices stuck", every[: options.limit], total, critical_total, options)
     report.data["stuck_ids"] = [v.row.device_id for v in every]

@@ -300,3 +300,13 @@ def test_remediation_counts_every_device_stuck_at_the_first_check(
     assert line.startswith("- Devices remediated: 2 device(s)"), line
     assert fleet.devices["alice-phone"] in line and fleet.devices["bob-phone"] in line
     assert "stuck at `devices stuck` (" in line
+
+
+def test_without_an_open_incident_only_the_listed_devices_are_named(
+    fleet: Fleet, ops_config: Path
+) -> None:
+    """Outside an incident nothing counts remediation, so the query stays limit-first."""
+    listed = run(ops_config, "--limit", "1")
+    assert len(listed.json["data"]["devices"]) == 1
+    assert listed.json["data"]["stuck_ids"] == [listed.json["data"]["devices"][0]["device_id"]]
+    assert listed.json["data"]["stuck_total"] == 5
