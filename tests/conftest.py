@@ -43,6 +43,14 @@ def workdir() -> Iterator[Path]:
 
 
 @pytest.fixture
+def promtool() -> str:
+    """promtool's path: a skip on a machine without it, a failure in CI."""
+    from tests.support.required import tool
+
+    return tool("promtool", "Debian: apt-get install prometheus; .ci/run installs it")
+
+
+@pytest.fixture
 def server_dir() -> Iterator[Path]:
     """A per-test directory for embedded servers, outside pytest's temp tree.
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -19,7 +17,6 @@ from e2ee_ops.procedures.alerts_dashboard import dashboard_json, panels
 from tests.support.cli import cli
 
 COMMITTED = Path(__file__).resolve().parents[3] / "alerts" / "e2ee_dm.dashboard.json"
-PROMTOOL = shutil.which("promtool")
 
 # Words in a PromQL expression that are not metric names.
 PROMQL_WORDS = {
@@ -57,8 +54,7 @@ def test_every_panel_reads_only_metrics_the_server_exports(
             assert not missing, f"{panel.title}: /metrics has no {sorted(missing)}"
 
 
-@pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed")
-def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
+def test_every_panel_query_is_valid_promql(tmp_path: Path, promtool: str) -> None:
     queries = [q.expr for p in panels(Thresholds()) for q in p.queries]
     rules = {
         "groups": [
@@ -70,9 +66,8 @@ def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
     }
     path = tmp_path / "panels.yml"
     path.write_text(yaml.safe_dump(rules))
-    assert PROMTOOL is not None
     checked = subprocess.run(
-        [PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"SUCCESS: {len(queries)} rules found" in checked.stdout

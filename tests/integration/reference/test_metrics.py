@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -283,11 +282,10 @@ def test_label_cardinality_stays_bounded(reference_server, users, admin) -> None
         assert device_id not in text
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
-def test_promtool_accepts_the_live_exposition(reference_server, seeded) -> None:  # type: ignore[no-untyped-def]
+def test_promtool_accepts_the_live_exposition(reference_server, seeded, promtool) -> None:  # type: ignore[no-untyped-def]
     text = httpx.get(reference_server.url + "/metrics").text
     done = subprocess.run(
-        [shutil.which("promtool") or "promtool", "check", "metrics"],
+        [promtool, "check", "metrics"],
         input=text,
         capture_output=True,
         text=True,
