@@ -13,6 +13,11 @@ seconds (what was checked by then still counts) and prints the kill rate of the 
 mutants, overall and per file.
 
     python -m tests.mutate [--budget S] [--children N] [--sample N] [--seed N] [NAME ...]
+
+With --keep the last run's mutants/ is reused: mutmut then re-checks only the named
+mutants (glob patterns such as 'e2ee_ops.procedures.abuse.*' work) or the unchecked ones,
+and collects test coverage only for new tests, which is how a survivor is re-checked after
+a test is added for it.
 """
 
 from __future__ import annotations
@@ -160,10 +165,12 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=200, help="mutants checked (default 200)")
     parser.add_argument("--seed", type=int, default=17, help="which sample (default 17)")
     parser.add_argument("--report-only", action="store_true", help="print the last run's figures")
+    parser.add_argument("--keep", action="store_true", help="reuse the last run's mutants/")
     parser.add_argument("names", nargs="*", help="only these mutants (mutmut's names)")
     args = parser.parse_args()
     if not args.report_only:
-        shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(ROOT / "mutants", ignore_errors=True)
         stopped = _run(args.budget, args.children, args.names, args.sample, args.seed)
         if stopped:
             print(stopped)
