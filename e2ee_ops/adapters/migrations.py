@@ -318,7 +318,7 @@ def _sections(sql: str) -> list[tuple[str | None, str]]:
     marks = [(m.start(), m.group(1)) for m in _RUNNING.finditer(sql)]
     bounds = [*(start for start, _ in marks[1:]), len(sql)]
     head: list[tuple[str | None, str]] = [(None, sql[: marks[0][0]] if marks else sql)]
-    return head + [(rev, sql[start:end]) for (start, rev), end in zip(marks, bounds, strict=True)]
+    return head + [(rev, sql[start:end]) for (start, rev), end in zip(marks, bounds, strict=False)]
 
 
 def destructive_tables(sql: str) -> list[TableAction]:
