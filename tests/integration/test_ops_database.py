@@ -133,6 +133,8 @@ def test_a_connection_has_the_timeouts_work_mem_and_application_name(seeded: See
         assert conn.execute("SHOW application_name").fetchone() == ("e2ee-ops",)
         assert conn.execute("SHOW statement_timeout").fetchone() == ("5s",)
         assert "connect_timeout=1" in conn.info.dsn.split()
+    with OpsDatabase(seeded.url).connect() as conn:
+        assert "connect_timeout=5" in conn.info.dsn.split()
 
 
 def test_no_url_is_a_config_error() -> None:
