@@ -316,9 +316,9 @@ def _names(text: str) -> list[str]:
 def _sections(sql: str) -> list[tuple[str | None, str]]:
     """The offline script cut at Alembic's `-- Running downgrade REV -> ...` comments."""
     marks = [(m.start(), m.group(1)) for m in _RUNNING.finditer(sql)]
-    bounds = [*(start for start, _ in marks[1:]), len(sql)]
+    ends = [start for start, _ in marks[1:]] + [len(sql)]  # each section ends where the next starts
     head: list[tuple[str | None, str]] = [(None, sql[: marks[0][0]] if marks else sql)]
-    return head + [(rev, sql[start:end]) for (start, rev), end in zip(marks, bounds, strict=False)]
+    return head + [(rev, sql[start : ends[n]]) for n, (start, rev) in enumerate(marks)]
 
 
 def destructive_tables(sql: str) -> list[TableAction]:
