@@ -30,6 +30,7 @@ class Stream:
     error: BaseException | None = None
     closed: bool = False
     waits: list[float] = field(default_factory=list)
+    conditions: list[Callable[[Any], bool]] = field(default_factory=list)
 
     @property
     def opened(self) -> bool:
@@ -40,6 +41,7 @@ class Stream:
 
     def wait_for(self, predicate: Callable[[Any], bool], deadline_seconds: float) -> bool:
         self.waits.append(deadline_seconds)
+        self.conditions.append(predicate)
         return predicate(self)
 
     def close(self) -> None:
@@ -213,7 +215,8 @@ def test_the_plan_to_enable_expects_200_and_watches_no_stream(tmp_path: Path) ->
         api.enabled = False
     plan = rollback_flag(t, enable=True, execute=False)
     assert plan.title == "rollback flag --enable"
-    assert [s.description for s in plan.steps][1:] == [
+    assert [s.description for s in plan.steps] == [
+        f"set E2EE_DM_ENABLED=true in {tmp_path / 'api.env'} by rewriting line 1 (now false)",
         "restart the API: systemctl restart e2ee-api",
         "wait until /health on every API instance says e2ee_dm_enabled=true (deadline 3 s)",
         "GET /dm/conversations with the user token: expect 200 on every instance",
@@ -295,6 +298,10 @@ def test_disable_writes_restarts_verifies_and_sees_every_stream_closed(tmp_path:
     streams = [a.stream for a in apis]
     assert all(s is not None and s.closed for s in streams)
     assert [s.waits for s in streams if s] == [[10.0, 12.0], [10.0, 12.0]]
+    # It waits for the stream to open, then for it to end.
+    opened, ended = streams[0].conditions if streams[0] else ()
+    assert opened(Stream("h")) is True and opened(Stream("h", events=[])) is False
+    assert ended(Stream("h", ended=True)) is True and ended(Stream("h")) is False
     assert clock.slept == []
     assert progress[0].startswith("OK: E2EE_DM_ENABLED=false written to ")
 
@@ -529,6 +536,7 @@ def test_enable_passes_on_200_and_joins_every_failure(tmp_path: Path) -> None:
     restarter.then = True
     plan = rollback_flag(t, enable=True, execute=True)
     assert outcomes(plan)[-1] == ("OK", "GET /dm/conversations answers 200 on 3 instance(s)")
+    assert (tmp_path / "api.env").read_text() == "E2EE_DM_ENABLED=true\n"
     assert len(plan.steps) == 4
 
     disabled_everywhere(apis[1:])

@@ -406,6 +406,23 @@ def test_execute_undoes_each_revision_in_turn_and_verifies() -> None:
     assert schema.rows == {"e2ee_claims": 0, "users": 0, "alembic_version": 1}
 
 
+def test_down_to_base_undoes_three_revisions_in_order() -> None:
+    t, history, _ = setup()
+    plan = rollback_migration(t, steps=None, to=BASE, execute=True)
+    assert [c[1] for c in history.calls if c[0] == "downgrade"] == ["r2", "r1", BASE]
+    assert [o for _, o in outcomes(plan)[1:4]] == [
+        "undid r3; now at r2",
+        "undid r2; now at r1",
+        "undid r1; now at base",
+    ]
+
+
+def test_status_names_every_head() -> None:
+    t, history, _ = setup()
+    history.history = lambda: [*HISTORY, Revision("r9", "r1", "a branch", True)]  # type: ignore[method-assign]
+    assert migration_status(t).summary == "current r3; head r3, r9; 4 revision(s)"
+
+
 def test_confirmed_data_loss_goes_ahead_as_a_warning() -> None:
     t, _, schema = setup(dm_messages=4)
     plan = rollback_migration(
