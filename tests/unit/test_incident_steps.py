@@ -186,3 +186,8 @@ def test_each_resolving_action_resolves_and_the_first_proof_stays(command: str) 
     assert after_check["resolve"] == (
         "`doctor` at 03:04:11: OK (a check that passed after the last mitigation)"
     )
+
+
+def test_a_step_logged_without_text_names_who_logged_it() -> None:
+    steps = response_steps(incident(entry("incident log", "incident_log", 20, step="resolve")))
+    assert steps["resolve"] == "logged by ann@box at 03:04:20: "

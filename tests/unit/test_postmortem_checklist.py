@@ -259,8 +259,7 @@ def test_without_an_incident_the_last_outage_is_covered_alone(tmp_path: Path) ->
     )
     assert "## Response steps" not in checklist.markdown
     assert "    title Redis outage, UTC\n" in checklist.markdown
-    assert checklist.markdown.endswith(
-        "| --- | --- | --- | --- |\n"
+    assert checklist.markdown.split("| --- | --- | --- | --- |\n")[1] == (
         "| 2026-01-02 03:04:05 | ann@box | redis recover | Redis outage of 13.0 s (start: redis "
         "log; end: PING); 4 stored, None deliverable but not delivered, None waiting for "
         "offline devices |\n"
@@ -378,6 +377,17 @@ def test_an_abuse_look_without_a_block_is_an_abuse_checklist(tmp_path: Path) -> 
     assert checklist.markdown.startswith("# Post-mortem: Abuse burst\n")
 
 
+def test_a_block_that_named_no_account_counts_zero_users(tmp_path: Path) -> None:
+    clock = Clock()
+    journal = fixed_journal(tmp_path, clock)
+    _incident(journal, clock, (10, "abuse block", "outcome", {"status": "OK"}))
+    checklist = build_checklist(journal=journal)
+    assert checklist.items[0].note == (
+        f"0 user(s) blocked by `abuse block`; describing the pattern: {MANUAL}"
+    )
+    assert "\n- Users blocked: 0 user(s), from `abuse block`\n" in checklist.markdown
+
+
 def test_a_general_checklist_is_all_for_a_person_to_tick(tmp_path: Path) -> None:
     clock = Clock()
     journal = fixed_journal(tmp_path, clock)
@@ -385,6 +395,7 @@ def test_a_general_checklist_is_all_for_a_person_to_tick(tmp_path: Path) -> None
         journal=journal, severity="P3", title="slow", drill=True, channels=Channels(), now=T0
     ).data["incident_id"]
     journal.append("outcome", command="doctor", data={"status": "OK"})
+    journal.append("outcome", command="devices stuck", data={"stuck_ids": []})
     journal.append(
         "outcome", command="abuse block 9", incident_id="INC-OTHER", data={"account_id": 9}
     )
@@ -402,9 +413,11 @@ def test_a_general_checklist_is_all_for_a_person_to_tick(tmp_path: Path) -> None
         f"- Incident: {iid} (P3) — slow\n"
         "- Opened: 2026-01-02 03:04:05 UTC by ann@box\n"
         "- Closed: still open\n"
-        "- Devices remediated: not measured (no `devices stuck` outcome in the timeline)\n"
+        "- Devices remediated: 0 device(s): stuck at `devices stuck` (03:04:05, 0 device(s)) "
+        "and no longer at `devices stuck` (03:04:05)\n"
         "- Users blocked: not measured (no abuse block outcome in the timeline)\n"
     )
+    assert checklist.measured == {"devices_remediated": 0, "users_blocked": None}
     assert "\n- [ ] Schedule follow-up — " in checklist.markdown
     assert "\n- [ ] resolve\n" in checklist.markdown
 
@@ -424,6 +437,7 @@ def test_a_single_listing_remediates_nothing_and_names_its_run() -> None:
     ("last", "ids"),
     [
         ({"stuck_ids": [2]}, ["3", "1"]),
+        ({"stuck_ids": []}, ["3", "1", "2"]),
         ({"stuck_ids": [2], "stuck_total": 1}, ["3", "1"]),
         ({"stuck_ids": [2], "stuck_total": 5, "remediated": [1, 9]}, ["1"]),
         ({"stuck_ids": [2], "stuck_total": 5}, []),
