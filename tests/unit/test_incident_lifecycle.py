@@ -54,7 +54,7 @@ class Receivers:
         return Channels(webhook=self.webhook, pager=self.pager)
 
 
-def notify(event: str, channel: str, ok: bool, outcome: str, iid: str, at: int = 0) -> Entry:
+def notify(event: str, channel: str, ok: bool, outcome: str, iid: str, at: float = 0) -> Entry:
     data = {"event": event, "channel": channel, "ok": ok, "outcome": outcome}
     return Entry(Clock().at(at), ACTOR, f"incident {event}", INCIDENT_NOTIFY, data, iid)
 
@@ -326,6 +326,11 @@ def test_closing_records_the_duration_posts_and_resolves_the_page(tmp_path: Path
             "error",
             {"resolution": "failover to replica", "duration_seconds": 125.3},
         )
+    ]
+    # Announced after the close entry: the notifications still name the incident.
+    assert list(journal.entries())[-2:] == [
+        notify("close", "webhook", True, "channel sent", iid, at=125.26),
+        notify("close", "pagerduty", True, "PagerDuty resolve sent", iid, at=125.26),
     ]
     closed = [e for e in journal.entries() if e.kind == INCIDENT_CLOSE]
     assert closed == [
