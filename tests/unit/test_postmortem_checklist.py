@@ -230,6 +230,7 @@ def test_without_an_incident_the_last_outage_is_covered_alone(tmp_path: Path) ->
     journal.append("redis_outage", command="redis recover", data={"stored": 9})
     journal.append("outcome", command="devices stuck", data={"stuck_ids": [1]})
     journal.append("redis_outage", command="redis recover", data={**OUTAGE, "all_delivered": True})
+    journal.append("outcome", command="doctor", data={"status": "OK"})
     checklist = build_checklist(journal=journal)
     assert (checklist.kind, checklist.incident_id) == ("redis-outage", None)
     assert checklist.items[2] == Item(
@@ -249,7 +250,12 @@ def test_without_an_incident_the_last_outage_is_covered_alone(tmp_path: Path) ->
         "devices_remediated": None,
         "users_blocked": None,
     }
-    assert [e.kind for e in journal.entries()] == ["redis_outage", "outcome", "redis_outage"]
+    assert [e.kind for e in journal.entries()] == [
+        "redis_outage",
+        "outcome",
+        "redis_outage",
+        "outcome",
+    ]
     assert checklist.markdown.startswith(
         "# Post-mortem: Redis outage\n\n"
         "- Incident: none was opened; this covers the last recorded Redis outage\n"
