@@ -588,3 +588,28 @@ def test_an_outage_is_drawn_from_its_evidence_or_marked_unknown(
 ) -> None:
     data = {"start_source": "redis log", "redis_back_source": "PING", **times}
     assert timeline_events([run("redis recover", 9, kind="redis_outage", **data)]) == events
+
+
+def test_the_checklist_shows_the_first_twenty_remediated_devices(tmp_path: Path) -> None:
+    clock = Clock()
+    journal = fixed_journal(tmp_path, clock)
+    stuck = list(range(1, 26))
+    _incident(
+        journal,
+        clock,
+        (10, "devices stuck", "outcome", {"stuck_ids": stuck}),
+        (20, "devices stuck", "outcome", {"stuck_ids": []}),
+    )
+    markdown = build_checklist(journal=journal).markdown
+    shown = ", ".join(str(i) for i in stuck[:20])
+    assert f"\n- Devices remediated: 25 device(s) ({shown}): stuck at " in markdown
+
+
+def test_the_checklist_is_for_the_incident_asked_for(tmp_path: Path) -> None:
+    clock = Clock()
+    journal = fixed_journal(tmp_path, clock)
+    first = _incident(journal, clock, (10, "incident close", "incident_close", {}))
+    second = _incident(journal, clock, (20, "abuse block 3", "outcome", {"account_id": 3}))
+    checklist = build_checklist(journal=journal, incident_id=first)
+    assert (checklist.kind, checklist.incident_id) == ("general", first)
+    assert build_checklist(journal=journal).incident_id == second
