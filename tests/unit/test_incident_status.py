@@ -151,6 +151,14 @@ def test_a_closed_incident_with_every_step_done_is_ok(tmp_path: Path) -> None:
     for step in ("acknowledge", "assess", "contain", "resolve", "communicate", "postmortem"):
         journal.append("incident_log", command="incident log", data={"text": step, "step": step})
     journal.append("incident_close", command="incident close", incident_id=iid)
+    open_incident(
+        journal=journal,
+        severity="P1",
+        title="next",
+        drill=False,
+        channels=Channels(),
+        now=clock.at(100),
+    )
     report = incident_status(journal=journal, incident_id=iid)
     assert report.status is Status.OK
     assert report.summary == f"[DRILL] {iid} P3: t is closed; every response step is done"

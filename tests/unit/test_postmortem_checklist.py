@@ -431,6 +431,13 @@ def test_a_general_checklist_is_all_for_a_person_to_tick(tmp_path: Path) -> None
 def test_a_single_listing_remediates_nothing_and_names_its_run() -> None:
     assert devices_remediated([run("devices stuck", 5, kind="plan", stuck_ids=[1])]) is None
     assert devices_remediated([run("devices stuck", 5, status="UNKNOWN")]) is None
+    cut = run("devices stuck", 5, stuck_ids=[1, 2], stuck_total=5, remediated=[1])
+    assert devices_remediated([cut]) == Remediated(
+        0,
+        [],
+        "stuck at `devices stuck` (03:04:10, 2 device(s)) and no longer at `devices stuck` "
+        "(03:04:10)",
+    )
     assert devices_remediated([run("devices stuck --limit 2", 5, stuck_ids=[1, 2])]) == Remediated(
         0,
         [],
