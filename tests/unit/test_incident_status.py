@@ -163,3 +163,15 @@ def test_a_closed_incident_with_every_step_done_is_ok(tmp_path: Path) -> None:
     assert report.status is Status.OK
     assert report.summary == f"[DRILL] {iid} P3: t is closed; every response step is done"
     assert (report.data["open"], report.data["drill"]) == (False, True)
+
+
+def test_only_an_outcome_shows_a_status_in_the_timeline(tmp_path: Path) -> None:
+    clock = Clock()
+    journal = fixed_journal(tmp_path, clock)
+    open_incident(
+        journal=journal, severity="P2", title="t", drill=False, channels=Channels(), now=T0
+    )
+    journal.append("plan", command="rollback git", data={"steps": ["push"], "status": "CRITICAL"})
+    assert incident_status(journal=journal).findings[-1] == Finding(
+        "03:04:05 rollback git", Status.OK, "plan", "plan of 1 step(s) (ann@box)"
+    )

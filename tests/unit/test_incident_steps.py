@@ -191,3 +191,13 @@ def test_each_resolving_action_resolves_and_the_first_proof_stays(command: str) 
 def test_a_step_logged_without_text_names_who_logged_it() -> None:
     steps = response_steps(incident(entry("incident log", "incident_log", 20, step="resolve")))
     assert steps["resolve"] == "logged by ann@box at 03:04:20: "
+
+
+def test_only_an_operator_note_can_claim_a_step() -> None:
+    steps = response_steps(
+        incident(
+            entry("rollback git", "plan", 10, step="resolve"),
+            entry("redis recover", "redis_outage", 11, step="resolve"),
+        )
+    )
+    assert steps["resolve"] is None
