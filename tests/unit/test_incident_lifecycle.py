@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 
 from e2ee_ops.errors import UnreachableError, UsageError
-from e2ee_ops.journal import INCIDENT_CLOSE, INCIDENT_LOG, INCIDENT_NOTIFY, INCIDENT_OPEN, Entry
+from e2ee_ops.journal import (
+    INCIDENT_CLOSE,
+    INCIDENT_LOG,
+    INCIDENT_NOTIFY,
+    INCIDENT_OPEN,
+    Entry,
+    Journal,
+)
 from e2ee_ops.procedures.incident import (
     Channels,
     Incident,
@@ -420,3 +427,35 @@ def test_loading_picks_the_asked_then_the_open_then_the_last_incident(tmp_path: 
 )
 def test_a_command_line_runs_a_command_with_or_without_arguments(command: str, runs: bool) -> None:
     assert runs_command(command, ("doctor", "abuse block")) is runs
+
+
+class RacingJournal(Journal):
+    """Another operator closes the incident and opens the next one just before our close."""
+
+    def append(
+        self,
+        kind: str,
+        *,
+        command: str,
+        data: Mapping[str, Any] | None = None,
+        incident_id: str | None = None,
+    ) -> Entry:
+        if kind == INCIDENT_CLOSE and command == "incident close" and data:
+            other = self.open_incident_id()
+            self.append(INCIDENT_CLOSE, command="incident close (other)", incident_id=other)
+            self.append(INCIDENT_OPEN, command="incident open", incident_id="INC-NEXT")
+        return super().append(kind, command=command, data=data, incident_id=incident_id)
+
+
+def test_a_close_names_its_incident_even_if_another_was_opened_meanwhile(tmp_path: Path) -> None:
+    journal = RacingJournal(tmp_path / "journal.jsonl", clock=Clock(), actor=ACTOR)
+    iid = open_incident(
+        journal=journal, severity="P1", title="t", drill=False, channels=Channels(), now=T0
+    ).data["incident_id"]
+    close_incident(journal=journal, resolution="fixed", channels=Channels(), now=T0)
+    closes = [e for e in journal.entries() if e.kind == INCIDENT_CLOSE]
+    assert [(e.command, e.incident_id) for e in closes] == [
+        ("incident close (other)", iid),
+        ("incident close", iid),
+    ]
+    assert journal.open_incident_id() == "INC-NEXT"
