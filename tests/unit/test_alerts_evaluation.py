@@ -389,6 +389,10 @@ def test_parse_exposition_reads_labels_and_refuses_other_text() -> None:
     samples = parse_exposition(text)
     assert samples["e2ee_http_errors_total"] == [({"status": "409", "code": "bundle_stale"}, 3.0)]
     assert samples["e2ee_redis_up"] == [({}, 1.0)]
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with pytest.raises(ValueError) as parser:
+        list(text_string_to_metric_families("garbage{{\n"))
     with pytest.raises(ServiceError) as caught:
-        parse_exposition("<html>not metrics</html>\n")
-    assert str(caught.value).startswith("/metrics is not Prometheus text exposition (")
+        parse_exposition("garbage{{\n")
+    assert str(caught.value) == f"/metrics is not Prometheus text exposition ({parser.value})"
