@@ -81,6 +81,9 @@ def test_each_instance_is_sampled_twice_the_interval_apart() -> None:
     assert named(findings, "sse failure rate (a:1)")[0].summary == (
         "sse failure rate is 0.5 (over 2.5 s: /metrics sampled twice) (critical above 0.1)"
     )
+    assert check_alerts(apis=cast(Any, [b]), thresholds=Thresholds(), sleep=slept.append).title == (
+        "alerts check"
+    )
     assert data == {
         "thresholds": Thresholds().model_dump(),
         "rates_from": "/metrics of each instance sampled twice, 2.5 s apart",

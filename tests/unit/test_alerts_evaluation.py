@@ -158,6 +158,7 @@ def test_every_threshold_breached_names_its_figure_and_limit() -> None:
         (WARNING, 2.1235, "pub/sub lag is 2.123 s (warning above 2)"),
     ]
     pool = found["otpk pool min"]
+    assert repr(pool.value) == "3"  # a count of prekeys: 3, never 3.0
     assert (pool.threshold_warn, pool.threshold_crit, pool.higher_is_worse, pool.minimum) == (
         10,
         5,
@@ -351,8 +352,11 @@ def test_histogram_p99_follows_histogram_quantile() -> None:
     assert p99(le_0_1=0, le_inf=0) is None  # no observation at all
     # Interpolated inside the first bucket, from 0.
     assert p99(le_0_5=100, le_inf=100) == pytest.approx(0.495)
+    # Rates per second from Prometheus: under one observation in all is still some.
+    assert p99(le_0_5=0.5, le_inf=0.5) == pytest.approx(0.495)
     # The rank falls in +Inf: the highest finite bound.
     assert p99(le_0_5=50, le_inf=100) == 0.5
+    assert p99(le_0_1=0, le_0_2=0, le_inf=5) == 0.2
     # The first bucket whose count reaches the rank (99 of 100), even when the next one
     # holds the same count.
     assert p99(le_0_1=99, le_0_2=99, le_0_3=100, le_inf=100) == pytest.approx(0.1)
