@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,10 +15,10 @@ from e2ee_ops.errors import ServiceError
 from e2ee_ops.journal import REDIS_OBSERVATION, Journal
 from e2ee_ops.procedures.alerts import check_alerts, prometheus_rates, redis_down_evidence
 from e2ee_ops.status import Finding, Status
+from tests.support.journal import T0, Clock, fixed_journal
 
 UP = "e2ee_redis_up 1\n"
 DOWN = "e2ee_redis_up 0\n"
-LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 FAR_AHEAD = datetime(2999, 1, 1, tzinfo=UTC)
 
 
@@ -195,16 +195,12 @@ def test_an_instance_that_fails_or_hangs_is_unknown_and_named() -> None:
     assert findings[2].name == "redis down > 60 s (c:3)"
 
 
-def journal_at(tmp_path: Path, when: datetime) -> Journal:
-    return Journal(tmp_path / "journal.jsonl", clock=lambda: when, actor="ops@test")
-
-
 def observations(journal: Journal) -> list[tuple[str, dict[str, Any]]]:
     return [(e.command, e.data) for e in journal.entries(kind=REDIS_OBSERVATION)]
 
 
 def test_what_the_check_saw_of_redis_is_journaled(tmp_path: Path) -> None:
-    journal = journal_at(tmp_path, LONG_AGO)
+    journal = fixed_journal(tmp_path, Clock())
     run([Api("a:1", UP), Api("b:2", UP)], journal=journal)
     assert observations(journal) == [
         (
@@ -236,14 +232,16 @@ def test_what_the_check_saw_of_redis_is_journaled(tmp_path: Path) -> None:
 
 
 def test_nothing_is_journaled_when_an_instance_could_not_tell(tmp_path: Path) -> None:
-    journal = journal_at(tmp_path, LONG_AGO)
+    journal = fixed_journal(tmp_path, Clock())
     run([Api("a:1", DOWN), Api("b:2", "e2ee_pubsub_lag_seconds 0\n")], journal=journal)
     run([Api("a:1", answer=lambda: "garbage{{\n")], journal=journal)
     assert observations(journal) == []
 
 
 def test_an_outage_journaled_earlier_dates_this_one(tmp_path: Path) -> None:
-    journal = journal_at(tmp_path, FAR_AHEAD)
+    clock = Clock()
+    clock.now = FAR_AHEAD
+    journal = fixed_journal(tmp_path, clock)
     journal.append(REDIS_OBSERVATION, command="redis check", data={"down": True})
     [down] = named(run([Api("a:1", DOWN)], journal=journal)[0], "redis down")
     # Seen down "in the future" (a skewed clock): at least 0 s, never negative.
@@ -258,14 +256,15 @@ def test_an_outage_journaled_earlier_dates_this_one(tmp_path: Path) -> None:
 
 def test_redis_down_evidence_reads_the_journal(tmp_path: Path) -> None:
     assert redis_down_evidence(None) is None
-    times = iter([LONG_AGO, datetime(2020, 1, 1, 0, 1, 30, tzinfo=UTC)])
-    journal = Journal(tmp_path / "j.jsonl", clock=lambda: next(times), actor="ops@test")
+    clock = Clock()
+    journal = fixed_journal(tmp_path, clock)
     assert redis_down_evidence(journal) is None  # nothing observed
     journal.append(REDIS_OBSERVATION, command="redis watch", data={"down": True})
-    now = datetime(2020, 1, 1, 0, 2, 0, 500000, tzinfo=UTC)
+    now = T0 + timedelta(seconds=120.5)
     assert redis_down_evidence(journal, now) == (
         120.5,
         "journal: first seen down by `redis watch` (at the latest)",
     )
+    clock.at(90)
     journal.append(REDIS_OBSERVATION, command="redis check", data={"down": False})
     assert redis_down_evidence(journal, now) is None  # that outage ended
