@@ -342,8 +342,6 @@ def recover_sentinel(
                 f"no failover within {wait:g} s: SENTINEL FAILOVER {sentinel.service} "
                 f"sent to {lead.sentinel}"
             )
-        if old_primary:
-            failed_nodes.add(old_primary)
 
     # 3. the new primary answers.
     if not _wait_until(
@@ -356,8 +354,8 @@ def recover_sentinel(
     primary = now_topo.primary
     promoted = primary != old_primary
     failover.update(_failover_time(now_topo))
-    if promoted:
-        failed_nodes.add(str(old_primary))
+    if promoted and old_primary is not None:  # None: the sentinels did not agree on one
+        failed_nodes.add(old_primary)
     failed_nodes.discard(str(primary))
     run.done(
         f"primary {primary} answers ROLE master"

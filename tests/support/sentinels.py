@@ -72,6 +72,8 @@ class Sentinels:
 
     def role(self, address: str) -> NodeRole:
         self.role_asked.append(address)
+        if address is None:  # as SentinelAdmin.role fails on no address
+            raise AttributeError("'NoneType' object has no attribute 'rpartition'")
         answer = self.roles.get(address)
         if answer is None:
             raise UnreachableError(f"{address} does not answer ROLE", host=address)

@@ -113,6 +113,19 @@ class Relay:
         return RelayVerified(CanaryResult(7, 12.34), None, [])
 
 
+class Frozen(datetime):
+    """The procedure's wall clock, stopped at NOW (naive when asked without a zone)."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> Any:
+        return NOW.astimezone(tz) if tz is not None else NOW.replace(tzinfo=None)
+
+
+@pytest.fixture
+def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redis_sentinel, "datetime", Frozen)
+
+
 @pytest.fixture
 def relay(monkeypatch: pytest.MonkeyPatch) -> Relay:
     stand_in = Relay()
@@ -290,13 +303,13 @@ def test_sentinels_that_fail_over_by_themselves_are_not_asked_to(relay: Relay) -
 
 
 def test_no_failover_within_down_after_and_the_margin_asks_the_lead_sentinel(
-    relay: Relay,
+    relay: Relay, frozen: None
 ) -> None:
     clock = Clock()
     sentinels = primary_dies(clock, after=None, lead_reports_ms=4000)
     sentinels.roles[P1] = UnreachableError("no ROLE", host="10.0.0.1")
     restarter = Restarts(then=comes_back_as_replica(sentinels, P1, P2))
-    lost = datetime.now(UTC) - timedelta(minutes=10)
+    lost = NOW - timedelta(minutes=10, microseconds=-250)
     apis = [Api(metrics_with_outage(lost, lost + timedelta(seconds=30)))]
     plan = recover_sentinel(targets(sentinels, clock=clock, apis=apis, restarter=restarter),
                             execute=True)  # fmt: skip
@@ -304,27 +317,39 @@ def test_no_failover_within_down_after_and_the_margin_asks_the_lead_sentinel(
     # down-after 2 s + the default margin of 5 s
     assert outcomes(plan)[1] == "no failover within 7 s: SENTINEL FAILOVER e2ee sent to s2:26379"
     assert plan.steps[1].executed is True
-    failover = plan.data["outage"]["failover"]
-    assert failover["triggered"] is True
-    assert datetime.fromisoformat(failover["requested_at"]).tzinfo is not None
-    assert failover["primary_since_source"] == "SENTINEL MASTER role-reported-time on s2:26379"
-    # From the relay losing Redis (10 min ago) to P2 taking the role (4 s ago).
-    assert failover["seconds_from_loss"] == pytest.approx(596.0, abs=2.0)
+    assert plan.data["outage"]["failover"] == {
+        "triggered": True,
+        "requested_at": "2026-11-29T01:00:00+00:00",
+        "primary_since": "2026-11-29T00:59:56+00:00",
+        "primary_since_source": "SENTINEL MASTER role-reported-time on s2:26379",
+        # From the relay losing Redis (10 min ago) to P2 taking the role (4 s ago).
+        "seconds_from_loss": 596.0,  # 595.99975 s, to the millisecond
+    }
+    assert plan.data["outage"]["detected_at"] == "2026-11-29T01:00:00+00:00"
+    assert plan.data["outage"]["end"] == "2026-11-29T01:00:00+00:00"
     assert plan.status is Status.OK
 
 
-def test_a_primary_that_took_the_role_before_the_outage_has_no_failover_time(
-    relay: Relay,
+@pytest.mark.parametrize(
+    ("reported_ms", "outage"),
+    [(20 * 60 * 1000, True), (4000, False)],
+    ids=["role-taken-before-the-outage", "no-outage-recorded"],
+)
+def test_no_failover_time_without_a_loss_before_the_promotion(
+    relay: Relay, frozen: None, reported_ms: int, outage: bool
 ) -> None:
     clock = Clock()
-    sentinels = primary_dies(clock, after=1.0, lead_reports_ms=20 * 60 * 1000)
+    sentinels = primary_dies(clock, after=1.0, lead_reports_ms=reported_ms)
     restarter = Restarts(then=comes_back_as_replica(sentinels, P1, P2))
-    lost = datetime.now(UTC) - timedelta(minutes=10)
-    apis = [Api(metrics_with_outage(lost, lost + timedelta(seconds=30)))]
+    lost = NOW - timedelta(minutes=10)
+    apis = [Api(metrics_with_outage(lost, lost + timedelta(seconds=30)) if outage else {})]
     t = targets(sentinels, clock=clock, apis=apis, restarter=restarter)
     failover = recover_sentinel(t, execute=True).data["outage"]["failover"]
-    assert "seconds_from_loss" not in failover
-    assert failover["primary_since"] is not None
+    assert failover == {
+        "triggered": False,
+        "primary_since": (NOW - timedelta(milliseconds=reported_ms)).isoformat(),
+        "primary_since_source": "SENTINEL MASTER role-reported-time on s2:26379",
+    }
 
 
 def test_a_failed_failover_request_stops_with_the_reason(relay: Relay) -> None:
@@ -524,16 +549,15 @@ def metrics_with_outage(lost: datetime, regained: datetime) -> dict[str, Any]:
     }
 
 
-def test_the_record_has_every_figure_with_its_source(relay: Relay) -> None:
-    lost = datetime.now(UTC) - timedelta(minutes=10)
+def test_the_record_has_every_figure_with_its_source(relay: Relay, frozen: None) -> None:
+    lost = NOW - timedelta(minutes=10)
     apis = [Api(metrics_with_outage(lost, lost + timedelta(seconds=42.5)))]
     plan = recover_sentinel(targets(Sentinels([three()]), apis=apis), execute=True)
-    record = dict(plan.data["outage"])
-    detected, end = record.pop("detected_at"), record.pop("end")
-    assert datetime.fromisoformat(detected) <= datetime.fromisoformat(end)
-    assert record == {
+    assert plan.data["outage"] == {
         "topology": "sentinel",
         "service": "e2ee",
+        "detected_at": "2026-11-29T01:00:00+00:00",
+        "end": "2026-11-29T01:00:00+00:00",
         "start": lost.isoformat(),
         "start_source": "the API instances' relay outage records (/dm/metrics)",
         "unavailability": {
@@ -631,11 +655,67 @@ def test_the_start_is_the_earliest_recent_loss_or_the_detection() -> None:
     assert _unavailability_start(apis, since, NOW) == (since, "--since given by the operator")
 
 
-def test_the_failover_time_is_unknown_without_the_lead_s_report() -> None:
+def test_the_failover_time_is_the_lead_s_report_or_unknown(frozen: None) -> None:
     unknown = {"primary_since": None, "primary_since_source": "unknown"}
     assert _failover_time(topology_of([gone("s1")])) == unknown
     assert _failover_time(topology_of(three(role_reported_ms=None))) == unknown
-    known = _failover_time(topology_of([gone("s0"), *three(role_reported_ms=1500)]))
-    assert known["primary_since_source"] == "SENTINEL MASTER role-reported-time on s1:26379"
-    since = datetime.fromisoformat(known["primary_since"])
-    assert timedelta(seconds=1.5) <= datetime.now(UTC) - since < timedelta(minutes=1)
+    assert _failover_time(topology_of([gone("s0"), *three(role_reported_ms=1500)])) == {
+        "primary_since": "2026-11-29T00:59:58.500000+00:00",
+        "primary_since_source": "SENTINEL MASTER role-reported-time on s1:26379",
+    }
+
+
+def test_sentinels_that_agreed_on_no_primary_at_first_restart_no_unknown_node(
+    relay: Relay,
+) -> None:
+    clock = Clock()
+
+    def views() -> list[SentinelView]:
+        if clock.now < 1.0:  # mid-switch: each sentinel names another primary
+            return [view("s1", P1), view("s2", P2), view("s3", P3)]
+        return three(P2, replicas=[up(P1), up(P3)])
+
+    sentinels = Sentinels(views, roles={P2: master(P2)})
+    restarter = Restarts()
+    plan = recover_sentinel(targets(sentinels, clock=clock, restarter=restarter), execute=True)
+    assert outcomes(plan)[2] == f"primary {P2} answers ROLE master (was None; failed over)"
+    assert outcomes(plan)[6:8] == ["skipped: no node is down", "skipped: no node to rejoin"]
+    assert restarter.calls == 0
+    assert plan.status is Status.OK
+
+
+def test_a_replica_flagged_down_then_promoted_is_not_awaited_as_a_replica(relay: Relay) -> None:
+    clock = Clock()
+    sentinels = primary_dies(clock, after=1.0)
+    first = sentinels.script
+    assert callable(first)
+    # The sentinels' first answer still flags P2 down (a stale view); then they promote it.
+    stale = [view(h, P1, replicas=[down(P2)], down_after_ms=2000) for h in HOSTS]
+    sentinels.script = lambda: stale if clock.now == 0.0 else first()
+    restarter = Restarts(then=comes_back_as_replica(sentinels, P1, P2))
+    plan = recover_sentinel(targets(sentinels, clock=clock, restarter=restarter), execute=True)
+    assert plan.data["outage"]["rejoined_as_replica"] == [P1]
+    assert plan.status is Status.OK
+
+
+def test_sentinels_disagreeing_after_the_failover_are_no_primary(relay: Relay) -> None:
+    clock = Clock()
+    sentinels = primary_dies(clock, after=None)
+
+    def split() -> None:
+        sentinels.script = [[view("s1", P1), view("s2", P2), view("s3", P3)]]
+
+    sentinels.on_failover = split
+    sentinels.roles.update({P1: master(P1), P3: master(P3)})
+    sentinels.roles[P1] = UnreachableError("no ROLE", host="10.0.0.1")
+    plan = recover_sentinel(targets(sentinels, clock=clock), execute=True, margin_seconds=0.0)
+    stopped_at(plan, 2, "no primary answered ROLE master within 20 s")
+
+
+def test_a_new_primary_that_does_not_answer_is_no_failover(relay: Relay) -> None:
+    clock = Clock()
+    sentinels = primary_dies(clock, after=1.0)
+    sentinels.roles.clear()  # the sentinels name P2, but it does not answer ROLE
+    plan = recover_sentinel(targets(sentinels, clock=clock), execute=True, margin_seconds=0.0)
+    assert outcomes(plan)[1] == "no failover within 2 s: SENTINEL FAILOVER e2ee sent to s2:26379"
+    assert sentinels.failovers == ["s2:26379"]
