@@ -306,8 +306,35 @@ def test_no_replica_is_a_warning_that_losing_the_primary_is_an_outage() -> None:
     )
 
 
-@pytest.mark.parametrize("agreed", [False, True])
-def test_no_replica_list_without_an_agreed_primary(agreed: bool) -> None:
-    views = [view("s1"), view("s2", P2)] if not agreed else [view("s1"), view("s2")]
-    found = findings(Sentinels([views]))["redis replicas"]
-    assert (found.status is Status.UNKNOWN) is not agreed
+@pytest.mark.parametrize(
+    "views",
+    [[view("s1"), view("s2", P2)], [view("s1"), view("s2", P2), view("s3", None)]],
+    ids=["two-primaries", "one-names-none"],
+)
+def test_no_replica_list_without_an_agreed_primary(views: list[SentinelView]) -> None:
+    sentinels = Sentinels([views])
+    assert findings(sentinels)["redis replicas"] == Finding(
+        "redis replicas", Status.UNKNOWN, None, "no agreed primary, so no replica list"
+    )
+    assert sentinels.lag_asked == []
+
+
+def test_a_down_replica_alone_is_degraded() -> None:
+    sentinels = Sentinels([[view("s1", replicas=[down(P2)]), view("s2")]], lags={})
+    found = findings(sentinels)["redis replicas"]
+    assert (found.status, found.summary) == (
+        Status.WARNING,
+        f"degraded: 0 healthy replica(s) of 1 ({P2} down; SENTINEL REPLICAS on s1); "
+        "bring it back with `e2ee-ops redis recover`",
+    )
+
+
+def test_a_broken_link_alone_is_degraded() -> None:
+    replicas = [up(P2, link="err"), up(P3)]
+    sentinels = Sentinels([[view("s1", replicas=replicas), view("s2")]], lags={})
+    found = findings(sentinels)["redis replicas"]
+    assert (found.status, found.summary) == (
+        Status.WARNING,
+        f"degraded: 1 healthy replica(s) of 2 ({P2} link err; SENTINEL REPLICAS on s1); "
+        "bring it back with `e2ee-ops redis recover`",
+    )
