@@ -338,3 +338,22 @@ def test_a_broken_link_alone_is_degraded() -> None:
         f"degraded: 1 healthy replica(s) of 2 ({P2} link err; SENTINEL REPLICAS on s1); "
         "bring it back with `e2ee-ops redis recover`",
     )
+
+
+def test_ckquorum_is_quoted_from_the_first_sentinel_that_answered() -> None:
+    own = "OK 2 usable Sentinels. Quorum and failover authorization can be reached"
+    found = findings(Sentinels([[gone("s0"), view("s1", ckquorum=own), view("s2"), view("s3")]]))
+    assert found["sentinel quorum"].summary == (
+        f"3 of 4 sentinels answer (not s0); quorum still reachable: CKQUORUM says {own!r}"
+    )
+    found = findings(Sentinels([[view("s1", ckquorum=own), view("s2"), view("s3")]]))
+    assert found["sentinel quorum"].summary == f"SENTINEL CKQUORUM says {own!r}"
+
+
+def test_every_missing_sentinel_is_named() -> None:
+    views = [view("s1"), gone("s2"), view("s3"), gone("s4"), view("s5")]
+    found = findings(Sentinels([views]))["sentinel quorum"]
+    assert (found.status, found.summary) == (
+        Status.WARNING,
+        f"3 of 5 sentinels answer (not s2, s4); quorum still reachable: CKQUORUM says {OK!r}",
+    )

@@ -636,17 +636,19 @@ def test_the_start_is_the_earliest_recent_loss_or_the_detection() -> None:
 
     answer = {
         "redis_outages_by_instance": [
-            row(NOW - timedelta(minutes=5), None),
             row(None, NOW - timedelta(minutes=7)),
+            row(NOW - timedelta(minutes=9), None),  # still down there
             row(None, NOW - timedelta(hours=1)),  # an hour ago: an earlier outage
             row(None, None),
         ]
     }
     apis: Any = [Api(UnreachableError("down", host="api-1")), Api(answer)]
     assert _unavailability_start(apis, None, NOW) == (
-        NOW - timedelta(minutes=7),
+        NOW - timedelta(minutes=9),
         "the API instances' relay outage records (/dm/metrics)",
     )
+    closed = [Api({"redis_outages_by_instance": [row(None, NOW - timedelta(minutes=7))]})]
+    assert _unavailability_start(closed, None, NOW)[0] == NOW - timedelta(minutes=7)  # type: ignore[arg-type]
     old: Any = [Api({"redis_outages_by_instance": [row(None, NOW - timedelta(hours=1))]})]
     detection = (NOW, "detection by redis recover (no earlier evidence)")
     assert _unavailability_start(old, None, NOW) == detection
