@@ -325,8 +325,22 @@ def recover_sentinel(
         run.skip(f"skipped: primary {old_primary} answers ROLE master; no failover needed")
     else:
         wait = topo.down_after_seconds + margin_seconds
-        moved = _wait_until(t, wait, lambda: _moved_and_answers(sentinel, old_primary))
-        if moved:
+        settled: list[str] = []  # "back": the primary answers again; "moved": a failover
+
+        def primary_settled() -> bool:
+            if _primary_answers(sentinel, old_primary):
+                settled.append("back")
+            elif _moved_and_answers(sentinel, old_primary):
+                settled.append("moved")
+            return bool(settled)
+
+        _wait_until(t, wait, primary_settled)
+        if settled == ["back"]:
+            run.skip(
+                f"skipped: primary {old_primary} answers ROLE master again (within {wait:g} s); "
+                "no failover needed"
+            )
+        elif settled:
             run.skip(f"skipped: the sentinels failed over by themselves (within {wait:g} s)")
         else:
             lead = read_topology(sentinel).lead

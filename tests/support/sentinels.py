@@ -62,8 +62,10 @@ class Sentinels:
         self.failovers: list[str] = []
         self.failover_error: E2eeOpsError | None = None
         self.on_failover: Callable[[], None] = lambda: None
+        self.on_view: Callable[[], None] = lambda: None  # before each answer to views()
 
     def views(self) -> list[SentinelView]:
+        self.on_view()
         if callable(self.script):
             return self.script()
         if len(self.script) > 1:

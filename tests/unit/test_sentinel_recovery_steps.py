@@ -306,10 +306,10 @@ def test_no_failover_within_down_after_and_the_margin_asks_the_lead_sentinel(
     relay: Relay, frozen: None
 ) -> None:
     clock = Clock()
-    sentinels = primary_dies(clock, after=None, lead_reports_ms=4000)
+    sentinels = primary_dies(clock, after=None, lead_reports_ms=4877)
     sentinels.roles[P1] = UnreachableError("no ROLE", host="10.0.0.1")
     restarter = Restarts(then=comes_back_as_replica(sentinels, P1, P2))
-    lost = NOW - timedelta(minutes=10, microseconds=-250)
+    lost = NOW - timedelta(minutes=10, microseconds=-400)
     apis = [Api(metrics_with_outage(lost, lost + timedelta(seconds=30)))]
     plan = recover_sentinel(targets(sentinels, clock=clock, apis=apis, restarter=restarter),
                             execute=True)  # fmt: skip
@@ -320,10 +320,11 @@ def test_no_failover_within_down_after_and_the_margin_asks_the_lead_sentinel(
     assert plan.data["outage"]["failover"] == {
         "triggered": True,
         "requested_at": "2026-11-29T01:00:00+00:00",
-        "primary_since": "2026-11-29T00:59:56+00:00",
+        "primary_since": "2026-11-29T00:59:55.123000+00:00",
         "primary_since_source": "SENTINEL MASTER role-reported-time on s2:26379",
-        # From the relay losing Redis (10 min ago) to P2 taking the role (4 s ago).
-        "seconds_from_loss": 596.0,  # 595.99975 s, to the millisecond
+        # From the relay losing Redis (10 min ago) to P2 taking the role (4.877 s ago):
+        # 595.1226 s, to the millisecond.
+        "seconds_from_loss": 595.123,
     }
     assert plan.data["outage"]["detected_at"] == "2026-11-29T01:00:00+00:00"
     assert plan.data["outage"]["end"] == "2026-11-29T01:00:00+00:00"
@@ -721,3 +722,33 @@ def test_a_new_primary_that_does_not_answer_is_no_failover(relay: Relay) -> None
     plan = recover_sentinel(targets(sentinels, clock=clock), execute=True, margin_seconds=0.0)
     assert outcomes(plan)[1] == "no failover within 2 s: SENTINEL FAILOVER e2ee sent to s2:26379"
     assert sentinels.failovers == ["s2:26379"]
+
+
+def test_a_primary_taking_the_role_as_the_relay_lost_redis_took_no_time(
+    relay: Relay, frozen: None
+) -> None:
+    clock = Clock()
+    sentinels = primary_dies(clock, after=1.0, lead_reports_ms=600_000)
+    restarter = Restarts(then=comes_back_as_replica(sentinels, P1, P2))
+    lost = NOW - timedelta(minutes=10)
+    apis = [Api(metrics_with_outage(lost, lost + timedelta(seconds=30)))]
+    t = targets(sentinels, clock=clock, apis=apis, restarter=restarter)
+    assert recover_sentinel(t, execute=True).data["outage"]["failover"]["seconds_from_loss"] == 0.0
+
+
+def test_a_primary_answering_again_while_waiting_is_not_failed_over(relay: Relay) -> None:
+    clock = Clock()
+    sentinels = primary_dies(clock, after=None)
+
+    def back() -> None:  # P1 answers again 3 s into the wait; the sentinels still name it
+        if clock.now >= 3.0:
+            sentinels.roles[P1] = master(P1)
+
+    sentinels.on_view = back
+    plan = recover_sentinel(targets(sentinels, clock=clock), execute=True)
+    assert sentinels.failovers == []
+    assert outcomes(plan)[1:3] == [
+        f"skipped: primary {P1} answers ROLE master again (within 7 s); no failover needed",
+        f"primary {P1} answers ROLE master",
+    ]
+    assert plan.data["outage"]["failover"]["triggered"] is False
