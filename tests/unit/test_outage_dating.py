@@ -223,9 +223,9 @@ def test_custom_markers_are_matched_whatever_their_case() -> None:
 
 def test_interleaved_logs_are_read_in_time_order_not_text_order() -> None:
     lines = [
-        # Text order would put the space-separated stamps first.
-        "2026-11-29T01:00:00Z Redis unavailable",
+        # Neither the order given nor text order (space-separated stamps first) is time order.
         "2026-11-29 01:00:30+00:00 Redis available again",
+        "2026-11-29T01:00:00Z Redis unavailable",
         "2026-11-29T00:59:00Z Redis available again",
         "no stamp: Redis unavailable",
     ]
