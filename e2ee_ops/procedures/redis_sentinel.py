@@ -340,7 +340,7 @@ def recover_sentinel(
                 f"skipped: primary {old_primary} answers ROLE master again (within {wait:g} s); "
                 "no failover needed"
             )
-        elif settled:
+        elif settled == ["moved"]:
             run.skip(f"skipped: the sentinels failed over by themselves (within {wait:g} s)")
         else:
             lead = read_topology(sentinel).lead
