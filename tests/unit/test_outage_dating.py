@@ -4,6 +4,8 @@ and when a check's observation is journaled again."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -190,16 +192,18 @@ def test_timestamps_in_every_writer_s_form() -> None:
     assert stamp is not None and stamp.tzinfo is UTC
 
 
-def test_a_stamp_without_a_zone_is_the_local_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
-
-    monkeypatch.setenv("TZ", "Etc/GMT-3")  # three hours east of UTC
+@pytest.fixture
+def three_hours_east(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The local zone is UTC+3 for the test."""
+    monkeypatch.setenv("TZ", "Etc/GMT-3")
     time.tzset()
-    try:
-        assert line_time("2026-11-29 04:00:00,250 WARNING relay") == at(0.25)
-    finally:
-        monkeypatch.undo()
-        time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_stamp_without_a_zone_is_the_local_time(three_hours_east: None) -> None:
+    assert line_time("2026-11-29 04:00:00,250 WARNING relay") == at(0.25)
 
 
 def test_the_log_sources_name_the_file_and_the_markers() -> None:
@@ -389,3 +393,43 @@ def test_during_an_incident_an_unchanged_observation_is_repeated_once_a_minute(
         {"down": True, "evidence": ["PING refused"]},
     )
     assert len(observations(journal)) == 2
+
+
+def test_a_time_with_a_zone_keeps_it() -> None:
+    record = server_record(
+        [{"instance_id": "a", "redis_unavailable_since": "2026-11-29T03:00:00+02:00"}]
+    )
+    assert record.down_since is not None and record.down_since.at == T0
+
+
+def test_an_instance_down_now_and_an_earlier_outage_are_both_reported() -> None:
+    record = server_record(
+        [
+            fleet(
+                {"instance_id": "a", "redis_unavailable_since": at(100).isoformat()},
+                {"instance_id": "b", "last_redis_outage": outage(0, 80)},
+            )
+        ]
+    )
+    assert record.down_since == Instant(at(100), "/dm/metrics redis_unavailable_since (a)")
+    assert record.last_lost == Instant(T0, "/dm/metrics last_redis_outage.lost_at (b)")
+
+
+def test_a_window_lost_after_the_latest_outage_ended_is_not_part_of_it() -> None:
+    # A record whose lost_at is after its regained_at cannot belong to the latest outage.
+    record = server_record(
+        [
+            fleet(
+                {"instance_id": "a", "last_redis_outage": outage(0, 80)},
+                {"instance_id": "z", "last_redis_outage": outage(100, 80)},
+            )
+        ]
+    )
+    assert record.last_regained == Instant(at(80), "/dm/metrics last_redis_outage.regained_at (a)")
+
+
+def test_the_last_healthy_time_is_written_in_utc_whatever_the_local_zone(
+    three_hours_east: None,
+) -> None:
+    start, _ = journal_window([obs(at(-60), False), obs(T0, True)])
+    assert start is not None and start.source.endswith("last seen healthy at 00:59:00 UTC")
