@@ -24,6 +24,7 @@ from e2ee_ops.procedures.outage_evidence import (
     record_observation,
     server_record,
 )
+from tests.support.clock import stop_clock
 
 T0 = datetime(2026, 11, 29, 1, 0, 0, tzinfo=UTC)
 
@@ -433,3 +434,21 @@ def test_the_last_healthy_time_is_written_in_utc_whatever_the_local_zone(
 ) -> None:
     start, _ = journal_window([obs(at(-60), False), obs(T0, True)])
     assert start is not None and start.source.endswith("last seen healthy at 00:59:00 UTC")
+
+
+def test_an_unchanged_observation_exactly_a_minute_old_is_repeated_during_an_incident(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from e2ee_ops.procedures import outage_evidence
+
+    stop_clock(monkeypatch, outage_evidence, T0)
+    journal = Journal(tmp_path / "j.jsonl", clock=lambda: at(-60), actor="me")
+    journal.append(REDIS_OBSERVATION, command="redis watch", data={"down": True})
+    journal.append(INCIDENT_OPEN, command="incident open", incident_id="INC-1")
+    record_observation(journal, "redis watch", True, ["PING refused"])
+    assert len(observations(journal)) == 2
+    journal = Journal(tmp_path / "k.jsonl", clock=lambda: at(-59.999), actor="me")
+    journal.append(REDIS_OBSERVATION, command="redis watch", data={"down": True})
+    journal.append(INCIDENT_OPEN, command="incident open", incident_id="INC-2")
+    record_observation(journal, "redis watch", True, ["PING refused"])
+    assert len(observations(journal)) == 1

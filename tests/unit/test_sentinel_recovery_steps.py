@@ -30,6 +30,7 @@ from e2ee_ops.procedures.redis_sentinel import (
     topology_of,
 )
 from e2ee_ops.status import Plan, Status, StepRunner
+from tests.support.clock import stop_clock
 from tests.support.sentinels import (
     HOSTS,
     NOQUORUM,
@@ -113,17 +114,10 @@ class Relay:
         return RelayVerified(CanaryResult(7, 12.34), None, [])
 
 
-class Frozen(datetime):
-    """The procedure's wall clock, stopped at NOW (naive when asked without a zone)."""
-
-    @classmethod
-    def now(cls, tz: Any = None) -> Any:
-        return NOW.astimezone(tz) if tz is not None else NOW.replace(tzinfo=None)
-
-
 @pytest.fixture
 def frozen(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redis_sentinel, "datetime", Frozen)
+    """The procedure's wall clock stopped at NOW."""
+    stop_clock(monkeypatch, redis_sentinel, NOW)
 
 
 @pytest.fixture
