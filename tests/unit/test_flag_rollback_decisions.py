@@ -387,15 +387,19 @@ def test_a_stream_still_open_after_the_restart_fails(tmp_path: Path) -> None:
     disabled_everywhere(apis)
     restart = restarter.restart
 
-    def restart_keeping_api_2s_stream() -> Any:
+    def restart_keeping_the_streams() -> Any:
         result = restart()
-        assert apis[1].stream is not None
-        apis[1].stream.ended = False
+        for api in apis:
+            assert api.stream is not None
+            api.stream.ended = False
         return result
 
-    restarter.restart = restart_keeping_api_2s_stream  # type: ignore[method-assign]
+    restarter.restart = restart_keeping_the_streams  # type: ignore[method-assign]
     plan = rollback_flag(t, enable=False, execute=True)
-    assert outcomes(plan)[5] == ("CRITICAL", "the stream is still open after 12 s on api-2")
+    assert outcomes(plan)[5] == (
+        "CRITICAL",
+        "the stream is still open after 12 s on api-1, api-2",
+    )
     assert plan.status is Status.CRITICAL
     assert all(a.stream is not None and a.stream.closed for a in apis)
 
@@ -405,32 +409,24 @@ def test_a_stream_that_ran_out_its_lifetime_was_not_closed_by_the_server(tmp_pat
     restarter.then = False
     restarter.closing = False
     disabled_everywhere(apis)
-    apis[0].stream = Stream("api-1", error=TimeoutError("the stream was still open"))
+    for api in apis:
+        api.stream = Stream(api.host, error=TimeoutError("the stream was still open"))
     plan = rollback_flag(t, enable=False, execute=True)
     assert outcomes(plan)[5] == (
         "CRITICAL",
-        "the stream was never closed by the server on api-1",
+        "the stream was never closed by the server on api-1, api-2",
     )
 
 
-def test_a_stream_dropped_without_closing_is_a_warning(tmp_path: Path) -> None:
+def test_streams_dropped_without_closing_are_a_warning(tmp_path: Path) -> None:
     t, apis, restarter, _, _ = setup(tmp_path)
     restarter.then = False
+    restarter.closing = False
     disabled_everywhere(apis)
-    apis[1].stream = Stream("api-2")
-    restart = restarter.restart
-
-    def restart_dropping_api_2() -> Any:
-        result = restart()
-        assert apis[1].stream is not None
-        apis[1].stream.events.remove("closing")
-        return result
-
-    restarter.restart = restart_dropping_api_2  # type: ignore[method-assign]
     plan = rollback_flag(t, enable=False, execute=True)
     assert outcomes(plan)[5] == (
         "WARNING",
-        "the server dropped the stream without a `closing` event on api-2",
+        "the server dropped the stream without a `closing` event on api-1, api-2",
     )
     assert plan.status is Status.WARNING
 
