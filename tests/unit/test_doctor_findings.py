@@ -119,8 +119,18 @@ def test_probe_names_in_order() -> None:
         "otpk pools",
         "undelivered messages",
     ]
-    t.sentinel = object()  # type: ignore[assignment]
-    assert "sentinel" in doctor_probes(t)
+
+
+class Sentinels:
+    def views(self) -> list[Any]:
+        raise UnreachableError("no sentinel of s1:26379 answered", host="s1")
+
+
+def test_sentinels_are_asked_when_configured() -> None:
+    found = by_name(targets(sentinel=Sentinels()))
+    assert found["sentinel"] == Finding(
+        "sentinel", Status.UNKNOWN, None, "sentinel: no sentinel of s1:26379 answered"
+    )
 
 
 def test_each_instance_is_asked_about_its_own_health() -> None:
