@@ -41,12 +41,13 @@ def test_a_window_that_is_no_duration_is_a_usage_error(text: str) -> None:
 
 
 def test_a_bad_window_is_quoted_cut_short() -> None:
-    text = "x" * 60
+    text = "in-a-while-" * 6
     with pytest.raises(UsageError) as refused:
         parse_window(text)
     assert refused.value.sentence == (
-        f"--window {'x' * 40!r} is not a duration such as 30m, 1h or 2d"
+        f"--window {text[:40]!r} is not a duration such as 30m, 1h or 2d"
     )
+    assert len(text) == 66 and "in-a-while-in-a-while-in-a-while-in-a-wh'" in refused.value.sentence
 
 
 @pytest.mark.parametrize("text", ["367d", "31622401"])
