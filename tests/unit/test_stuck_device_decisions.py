@@ -565,16 +565,16 @@ def test_watch_stops_at_the_timeout_with_the_devices_still_stuck() -> None:
     report = watch_stuck_devices(
         db=db,
         options=OPTIONS,
-        timeout_seconds=10,
+        timeout_seconds=8.5,
         interval_seconds=4,
         on_tick=ticks.append,
         sleep=clock.sleep,
         monotonic=clock.monotonic,
     )
-    # Checks at 0, 4, 8 and (the last, shortened sleep) 10 s; none after the timeout.
-    assert clock.slept == [4, 4, 2]
-    assert [t.elapsed_seconds for t in ticks] == [0, 4, 8, 10]
-    assert ticks[-1] == WatchTick(0, 1, 1, 10.0)
+    # Checks at 0, 4, 8 and (the last, shortened sleep) 8.5 s; none after the timeout.
+    assert clock.slept == [4, 4, 0.5]
+    assert [t.elapsed_seconds for t in ticks] == [0, 4, 8, 8.5]
+    assert ticks[-1] == WatchTick(0, 1, 1, 8.5)
     assert report.findings == [
         Finding(
             "device d1",
@@ -585,7 +585,7 @@ def test_watch_stops_at_the_timeout_with_the_devices_still_stuck() -> None:
         )
     ]
     assert report.summary == (
-        "0 of 1 device(s) recovered within 10 s; still stuck: 1 (manual step: contact the owners)"
+        "0 of 1 device(s) recovered within 8 s; still stuck: 1 (manual step: contact the owners)"
     )
     assert report.data["still_stuck"] == ["d1"] and report.data["recovered"] == []
 
