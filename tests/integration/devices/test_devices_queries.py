@@ -54,6 +54,8 @@ def _device(
 @pytest.fixture
 def seeded(clean_db: str) -> Seeded:
     with psycopg.connect(libpq_url(clean_db), autocommit=True) as conn:
+        # The toolkit's own reminder table is not the service's: emptied here.
+        conn.execute("DROP TABLE IF EXISTS e2ee_ops_notifications")
         # The pinned "now": an hour ago, so a query that ignores it measures from later.
         now = conn.execute("SELECT now() - interval '1 hour'").fetchone()[0]  # type: ignore[index]
         users = {name: _user(conn, name) for name in ("alice", "bob")}
