@@ -27,7 +27,7 @@ class Api:
     host: str
     answer: Health = field(default_factory=health)
     metrics: dict[str, Any] = field(
-        default_factory=lambda: {"redis_status": "ok", "relay_lag": False}
+        default_factory=lambda: {"redis_status": "ok", "relay_lag": False, "pubsub_lag_seconds": 3}
     )
     release: threading.Event | None = None
 
@@ -140,6 +140,7 @@ def test_each_instance_is_asked_about_its_own_health() -> None:
     assert found["api health (a:1)"].status is Status.OK
     assert found["api health (b:2)"].status is Status.CRITICAL
     assert found["api redis_status (a:1)"].status is Status.OK
+    assert found["pub/sub lag (a:1)"].status is Status.WARNING  # 3 s > the 2 s threshold
     assert found["api redis_status (b:2)"].status is Status.CRITICAL
     assert "feature flag (b:2)" not in found
 
@@ -261,3 +262,44 @@ def test_the_timeout_bounds_the_whole_run() -> None:
     assert report.findings[0] == Finding(
         "api health (slow)", Status.UNKNOWN, None, "api health (slow): no answer within 0.05 s"
     )
+
+
+class Stuck:
+    """Every collaborator of doctor at once, each call waiting until released."""
+
+    host = "stuck"
+
+    def __init__(self, release: threading.Event) -> None:
+        self.release = release
+
+    def __getattr__(self, name: str) -> Any:
+        def wait(*args: Any, **kwargs: Any) -> Any:
+            self.release.wait(30)
+            raise UnreachableError("released", host="stuck")
+
+        return wait
+
+
+def test_each_probe_that_does_not_answer_is_named() -> None:
+    release = threading.Event()
+    stuck = Stuck(release)
+    t = targets(public=[stuck], db=stuck, migrations=stuck, sentinel=stuck)  # type: ignore[list-item]
+    t.admin_apis = [stuck]  # type: ignore[list-item]
+    t.redis = stuck  # type: ignore[assignment]
+    try:
+        report = run_doctor(t, timeout=0.05)
+    finally:
+        release.set()
+    names = [
+        "api health (stuck)",
+        "api metrics (stuck)",
+        "redis ping",
+        "sentinel",
+        "postgres",
+        "schema",
+        "otpk pools",
+        "undelivered messages",
+    ]
+    assert report.findings == [
+        Finding(name, Status.UNKNOWN, None, f"{name}: no answer within 0.05 s") for name in names
+    ]
