@@ -21,6 +21,8 @@ from e2ee_ops.status import Finding, Status
     ("text", "seconds"),
     [
         ("90s", 90.0),
+        ("1h", 3600.0),
+        ("0.5m", 30.0),
         ("45", 45.0),
         ("30m", 1800.0),
         (" 1.5H ", 5400.0),
