@@ -8,6 +8,7 @@ from e2ee_ops.procedures.rollback import listing, matches_any
 def test_a_pattern_matches_the_bare_name_or_the_qualified_one() -> None:
     assert matches_any("public.dm_messages", ["dm_*"])
     assert matches_any("audit.users", ["audit.*"])
+    assert matches_any("app.public.dm_messages", ["dm_*"])  # the last part is the bare name
     assert not matches_any("public.users", ["dm_*", "audit.*"])
     assert not matches_any("dm_messages", [])
     assert not matches_any("DM_messages", ["dm_*"])  # case matters, as in PostgreSQL

@@ -304,6 +304,7 @@ def test_every_id_reads_every_stuck_device_but_lists_the_limit() -> None:
     db = Devices(rows, critical_total=4)
     options = StuckOptions(5, 10, 90, 30, limit=2)
     report = find_stuck_devices(db=db, options=options, every_id=True)
+    assert report.title == "devices stuck"
     assert [q["limit"] for q in db.queries] == [WATCH_LIMIT]
     assert [f.name for f in report.findings] == ["device d0", "device d1"]
     assert report.data["stuck_ids"] == ["d0", "d1", "d2", "d3"]
@@ -588,6 +589,7 @@ def test_watch_stops_at_the_timeout_with_the_devices_still_stuck() -> None:
         "0 of 1 device(s) recovered within 8 s; still stuck: 1 (manual step: contact the owners)"
     )
     assert report.data["still_stuck"] == ["d1"] and report.data["recovered"] == []
+    assert (report.data["total"], report.data["critical"]) == (1, 1)
 
 
 def test_watch_with_nothing_stuck_checks_nothing() -> None:
@@ -605,3 +607,35 @@ def test_watch_with_nothing_stuck_checks_nothing() -> None:
     assert (db.asked, ticks, clock.slept) == ([], [], [])
     assert report.findings == [Finding("stuck devices", Status.OK, 0, "no active device is stuck")]
     assert report.summary == "no active device is stuck"
+
+
+def test_notify_plan_joins_every_reason_and_says_nothing_of_skips_when_none() -> None:
+    db = Devices([row("d1", 2, spk_days=100, name="phone")])
+    _, (plan, _) = _notify(db, [Channel("webhook")], execute=False)
+    assert [s.description for s in plan.steps] == [
+        "remind user alice (#7) about device 'phone' (d1, CRITICAL: prekeys 2 < 5 (critical); "
+        "signed prekey 100 d old > 90 d) by webhook"
+    ]
+    assert plan.summary == (
+        "1 device owner(s) to remind by webhook; at most one reminder per device and channel "
+        "per 6 h"
+    )
+
+
+def test_watch_checks_every_device_of_a_round_after_a_revoked_one() -> None:
+    db = Devices(
+        [row("d0", 1), row("d1", 2)],
+        checks=[{"d0": row("d0", 1, status="revoked"), "d1": row("d1", 30)}],
+    )
+    clock, ticks = Clock(), []
+    report = watch_stuck_devices(
+        db=db,
+        options=OPTIONS,
+        timeout_seconds=10,
+        interval_seconds=4,
+        on_tick=ticks.append,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+    )
+    assert ticks == [WatchTick(2, 2, 0, 0.0)] and clock.slept == []
+    assert report.data["recovered"] == ["d0", "d1"]
