@@ -71,6 +71,8 @@ class Canary:
     receiver_account: str
     receiver_device: str
     delivery_timeout_seconds: float = 15.0  # how long the message may take over SSE
+    # The clock the receiver's stream stamps arrivals with (EventStream: time.monotonic).
+    monotonic: Callable[[], float] = time.monotonic
 
 
 @dataclass
@@ -451,7 +453,7 @@ def send_canary(canary: Canary, *, deadline_seconds: float) -> CanaryResult:
         devices = canary.sender.user_devices(canary.receiver_account)
         if not devices:
             raise VerificationFailed("the canary receiver has no active device")
-        sent_at = time.monotonic()
+        sent_at = canary.monotonic()
         answer = canary.sender.send_message(
             str(conversation["conversation_id"]),
             sender_device_id=canary.sender_device,
@@ -530,13 +532,15 @@ def verify_relay(
     settle_seconds: float,
     stuck: str = "",
     api_restarter: Restarter | None = None,
+    outage: bool = True,
 ) -> RelayVerified | str:
     """The runbook's verification once Redis answers again (after a restart or a
     failover), as three steps of `run`: every instance's metrics clear (with
     `api_restarter`, instances still reporting Redis unavailable after
     `t.api_catch_up_seconds` are restarted), a canary arrives over SSE, and what was
     stored since `window_start` (a time, or a function giving it once the metrics are
-    clear; None: no outage to compare) is delivered or waits for offline devices.
+    clear; None: unknown) is delivered or waits for offline devices; without an `outage`
+    there is nothing to compare.
     Returns what was measured, or the failed step's outcome (`stuck` is added when the
     metrics stay bad)."""
     th = t.thresholds
@@ -583,10 +587,10 @@ def verify_relay(
         Status.WARNING if slow else Status.OK,
     )
 
-    start = window_start() if callable(window_start) else window_start
-    if start is None and callable(window_start):
+    if not outage:
         run.skip("skipped: no outage (nothing was down), so no outage window to compare")
         return RelayVerified(canary, None, [])
+    start = window_start() if callable(window_start) else window_start
     delivery = _settled_window(t, start, settle_seconds)
     status, sentence = _delivery_sentence(delivery, start)
     run.done(sentence, status)
@@ -746,8 +750,6 @@ def recover_redis(
 
     def start_of_window() -> datetime | None:
         nonlocal window
-        if not outage:
-            return None
         window = outage_window(
             t,
             since=since,
@@ -766,6 +768,7 @@ def recover_redis(
         window_start=start_of_window,
         settle_seconds=settle_seconds,
         api_restarter=t.api_restarter,
+        outage=outage,
     )
     if isinstance(verified, str):
         return fail(verified)
