@@ -23,7 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +94,7 @@ class RedisTargets:
     sentinel: SentinelAdmin | None = None  # redis.sentinel: the Sentinel path
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
+    utcnow: Callable[[], datetime] = lambda: datetime.now(UTC)  # ages of stored messages
     progress: Callable[[str], None] = lambda _m: None
     heartbeat_wait_seconds: float = 20.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -407,7 +408,7 @@ def assess_redis(t: RedisTargets) -> RedisState:
             break
         t.sleep(1.0)
     answers = _metrics(t.admin_apis)
-    statuses = [str(m.get("redis_status", "unknown")) for m in answers]
+    statuses = [m.get("redis_status") for m in answers]
     service_down = "unavailable" in statuses
     service_healthy = (
         bool(statuses) and len(statuses) == len(t.admin_apis) and all(s == "ok" for s in statuses)
@@ -492,7 +493,6 @@ class RelayVerified:
 
     canary: CanaryResult
     window: DeliveryWindow | None  # None without PostgreSQL
-    undelivered: list[dict[str, Any]]
 
     def record(self) -> dict[str, Any]:
         """Its part of the outage record: stored vs delivered and the canary."""
@@ -589,12 +589,12 @@ def verify_relay(
 
     if not outage:
         run.skip("skipped: no outage (nothing was down), so no outage window to compare")
-        return RelayVerified(canary, None, [])
+        return RelayVerified(canary, None)
     start = window_start() if callable(window_start) else window_start
     delivery = _settled_window(t, start, settle_seconds)
     status, sentence = _delivery_sentence(delivery, start)
     run.done(sentence, status)
-    return RelayVerified(canary, delivery, [])
+    return RelayVerified(canary, delivery)
 
 
 def _b64(raw: bytes) -> str:
@@ -684,7 +684,7 @@ def recover_redis(
 
     def fail(outcome: str, status: Status = Status.CRITICAL) -> Plan:
         plan.summary = outcome
-        return run.fail(outcome, rest="not run: an earlier step failed", status=status)
+        return run.fail(outcome, status=status)
 
     state = assess_redis(t)
     if state.verdict == "stalled":
@@ -694,23 +694,19 @@ def recover_redis(
         if _wait_until(t, th.redis_down_seconds, lambda: _redis_up(t.redis), "Redis to answer"):
             waited = t.monotonic() - stalled_at
             state = assess_redis(t)
-            state = RedisState(
-                state.verdict,
-                f"Redis was slow to answer for {waited:.0f} s and answers again; " + state.sentence,
-                state.service_down,
-                state.service_healthy,
-                state.record,
+            state = replace(
+                state,
+                sentence=f"Redis was slow to answer for {waited:.0f} s and answers again; "
+                + state.sentence,
             )
         else:
             state = assess_redis(t)
             if state.verdict == "stalled":
-                verdict = "unreachable from here" if state.service_healthy else "down"
-                state = RedisState(
-                    verdict,
-                    f"Redis did not answer for {th.redis_down_seconds:g} s; " + state.sentence,
-                    state.service_down,
-                    state.service_healthy,
-                    state.record,
+                state = replace(
+                    state,
+                    verdict="unreachable from here" if state.service_healthy else "down",
+                    sentence=f"Redis did not answer for {th.redis_down_seconds:g} s; "
+                    + state.sentence,
                 )
     restart_redis = state.verdict == "down" or force
     if state.verdict in ("unreachable from here", "unknown") and not force:
@@ -779,9 +775,9 @@ def recover_redis(
     record: dict[str, Any] = {
         # The outage: from losing Redis to the service having it again, each end with
         # the evidence that dates it, or None and "unknown".
-        "start": window.start.at.isoformat() if window.start.at else None,
+        "start": window.start.as_dict()["at"],
         "start_source": window.start.source,
-        "redis_back_at": window.end.at.isoformat() if window.end.at else None,
+        "redis_back_at": window.end.as_dict()["at"],
         "redis_back_source": window.end.source,
         "duration_seconds": window.duration_seconds,
         "duration": window.as_dict()["duration"],
@@ -810,7 +806,7 @@ def outage_window(
     recent = detected_at - timedelta(seconds=t.down_confirm_seconds)
     server_start = at_detection.down_since
     server_end = None
-    if after.last_regained and after.last_regained.at and after.last_lost:
+    if after.last_regained and after.last_regained.at:
         if after.last_regained.at >= recent:
             server_start = server_start or after.last_lost
             server_end = after.last_regained
@@ -833,10 +829,11 @@ def outage_window(
     journal_start = journal_end = None
     if t.journal is not None:
         journal_start, journal_end = journal_window(t.journal.entries())
-    given = Instant(since, "--since (given by the operator)") if since else None
+    # journal_window dates an end only after a start; `first` skips what has no time.
+    given = Instant(since, "--since (given by the operator)")
     return OutageWindow(
         start=first(given, server_start, log_start, journal_start),
-        end=first(server_end, log_end, journal_end if journal_start else None, fallback_end),
+        end=first(server_end, log_end, journal_end, fallback_end),
     )
 
 
@@ -850,13 +847,13 @@ def _settled_window(
     db = t.db
 
     def probe() -> DeliveryWindow:
-        return db.delivery_window(start, datetime.now(UTC) + timedelta(seconds=1))
+        return db.delivery_window(start, t.utcnow() + timedelta(seconds=1))
 
     def pending(w: DeliveryWindow) -> set[int]:
         return {u.message_id for u in w.undelivered}
 
     def in_flight(w: DeliveryWindow) -> bool:
-        now = datetime.now(UTC)
+        now = t.utcnow()
         return any((now - u.created_at).total_seconds() < IN_FLIGHT_SECONDS for u in w.undelivered)
 
     # Wait while something could still arrive: a message for a device seen since, one

@@ -94,14 +94,14 @@ class FakeStream:
         opens: bool = True,
         arrives: bool = True,
         latency_ms: float = 125.0,
-        also: Sequence[int] = (),
+        also: Sequence[int | None] = (),
         error: BaseException | None = None,
     ) -> None:
         self.clock = clock
         self.opens = opens
         self.arrives = arrives
         self.latency_ms = latency_ms
-        self.also = list(also)  # other message ids the stream carries
+        self.also = list(also)  # other messages the stream carries
         self.error = error
         self.received: list[tuple[float, SseEvent]] = []
         self.sent: int | None = None  # set by FakeApi.send_message
@@ -126,9 +126,10 @@ class FakeStream:
         if len(self.waits) == 1 and self.opens:
             self.received.append((self.clock.now, SseEvent("heartbeat", None, {})))
         if len(self.waits) == 2 and self.arrives and self.sent is not None:
+            for other in self.also:  # arrive first, as soon as sent (None: no message id)
+                data = {} if other is None else {"message_id": other}
+                self.received.append((self.clock.now, SseEvent("message", None, data)))
             at = self.clock.now + self.latency_ms / 1000.0
-            for other in self.also:
-                self.received.append((at, SseEvent("message", None, {"message_id": other})))
             self.received.append((at, SseEvent("message", None, {"message_id": self.sent})))
         return predicate(self)
 

@@ -224,7 +224,7 @@ def test_no_database_is_unknown() -> None:
 
 
 def test_one_metrics_probe_per_instance_each_asking_its_own() -> None:
-    apis = [FakeApi("a", [HEALTHY]), FakeApi("b", [DOWN])]
+    apis = [FakeApi("a", [{**HEALTHY, "pubsub_lag_seconds": 3}]), FakeApi("b", [DOWN])]
     t = targets(Clock(), apis=apis, db=FakeDb(recent=_window(0, 0, 0, 0)))
     probes = detection_probes(t)
     assert list(probes) == [
@@ -235,17 +235,43 @@ def test_one_metrics_probe_per_instance_each_asking_its_own() -> None:
         "undelivered messages",
     ]
     assert [f.value for f in probes["api metrics (b)"]()] == ["unavailable", True]  # type: ignore[union-attr]
-    assert [f.value for f in probes["api metrics (a)"]()] == ["ok", False]  # type: ignore[union-attr]
+    assert [(f.value, f.status) for f in probes["api metrics (a)"]()] == [  # type: ignore[union-attr]
+        ("ok", OK),
+        (False, OK),
+        (3.0, WARNING),  # over the runbook's 2 s
+    ]
     assert probes["undelivered messages"]().value == 0  # type: ignore[union-attr]
 
 
+class Sentinels:
+    hosts = ("s1:26379",)
+
+    def views(self) -> list[object]:
+        raise UnreachableError("no sentinel answered on s1:26379", host="s1")
+
+
 def test_a_sentinel_adds_its_probe_before_the_heartbeat() -> None:
-    t = targets(Clock(), sentinel=object())
-    assert list(detection_probes(t))[-3:] == [
+    t = targets(Clock(), sentinel=Sentinels())
+    probes = detection_probes(t)
+    assert list(probes)[-3:] == [
         "sentinel",
         "sse heartbeat relay_lag",
         "undelivered messages",
     ]
+    report = check_redis(t)
+    assert [f for f in report.findings if f.name == "sentinel"] == [
+        Finding("sentinel", UNKNOWN, None, "sentinel: no sentinel answered on s1:26379")
+    ]
+
+
+def test_the_heartbeat_is_waited_for_as_long_as_configured() -> None:
+    from tests.support.redis_fakes import canary
+
+    c, _a, b, _s = canary(Clock())
+    b.events = [SseEvent("heartbeat", None, {})]
+    report = check_redis(targets(Clock(), canary=c, heartbeat_wait_seconds=7.5))
+    assert b.calls == [("stream", ("dev-b", 7.5))]
+    assert report.title == "redis check"
 
 
 def _check(tmp_path: Path, *apis: FakeApi, redis: FakeRedis | None = None, **kw: object):  # type: ignore[no-untyped-def]
@@ -272,7 +298,10 @@ def test_a_healthy_service_is_journalled_healthy_with_its_evidence(tmp_path: Pat
 
 
 def test_an_outage_the_service_reports_is_critical_and_says_what_to_run(tmp_path: Path) -> None:
-    report, observations = _check(tmp_path, FakeApi("a", [DOWN]), redis=FakeRedis([REFUSED]))
+    # Everything else healthy: only the API and PING say it.
+    report, observations = _check(
+        tmp_path, FakeApi("a", [DOWN]), redis=FakeRedis([REFUSED]), db=FakeDb(_window(0, 0, 0, 0))
+    )
     ping = next(f for f in report.findings if f.name == "redis ping")
     assert (ping.status, ping.summary) == (CRITICAL, "redis PING failed: connection refused")
     assert report.summary == (

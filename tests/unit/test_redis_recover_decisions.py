@@ -5,6 +5,7 @@ delivered, and the outage record with the evidence of each end."""
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,13 @@ def test_a_wait_says_every_five_seconds_what_it_awaits_and_gives_up_at_its_deadl
     assert (clock.sleeps, clock.now) == ([2.5] * 5, 1012.5)
 
 
+def test_a_wait_gives_up_exactly_at_its_deadline_and_names_it_by_default() -> None:
+    clock = Clock()
+    t = targets(clock)
+    assert not _wait_until(t, 10, lambda: False, interval=2.5)
+    assert (clock.sleeps, t.extra["progress"]) == ([2.5] * 4, ["waiting for it: 5 s of 10 s"])
+
+
 def test_a_wait_ends_as_soon_as_the_condition_holds() -> None:
     clock = Clock()
     answers = Script([False, False, True])
@@ -155,15 +163,11 @@ def test_refused_pings_and_no_instance_answering_is_down() -> None:
 
 def test_other_ping_failures_with_no_instance_answering_cannot_tell() -> None:
     api = FakeApi("a", [ServiceError("HTTP 502")])
-    refused_auth = AuthError("NOAUTH from redis")
-    state = assess_redis(
-        targets(
-            Clock(), apis=[api], redis=FakeRedis([REFUSED, refused_auth]), down_confirm_seconds=1
-        )
-    )
+    pings = FakeRedis([REFUSED, AuthError("NOAUTH"), AuthError("WRONGPASS")])
+    state = assess_redis(targets(Clock(), apis=[api], redis=pings, down_confirm_seconds=2))
     assert (state.verdict, state.sentence) == (
         "unknown",
-        "2 PING(s) over 1 s failed (NOAUTH from redis) and no API instance says how Redis is",
+        "3 PING(s) over 2 s failed (WRONGPASS) and no API instance says how Redis is",
     )
 
 
@@ -208,12 +212,18 @@ def test_the_canary_is_sent_to_every_device_seen_arriving_and_everything_receive
         "canary-",
         39,
     )
-    assert [(e["device_id"], e["bundle_version"], len(e["ciphertext"])) for e in envelopes] == [
-        ("d1", 3, 44),
-        ("d2", 5, 44),
-    ]
+    assert [(e["device_id"], e["bundle_version"]) for e in envelopes] == [("d1", 3), ("d2", 5)]
+    # 32 random bytes each: opaque, and no two alike.
+    assert [len(base64.b64decode(e["ciphertext"])) for e in envelopes] == [32, 32]
     assert envelopes[0]["ciphertext"] != envelopes[1]["ciphertext"]
     assert stream.waits == [4.0, 4.0]
+
+
+def test_the_canary_latency_is_its_own_arrival_not_the_first_message_nor_one_without_id() -> None:
+    clock = Clock()
+    stream = FakeStream(clock, latency_ms=250.0, also=[None, 4])
+    c, *_ = canary(clock, stream, message_id=1)
+    assert send_canary(c, deadline_seconds=4.0) == CanaryResult(1, 250.0)
 
 
 def test_a_stream_that_never_opens_fails_with_its_own_error_or_says_so() -> None:
@@ -257,7 +267,7 @@ def test_a_canary_that_does_not_arrive_fails_with_the_stream_error_unless_a_time
 
 
 def _verify(
-    t: Any, *, window_start: Any = None, stuck: str = "", api_restarter: Any = None, **kw: Any
+    t: Any, *, window_start: Any = None, api_restarter: Any = None, **kw: Any
 ) -> tuple[RelayVerified | str, Plan]:
     plan = Plan("verify", [Step("metrics"), Step("canary"), Step("stored vs delivered")])
     run = StepRunner(plan)
@@ -266,7 +276,6 @@ def _verify(
         run,
         window_start=window_start,
         settle_seconds=1.0,
-        stuck=stuck,
         api_restarter=api_restarter,
         **kw,
     )
@@ -294,7 +303,7 @@ def test_without_an_outage_window_stored_vs_delivered_is_skipped() -> None:
     clock = Clock()
     c, *_ = canary(clock)
     verified, plan = _verify(targets(clock, canary=c), window_start=T0, outage=False)
-    assert verified == RelayVerified(CanaryResult(7, 125.0), None, [])
+    assert verified == RelayVerified(CanaryResult(7, 125.0), None)
     assert outcomes(plan) == [
         (OK, "every API instance reports redis_status=ok and relay_lag=false"),
         (OK, "canary message 7 arrived over SSE in 125 ms"),
@@ -329,6 +338,16 @@ def test_a_known_start_compares_stored_and_delivered_since_then(start: Any) -> N
     }
 
 
+def test_a_known_start_without_a_database_is_not_compared() -> None:
+    clock = Clock()
+    c, *_ = canary(clock)
+    _, plan = _verify(targets(clock, canary=c), window_start=T0)
+    assert outcomes(plan)[2] == (
+        UNKNOWN,
+        "stored vs delivered not compared: no PostgreSQL configured",
+    )
+
+
 def test_metrics_that_stay_bad_without_an_api_restart_method_fail_with_what_to_do() -> None:
     clock = Clock()
     t = targets(
@@ -340,6 +359,11 @@ def test_metrics_that_stay_bad_without_an_api_restart_method_fail_with_what_to_d
         "restart the API instances (configure services.api.restart to let recover do it)"
     )
     assert clock.now == pytest.approx(1008.0, abs=0.11)
+    verified, _ = _verify(targets(Clock(), apis=[FakeApi("a", [DOWN])]))
+    assert verified == (
+        "/dm/metrics still shows redis unavailable or relay_lag after 300 s; "
+        "restart the API instances (configure services.api.restart to let recover do it)"
+    )
     assert t.extra["progress"][0] == (
         "waiting for every API instance to report redis_status=ok: 5 s of 8 s"
     )
@@ -436,7 +460,11 @@ def test_the_window_is_read_again_until_deliverable_messages_arrive() -> None:
     assert settled is not None and (settled.delivered, settled.start) == (3, T0)
     assert clock.sleeps == [0.1, 0.1]
     assert [a[:2] for a in db.asked] == [("delivery_window", T0)] * 3
-    assert all(before + timedelta(seconds=1) <= a[2] for a in db.asked)
+    after = datetime.now(UTC)
+    # Up to a second past now, so that a message stored this instant is counted.
+    assert all(
+        before + timedelta(seconds=1) <= a[2] <= after + timedelta(seconds=1) for a in db.asked
+    )
 
 
 def test_messages_waiting_unchanged_for_offline_devices_are_not_waited_for() -> None:
@@ -452,9 +480,21 @@ def test_a_message_in_flight_is_waited_for_until_the_settle_time() -> None:
     clock = Clock()
     young = DeliveryWindow(T0, None, 1, 0, 0, 1, [_undelivered(5, 0, 0)])
     db = FakeDb(windows=[young])
-    settled = _settled_window(targets(clock, db=db), T0, 0.35)
+    clock = Clock(0.0)  # five 0.1 s polls add up to exactly 0.5
+    settled = _settled_window(targets(clock, db=db), T0, 0.5)
     assert settled is not None and settled.undelivered == young.undelivered
-    assert clock.sleeps == [0.1] * 4
+    assert clock.sleeps == [0.1] * 5
+
+
+@pytest.mark.parametrize(("age", "looks"), [(4.999, 6), (5.0, 2)])
+def test_a_message_is_in_flight_for_five_seconds(age: float, looks: int) -> None:
+    clock = Clock(0.0)
+    waiting = DeliveryWindow(T0, None, 1, 0, 0, 1, [UndeliveredMessage(5, T0, 2, 0)])
+    db = FakeDb(windows=[waiting])
+    t = targets(clock, db=db, utcnow=lambda: T0 + timedelta(seconds=age))
+    _settled_window(t, T0, 0.5)  # five 0.1 s polls while in flight
+    assert len(db.asked) == looks
+    assert db.asked[0][2] == T0 + timedelta(seconds=age + 1)
 
 
 def test_no_database_or_no_start_reads_nothing() -> None:
@@ -522,7 +562,7 @@ def test_the_delivery_record() -> None:
 
 
 def test_the_relay_record_rounds_the_canary_latency() -> None:
-    assert RelayVerified(CanaryResult(4, 123.456), None, []).record() == {
+    assert RelayVerified(CanaryResult(4, 123.456), None).record() == {
         **_delivery_record(None),
         "canary_message_id": 4,
         "canary_latency_ms": 123.5,
@@ -593,6 +633,9 @@ def test_the_servers_completed_window_dates_an_outage_that_ended_after_detection
     )
     window = _evidence(targets(Clock(), apis=[api], down_confirm_seconds=3.0))
     assert (window.start.at, window.end.at) == (lost, regained)
+    # Regained exactly at detection minus the confirm window still counts.
+    window = _evidence(targets(Clock(), apis=[api], down_confirm_seconds=2.0))
+    assert (window.start.at, window.end.at) == (lost, regained)
     assert window.start.source == "/dm/metrics last_redis_outage.lost_at (an instance)"
     # Ended before detection (minus the confirm window): an earlier outage, not this one.
     window = _evidence(targets(Clock(), apis=[api], down_confirm_seconds=1.0))
@@ -611,6 +654,8 @@ def test_the_service_log_dates_an_outage_that_ended_after_detection() -> None:
     assert (window.start.at, window.end.at) == (lost, back)
     assert window.start.source == "service log api.log: first 'Redis unavailable' line"
     assert log.asked == [("Redis unavailable", "Redis available again")]
+    at_the_edge = _evidence(targets(Clock(), service_log=log, down_confirm_seconds=1.0))
+    assert (at_the_edge.start.at, at_the_edge.end.at) == (lost, back)
     old = FakeLog(
         _lines((lost, "Redis unavailable"), (T0 - timedelta(seconds=4), "Redis available again"))
     )
@@ -619,6 +664,11 @@ def test_the_service_log_dates_an_outage_that_ended_after_detection() -> None:
     t = targets(Clock(), service_log=ongoing, log_markers=("redis down", "redis up"))
     window = _evidence(t)
     assert (window.start.at, window.end.at) == (lost, None)
+    # The configured markers date both ends.
+    custom = FakeLog(_lines((lost, "relay: REDIS DOWN"), (back, "relay: redis up")))
+    t = targets(Clock(), service_log=custom, log_markers=("redis down", "redis up"))
+    window = _evidence(t)
+    assert (window.start.at, window.end.at) == (lost, back)
 
 
 def test_an_unreadable_service_log_is_no_evidence_and_says_so() -> None:
@@ -691,6 +741,25 @@ def test_without_execute_nothing_is_asked() -> None:
     redis = FakeRedis([REFUSED])
     plan = recover_redis(targets(Clock(), redis=redis, restarter=FakeRestarter()), execute=False)
     assert (plan.executed, redis.pings.calls) == (False, 0)
+    forced = recover_redis(targets(Clock(), redis=redis), execute=False, force=True)
+    assert forced.steps[0].description.endswith(" (--force: restart anyway)")
+
+
+def test_under_sentinel_recovery_is_the_sentinels_with_every_option_passed_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from e2ee_ops.procedures import redis_sentinel
+
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    answer = Plan("redis recover (sentinel)")
+    monkeypatch.setattr(
+        redis_sentinel, "recover_sentinel", lambda t, **kw: calls.append((t, kw)) or answer
+    )
+    t = targets(Clock(), sentinel=object())
+    journal = Journal(Path("unused.jsonl"))
+    plan = recover_redis(t, execute=True, since=T0, journal=journal, settle_seconds=2.5)
+    assert plan is answer
+    assert calls == [(t, {"execute": True, "since": T0, "journal": journal, "settle_seconds": 2.5})]
 
 
 def test_force_under_sentinel_is_refused() -> None:
@@ -793,6 +862,43 @@ def test_a_healthy_redis_is_not_restarted_and_nothing_is_recorded(tmp_path: Path
     assert (w.restarter.restarts, w.outages(), plan.data) == (0, [], {})
 
 
+def test_each_step_is_reported_as_it_completes(tmp_path: Path) -> None:
+    w = World(tmp_path, redis=[REFUSED], metrics=[DOWN])
+    w.recover()
+    assert "OK: restarted Redis in 2.2 s" in w.t.extra["progress"]
+
+
+def test_a_refused_redis_no_instance_can_speak_for_is_down_and_recorded(tmp_path: Path) -> None:
+    w = World(tmp_path, redis=[REFUSED], metrics=[ServiceError("HTTP 502")])
+    plan = w.recover()
+    assert outcomes(plan)[:2] == [
+        (OK, "4 PING(s) over 3 s failed (connection refused); no API instance says how Redis is"),
+        (OK, "restarted Redis in 2.2 s"),
+    ]
+    assert [(r["verdict"], r["start"]) for r in w.outages()] == [("down", None)]
+
+
+def test_the_api_instances_are_restarted_with_the_configured_method(tmp_path: Path) -> None:
+    w = World(tmp_path, redis=[REFUSED], metrics=[DOWN], api_catch_up_seconds=2.0)
+    w.restarter.on_restart = lambda: setattr(w.redis, "pings", Script([1.0]))
+    api_restarter = FakeRestarter("systemctl restart api", on_restart=w.back)
+    w.t.api_restarter = api_restarter  # type: ignore[assignment]
+    plan = w.recover()
+    assert api_restarter.restarts == 1
+    assert outcomes(plan)[3][1].endswith(
+        "after restarting the API instances (they reported Redis unavailable)"
+    )  # type: ignore[union-attr]
+
+
+def test_stored_vs_delivered_settles_for_15_s_by_default(tmp_path: Path) -> None:
+    w = World(tmp_path, redis=[REFUSED], metrics=[DOWN])
+    stuck = DeliveryWindow(None, None, 1, 0, 1, 1, [_undelivered(5, 60, 1)])
+    w.t.db = FakeDb(windows=[stuck])  # type: ignore[assignment]
+    recover_redis(w.t, execute=True, since=T0)
+    # Every look at the window but the first follows a 0.1 s poll: 15 s of them.
+    assert len(w.t.db.asked) - 1 == 150  # type: ignore[union-attr]
+
+
 def test_force_restarts_a_healthy_redis(tmp_path: Path) -> None:
     w = World(tmp_path, redis=[1.0], metrics=[HEALTHY])
     plan = w.recover(force=True)
@@ -876,18 +982,34 @@ def test_a_redis_that_does_not_come_back_fails_at_the_deadline(tmp_path: Path) -
 
 
 def test_a_stalled_redis_that_answers_within_the_window_is_not_restarted(tmp_path: Path) -> None:
-    w = World(tmp_path, redis=[SLOW] * 54 + [1.0], metrics=[HEALTHY])
+    w = World(tmp_path, redis=[SLOW] * 64 + [1.0], metrics=[HEALTHY])
     plan = w.recover()
     assert outcomes(plan)[0] == (
         OK,
-        "Redis was slow to answer for 5 s and answers again; Redis answers PING in 1 ms; "
+        "Redis was slow to answer for 6 s and answers again; Redis answers PING in 1 ms; "
         "the API reports Redis healthy",
     )
     assert w.t.extra["progress"][0] == (
         "4 PING(s) over 3 s failed (PING timed out after 1 s): Redis does not answer in time; "
         "the API reports Redis healthy; waiting up to 20 s for it"
     )
+    assert w.t.extra["progress"][1] == "waiting for Redis to answer: 5 s of 20 s"
     assert w.restarter.restarts == 0
+
+
+def test_a_stalled_relay_the_api_reports_down_is_recorded_once_redis_answers(
+    tmp_path: Path,
+) -> None:
+    since = {**DOWN, "redis_unavailable_since": T0.isoformat()}
+    w = World(tmp_path, redis=[SLOW] * 5 + [1.0], metrics=[since, since, HEALTHY])
+    plan = w.recover()
+    [record] = w.outages()
+    assert (record["verdict"], record["redis_restarted"]) == ("up", False)
+    assert (record["start"], record["start_source"]) == (
+        T0.isoformat(),
+        "/dm/metrics redis_unavailable_since (an instance)",
+    )
+    assert plan.steps[0].outcome.startswith("Redis was slow to answer for 0 s")  # type: ignore[union-attr]
 
 
 def test_a_stall_past_the_runbook_window_is_down_unless_the_api_is_healthy(tmp_path: Path) -> None:
