@@ -446,8 +446,11 @@ def test_no_canary_or_a_lost_canary_fails_verification() -> None:
 # ---- stored vs delivered ----------------------------------------------------------------
 
 
+NOW = T0 + timedelta(minutes=10)  # the wall clock of the stored-vs-delivered tests
+
+
 def _undelivered(message_id: int, age: float, seen: int) -> UndeliveredMessage:
-    return UndeliveredMessage(message_id, datetime.now(UTC) - timedelta(seconds=age), 2, seen)
+    return UndeliveredMessage(message_id, NOW - timedelta(seconds=age), 2, seen)
 
 
 def test_the_window_is_read_again_until_deliverable_messages_arrive() -> None:
@@ -455,33 +458,27 @@ def test_the_window_is_read_again_until_deliverable_messages_arrive() -> None:
     late = DeliveryWindow(T0, None, 3, 2, 1, 1, [_undelivered(5, 60, 1)])
     done = DeliveryWindow(T0, None, 3, 3, 0, 0, [])
     db = FakeDb(windows=[late, late, done])
-    before = datetime.now(UTC)
-    settled = _settled_window(targets(clock, db=db), T0, 10.0)
+    settled = _settled_window(targets(clock, db=db, utcnow=lambda: NOW), T0, 10.0)
     assert settled is not None and (settled.delivered, settled.start) == (3, T0)
     assert clock.sleeps == [0.1, 0.1]
-    assert [a[:2] for a in db.asked] == [("delivery_window", T0)] * 3
-    after = datetime.now(UTC)
     # Up to a second past now, so that a message stored this instant is counted.
-    assert all(
-        before + timedelta(seconds=1) <= a[2] <= after + timedelta(seconds=1) for a in db.asked
-    )
+    assert db.asked == [("delivery_window", T0, NOW + timedelta(seconds=1))] * 3
 
 
 def test_messages_waiting_unchanged_for_offline_devices_are_not_waited_for() -> None:
     clock = Clock()
     offline = DeliveryWindow(T0, None, 3, 2, 0, 1, [_undelivered(5, 60, 0)])
     db = FakeDb(windows=[offline])
-    settled = _settled_window(targets(clock, db=db), T0, 10.0)
+    settled = _settled_window(targets(clock, db=db, utcnow=lambda: NOW), T0, 10.0)
     assert settled is not None and settled.undelivered == offline.undelivered
     assert len(db.asked) == 2
 
 
 def test_a_message_in_flight_is_waited_for_until_the_settle_time() -> None:
-    clock = Clock()
     young = DeliveryWindow(T0, None, 1, 0, 0, 1, [_undelivered(5, 0, 0)])
     db = FakeDb(windows=[young])
     clock = Clock(0.0)  # five 0.1 s polls add up to exactly 0.5
-    settled = _settled_window(targets(clock, db=db), T0, 0.5)
+    settled = _settled_window(targets(clock, db=db, utcnow=lambda: NOW), T0, 0.5)
     assert settled is not None and settled.undelivered == young.undelivered
     assert clock.sleeps == [0.1] * 5
 
