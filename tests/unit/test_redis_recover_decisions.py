@@ -323,7 +323,7 @@ def test_an_unknown_outage_start_is_not_compared() -> None:
     )
 
 
-@pytest.mark.parametrize("start", [T0, lambda: T0])
+@pytest.mark.parametrize("start", [T0, lambda: T0], ids=["time", "function"])
 def test_a_known_start_compares_stored_and_delivered_since_then(start: Any) -> None:
     clock = Clock()
     c, *_ = canary(clock)
