@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from e2ee_ops.reference.settings import ServerSettings
 from e2ee_ops.reference.store import Store
 from e2ee_ops.reference.telemetry import Telemetry
+from e2ee_ops.reference.tokens import TokenCache
 
 log = logging.getLogger("e2ee_ops.reference.relay")
 CHANNEL = "e2ee:dm:deliver"
@@ -99,10 +100,16 @@ def redis_client(settings: ServerSettings) -> aioredis.Redis:
 
 class Relay:
     def __init__(
-        self, settings: ServerSettings, hub: StreamHub, telemetry: Telemetry, store: Store
+        self,
+        settings: ServerSettings,
+        hub: StreamHub,
+        telemetry: Telemetry,
+        store: Store,
+        tokens: TokenCache,
     ) -> None:
         self.settings = settings
         self.hub = hub
+        self.tokens = tokens
         self.telemetry = telemetry
         self.store = store
         self.client = redis_client(settings)
@@ -247,6 +254,19 @@ class Relay:
             self._set_redis(False, type(exc).__name__)
             return False
 
+    async def publish_forget(
+        self, *, token_hashes: list[str] | None = None, user_ids: list[int] | None = None
+    ) -> None:
+        """Forget tokens or users here at once, and on the other instances through Redis
+        (best effort: while Redis is down they keep them for up to the cache's ttl)."""
+        hashes, users = token_hashes or [], user_ids or []
+        self.tokens.forget(token_hashes=hashes, user_ids=users)
+        payload = json.dumps({"kind": "forget", "tokens": hashes, "users": users})
+        try:
+            await asyncio.wait_for(self.client.publish(CHANNEL, payload), timeout=1.0)
+        except (TimeoutError, RedisError, OSError) as exc:
+            log.warning("could not tell the other instances to forget a token: %s", exc)
+
     # ---- background loops -----------------------------------------------------------
 
     async def _subscribe_loop(self) -> None:
@@ -263,6 +283,8 @@ class Relay:
                 self._probe_sent_at = None
                 self._set_redis(True)
                 self.hub.wake_all()
+                # A forget published while we were not subscribed was missed too.
+                self.tokens.clear()
                 while not self._stopping.is_set() and not self._resync.is_set():
                     message = await pubsub.get_message(timeout=0.5)
                     if message is not None:
@@ -284,6 +306,13 @@ class Relay:
                 self.pubsub_lag_seconds = max(time.time() - float(payload["ts"]), 0.0)
                 self._probe_sent_at = None
                 self._export()
+            return
+        if payload.get("kind") == "forget":
+            with contextlib.suppress(TypeError, ValueError):
+                self.tokens.forget(
+                    token_hashes=[str(h) for h in payload.get("tokens", [])],
+                    user_ids=[int(u) for u in payload.get("users", [])],
+                )
             return
         devices = []
         for raw_id in payload.get("devices", []):
