@@ -8,6 +8,7 @@ SSE stream and acknowledges what it receives, in batches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -30,12 +31,14 @@ BENCH_API_ENV = {"E2EE_RATE_LIMIT_MESSAGES": "100000000"}
 
 
 @contextmanager
-def fleet(state_dir: Path, *, instances: int) -> Iterator[sandbox.SandboxState]:
-    """A sandbox (embedded PostgreSQL and Redis, `instances` API processes), torn down
-    at the end whatever happens."""
+def fleet(
+    state_dir: Path, *, instances: int, env: dict[str, str] | None = None
+) -> Iterator[sandbox.SandboxState]:
+    """A sandbox (embedded PostgreSQL and Redis, `instances` API processes with `env`
+    over the bench's settings), torn down at the end whatever happens."""
     state = sandbox.up(state_dir, api_instances=instances)
     try:
-        env = sandbox.read_env_file(state.api_env_path) | BENCH_API_ENV
+        env = sandbox.read_env_file(state.api_env_path) | BENCH_API_ENV | (env or {})
         state.api_env_path.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         state = sandbox.restart_service(state_dir, "api")
         yield state
@@ -158,9 +161,17 @@ ACK_BATCH = 200
 
 
 async def follow(
-    client: httpx.AsyncClient, party: Party, received: Received, ready: asyncio.Event
+    client: httpx.AsyncClient,
+    acker: httpx.AsyncClient,
+    party: Party,
+    received: Received,
+    ready: asyncio.Event,
+    *,
+    cumulative: bool = False,
 ) -> None:
-    """Follow `party`'s stream until cancelled, acknowledging what it receives."""
+    """Follow `party`'s stream through `client` until cancelled, acknowledging what it
+    receives through `acker` (best not the streams' client, see bench/sse_load.py):
+    each id, or with `cumulative` the latest id of each batch (`up_to`)."""
     pending: list[int] = []
     flusher: asyncio.Task[None] | None = None
 
@@ -168,9 +179,12 @@ async def follow(
         batch = pending[:ACK_BATCH]
         del pending[: len(batch)]
         if batch:
-            await client.post(
+            # Cumulative: the latest id read covers all read before it (the server
+            # leaves out anything it sent after that id).
+            body = {"up_to": batch[-1]} if cumulative else {"message_ids": batch}
+            await acker.post(
                 f"{party.base_url}/dm/devices/{party.device_id}/ack",
-                json={"message_ids": batch},
+                json=body,
                 headers={"Authorization": f"Bearer {party.token}"},
             )
 
@@ -215,3 +229,49 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
 def load_line() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def _proc_stats() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds used), from /proc (Linux); empty elsewhere."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat") if Path("/proc").is_dir() else ():
+        try:
+            raw = entry.read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+        used = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        stats[int(entry.parent.name)] = (int(fields[1]), used)
+    return stats
+
+
+def cpu_seconds(roots: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each named group of processes and their descendants."""
+    stats = _proc_stats()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    named = {pid for pids in roots.values() for pid in pids}
+    used = {}
+    for name, pids in roots.items():
+        todo, seen = list(pids), set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen or pid not in stats or (pid in named and pid not in pids):
+                continue  # another group's process is counted there
+            seen.add(pid)
+            todo.extend(children.get(pid, []))
+        used[name] = sum(stats[p][1] for p in seen)
+    return used
+
+
+def fleet_processes(state: sandbox.SandboxState) -> dict[str, list[int]]:
+    """The bench's own process and the fleet's, by role, for `cpu_seconds`."""
+    roles = {"generator": [os.getpid()]}
+    roles["api"] = [p for p in state.api_pids if p is not None]
+    postmaster = Path(state.pg_datadir) / "postmaster.pid"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        roles["postgres"] = [int(postmaster.read_text().split()[0])]
+    roles["redis"] = [state.redis_pid] if state.redis_pid is not None else []
+    return roles
