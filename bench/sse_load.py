@@ -25,6 +25,7 @@ import httpx
 from bench import traffic
 
 ACK_CONNECTIONS = 64
+KEEPALIVE = 2.0
 
 
 async def load(
@@ -43,8 +44,14 @@ async def load(
     # the generator O(streams) each (most of its CPU, measured, at 200 streams).
     # Acks wait their turn for ACK_CONNECTIONS; latency is taken on arrival, before it.
     stream_limits = httpx.Limits(max_connections=len(links), max_keepalive_connections=None)
-    limits = httpx.Limits(max_connections=in_flight, max_keepalive_connections=None)
-    ack_limits = httpx.Limits(max_connections=ACK_CONNECTIONS, max_keepalive_connections=None)
+    # Idle connections are dropped before uvicorn's own 5 s keep-alive ends them, or a
+    # request may go out on a connection the server is closing (a ReadError).
+    limits = httpx.Limits(
+        max_connections=in_flight, max_keepalive_connections=None, keepalive_expiry=KEEPALIVE
+    )
+    ack_limits = httpx.Limits(
+        max_connections=ACK_CONNECTIONS, max_keepalive_connections=None, keepalive_expiry=KEEPALIVE
+    )
     sent: set[int] = set()
     failures = 0
     async with (
