@@ -37,6 +37,7 @@ async def load(
     in_flight: int,
     roles: dict[str, list[int]],
     cumulative: bool,
+    raw: bool,
 ) -> dict[str, object]:
     received = traffic.Received()
     # Streams and requests in separate clients: a client looks through every connection
@@ -132,6 +133,12 @@ def main() -> None:
         "--ack", choices=("ids", "up_to"), default="up_to", help="acks by ids or cumulative"
     )
     parser.add_argument(
+        "--reader",
+        choices=("h11", "httpx"),
+        default="h11",
+        help="SSE readers on bare h11 connections, or httpx-sse in a pool",
+    )
+    parser.add_argument(
         "--server-env",
         action="append",
         default=[],
@@ -141,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     server_env = dict(item.split("=", 1) for item in args.server_env)
     print(traffic.load_line())
-    print(f"acks: {args.ack}; server settings: {server_env or 'defaults'}")
+    print(f"acks: {args.ack}; readers: {args.reader}; server settings: {server_env or 'defaults'}")
     with tempfile.TemporaryDirectory(prefix="e2ee-bench-") as tmp:
         with traffic.fleet(
             Path(tmp) / "sandbox", instances=args.instances, env=server_env
@@ -160,6 +167,7 @@ def main() -> None:
                     in_flight=args.in_flight,
                     roles=traffic.fleet_processes(state),
                     cumulative=args.ack == "up_to",
+                    raw=args.reader == "h11",
                 )
             )
     print(

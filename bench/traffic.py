@@ -154,6 +154,48 @@ async def _events(client: httpx.AsyncClient, party: Party) -> AsyncIterator[tupl
             yield sse.event, json.loads(sse.data) if sse.data else {}
 
 
+async def _raw_events(party: Party) -> AsyncIterator[tuple[str, Any]]:
+    """The same events over a bare asyncio connection parsed by h11: no connection
+    pool and no per-line layers, so a thousand readers cost the generator little."""
+    import h11
+
+    url = httpx.URL(party.base_url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    conn = h11.Connection(h11.CLIENT)
+    target = f"/dm/devices/{party.device_id}/stream"
+    headers = [
+        ("Host", f"{url.host}:{url.port}"),
+        ("Authorization", f"Bearer {party.token}"),
+        ("Accept", "text/event-stream"),
+    ]
+    try:
+        writer.write(conn.send(h11.Request(method="GET", target=target, headers=headers)) or b"")
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        buffer = b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await asyncio.wait_for(reader.read(65536), 60.0))
+            elif isinstance(event, h11.Response):
+                if event.status_code != 200:
+                    raise RuntimeError(f"stream answered {event.status_code}")
+            elif isinstance(event, h11.Data):
+                buffer += bytes(event.data)
+                *blocks, buffer = buffer.split(b"\n\n")
+                for block in blocks:
+                    name, data = "message", ""
+                    for line in block.decode().split("\n"):
+                        if line.startswith("event:"):
+                            name = line[6:].strip()
+                        elif line.startswith("data:"):
+                            data += line[5:].strip()
+                    yield name, json.loads(data) if data else {}
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                return
+    finally:
+        writer.close()
+
+
 # A receiver acknowledges in batches: what arrived within ACK_DELAY of the first
 # unacknowledged message, or ACK_BATCH messages, in one request.
 ACK_DELAY = 0.02
@@ -168,10 +210,12 @@ async def follow(
     ready: asyncio.Event,
     *,
     cumulative: bool = False,
+    raw: bool = False,
 ) -> None:
-    """Follow `party`'s stream through `client` until cancelled, acknowledging what it
-    receives through `acker` (best not the streams' client, see bench/sse_load.py):
-    each id, or with `cumulative` the latest id of each batch (`up_to`)."""
+    """Follow `party`'s stream through `client` (or with `raw` its own h11 connection)
+    until cancelled, acknowledging what it receives through `acker` (best not the
+    streams' client, see bench/sse_load.py): each id, or with `cumulative` the latest
+    id of each batch (`up_to`)."""
     pending: list[int] = []
     flusher: asyncio.Task[None] | None = None
 
@@ -197,7 +241,8 @@ async def follow(
             received.errors.append(f"{party.device_id}: ack: {type(exc).__name__}: {exc}")
 
     try:
-        async for event, data in _events(client, party):
+        events = _raw_events(party) if raw else _events(client, party)
+        async for event, data in events:
             if event == "heartbeat":
                 ready.set()
             elif event == "message":
