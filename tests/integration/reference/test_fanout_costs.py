@@ -38,10 +38,6 @@ def _server(
     server.stop()
 
 
-def _token_of(client: ReferenceClient) -> str:
-    return client.http.headers["Authorization"].removeprefix("Bearer ")
-
-
 def _conversations(base_url: str, token: str) -> httpx.Response:
     return httpx.get(
         f"{base_url}/dm/conversations", headers={"Authorization": f"Bearer {token}"}, timeout=10
@@ -66,6 +62,17 @@ def test_a_token_revoked_through_the_api_is_refused_at_once_despite_the_cache(
     refused = _conversations(reference_server.url, token)
     assert refused.status_code == 401
     assert refused.json() == UNAUTHORIZED
+
+
+def test_only_an_admin_may_revoke_a_token(reference_server, admin, users) -> None:  # type: ignore[no-untyped-def]
+    account_id, client = users.new("erin")
+    token_id, token = _new_token(admin, account_id)
+    url = f"{reference_server.url}/admin/tokens/{token_id}"
+    anonymous = httpx.delete(url, timeout=10)
+    assert (anonymous.status_code, anonymous.json()) == (401, UNAUTHORIZED)
+    as_user = client.http.delete(url)
+    assert (as_user.status_code, as_user.json()) == (403, {"detail": "admin scope required"})
+    assert _conversations(reference_server.url, token).status_code == 200  # not revoked
 
 
 def test_revoking_an_unknown_token_is_404(admin) -> None:  # type: ignore[no-untyped-def]
