@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -120,6 +121,20 @@ async def load(
     }
 
 
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The generator's event loop: uvloop (cheaper per event) when asked and installed."""
+    if name == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if name == "uvloop":
+            raise
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=1000)
@@ -139,6 +154,12 @@ def main() -> None:
         help="SSE readers on bare h11 connections, or httpx-sse in a pool",
     )
     parser.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="the generator's event loop (auto: uvloop when installed)",
+    )
+    parser.add_argument(
         "--server-env",
         action="append",
         default=[],
@@ -148,7 +169,11 @@ def main() -> None:
     args = parser.parse_args()
     server_env = dict(item.split("=", 1) for item in args.server_env)
     print(traffic.load_line())
-    print(f"acks: {args.ack}; readers: {args.reader}; server settings: {server_env or 'defaults'}")
+    print(
+        f"acks: {args.ack}; readers: {args.reader}; generator loop: "
+        f"{'uvloop' if loop_factory(args.loop) else 'asyncio'}; "
+        f"server settings: {server_env or 'defaults'}"
+    )
     with tempfile.TemporaryDirectory(prefix="e2ee-bench-") as tmp:
         with traffic.fleet(
             Path(tmp) / "sandbox", instances=args.instances, env=server_env
@@ -158,18 +183,19 @@ def main() -> None:
             receivers = traffic.parties(state, args.streams, "receiver")
             links = [traffic.link(senders[i % len(senders)], r) for i, r in enumerate(receivers)]
             print(f"{len(receivers)} receivers ready in {time.monotonic() - began:.0f} s")
-            r = asyncio.run(
-                load(
-                    links,
-                    rate=args.rate,
-                    seconds=args.seconds,
-                    drain=args.drain,
-                    in_flight=args.in_flight,
-                    roles=traffic.fleet_processes(state),
-                    cumulative=args.ack == "up_to",
-                    raw=args.reader == "h11",
+            with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+                r = runner.run(
+                    load(
+                        links,
+                        rate=args.rate,
+                        seconds=args.seconds,
+                        drain=args.drain,
+                        in_flight=args.in_flight,
+                        roles=traffic.fleet_processes(state),
+                        cumulative=args.ack == "up_to",
+                        raw=args.reader == "h11",
+                    )
                 )
-            )
     print(
         f"streams {args.streams}, instances {args.instances}, target {args.rate:g} msg/s "
         f"for {args.seconds:g} s: sent {r['sent']} at {r['achieved_rate']:.0f} msg/s "

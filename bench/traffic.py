@@ -226,11 +226,17 @@ async def follow(
             # Cumulative: the latest id read covers all read before it (the server
             # leaves out anything it sent after that id).
             body = {"up_to": batch[-1]} if cumulative else {"message_ids": batch}
-            await acker.post(
-                f"{party.base_url}/dm/devices/{party.device_id}/ack",
-                json=body,
-                headers={"Authorization": f"Bearer {party.token}"},
-            )
+            for attempt in (1, 2):  # an ack may be repeated; once more if the connection broke
+                try:
+                    await acker.post(
+                        f"{party.base_url}/dm/devices/{party.device_id}/ack",
+                        json=body,
+                        headers={"Authorization": f"Bearer {party.token}"},
+                    )
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
 
     async def flush_later() -> None:
         await asyncio.sleep(ACK_DELAY)
