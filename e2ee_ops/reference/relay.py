@@ -43,19 +43,39 @@ class StreamHub:
 
     def __init__(self) -> None:
         self._events: dict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
+        # Each stream's device and token, checked for all streams at once (`Relay`).
+        self._access: dict[asyncio.Event, tuple[uuid.UUID, str]] = {}
+        self._revoked: set[asyncio.Event] = set()
 
-    def register(self, device_id: uuid.UUID) -> asyncio.Event:
+    def register(self, device_id: uuid.UUID, token_hash: str = "") -> asyncio.Event:
         event = asyncio.Event()
         event.set()  # a new stream starts by catching up
         self._events[device_id].add(event)
+        self._access[event] = (device_id, token_hash)
         return event
 
     def unregister(self, device_id: uuid.UUID, event: asyncio.Event) -> None:
+        self._access.pop(event, None)
+        self._revoked.discard(event)
         events = self._events.get(device_id)
         if events is not None:
             events.discard(event)
             if not events:
                 del self._events[device_id]
+
+    def access(self) -> dict[asyncio.Event, tuple[uuid.UUID, str]]:
+        """Every open stream's (device, token hash), by its wake-up event."""
+        return dict(self._access)
+
+    def revoke(self, events: list[asyncio.Event]) -> None:
+        """These streams lost their access: woken, they close."""
+        for event in events:
+            if event in self._access:
+                self._revoked.add(event)
+                event.set()
+
+    def revoked(self, event: asyncio.Event) -> bool:
+        return event in self._revoked
 
     def wake(self, device_ids: list[uuid.UUID]) -> None:
         for device_id in device_ids:
@@ -217,6 +237,7 @@ class Relay:
             asyncio.create_task(self._record_loop(), name="relay-record"),
             asyncio.create_task(self._subscribe_loop(), name="relay-subscribe"),
             asyncio.create_task(self._probe_loop(), name="relay-probe"),
+            asyncio.create_task(self._access_loop(), name="stream-access"),
         ]
 
     async def stop(self) -> None:
@@ -319,6 +340,21 @@ class Relay:
             with contextlib.suppress(ValueError):
                 devices.append(uuid.UUID(raw_id))
         self.hub.wake(devices)
+
+    async def _access_loop(self) -> None:
+        """Once per heartbeat interval, one query for every open stream of this process:
+        a token revoked, a device removed or a user blocked ends the stream."""
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            streams = self.hub.access()
+            if not streams:
+                continue
+            try:
+                allowed = await self.store.streams_allowed(set(streams.values()))
+            except Exception as exc:  # noqa: BLE001 - checked again next interval
+                log.warning("could not check the open streams' access: %s", exc)
+                continue
+            self.hub.revoke([e for e, pair in streams.items() if pair not in allowed])
 
     def _probe(self) -> str:
         return json.dumps({"kind": "probe", "origin": self.settings.instance_id, "ts": time.time()})

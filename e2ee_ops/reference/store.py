@@ -246,17 +246,23 @@ class Store:
             raise NotFound(f"no device {device_id}")
         return row
 
-    async def stream_allowed(self, token_hash: str, device_id: uuid.UUID) -> bool:
-        """The token is live, its user not blocked, and the device active and its own."""
+    async def streams_allowed(
+        self, streams: set[tuple[uuid.UUID, str]]
+    ) -> set[tuple[uuid.UUID, str]]:
+        """Of these (device, token hash) pairs, those whose token is live, its user not
+        blocked, and the device active and the user's: one query for all."""
+        pairs = sorted(streams)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT 1 FROM api_tokens t JOIN users u ON u.account_id = t.user_id "
-                "JOIN e2ee_devices d ON d.user_id = t.user_id "
-                "WHERE t.token_hash = %s AND t.revoked_at IS NULL AND u.blocked_at IS NULL "
-                "AND d.device_id = %s AND d.status = 'active'",
-                (token_hash, device_id),
+                "SELECT p.device_id, p.token_hash"
+                " FROM unnest(%s::uuid[], %s::text[]) AS p(device_id, token_hash)"
+                " JOIN api_tokens t ON t.token_hash = p.token_hash AND t.revoked_at IS NULL"
+                " JOIN users u ON u.account_id = t.user_id AND u.blocked_at IS NULL"
+                " JOIN e2ee_devices d ON d.device_id = p.device_id AND d.user_id = t.user_id"
+                " AND d.status = 'active'",
+                ([d for d, _ in pairs], [t for _, t in pairs]),
             )
-            return await cur.fetchone() is not None
+            return {(r["device_id"], r["token_hash"]) for r in await cur.fetchall()}
 
     async def touch_device(self, device_id: uuid.UUID) -> None:
         async with self.pool.connection() as conn:

@@ -17,7 +17,9 @@ import pytest
 
 from e2ee_ops.dburl import libpq_url
 from e2ee_ops.embedded import ReferenceServerProcess
-from e2ee_ops.reference.client import ApiFailure, ReferenceClient
+from e2ee_ops.reference.client import ApiFailure, ReferenceClient, StreamEvent
+
+from .streams import StreamCollector
 
 UNAUTHORIZED = {"detail": "missing or invalid bearer token"}
 
@@ -261,3 +263,32 @@ def test_a_device_is_recorded_seen_again_after_the_interval(quick_pair, clean_db
     pair["bob"].ack(pair["b_dev"], [second])
     assert _last_seen(clean_db, pair["a_dev"]) > sender_seen
     assert _last_seen(clean_db, pair["b_dev"]) > receiver_seen
+
+
+# ---- open streams: access checked for all at once ------------------------------------
+
+
+def test_a_blocked_users_stream_closes_and_the_other_streams_stay_open(
+    reference_server, admin, users, pair
+) -> None:  # type: ignore[no-untyped-def]
+    alice_id = _alice_id(pair)
+    alice_token = pair["alice"].http.headers["Authorization"].split()[1]
+    _, carol = users.new("carol")
+    carol_dev = carol.register_device("carol-phone")["device_id"]
+    carol_conv = carol.open_conversation(alice_id)
+    bobs = StreamCollector(reference_server.url, pair["bob_token"], pair["b_dev"]).start()
+    alices = StreamCollector(reference_server.url, alice_token, pair["a_dev"]).start()
+    try:
+        admin.block(pair["bob_id"], "compromised")
+        assert bobs.ended.wait(10), "the blocked user's stream stayed open"
+        assert bobs.snapshot()[-1].data == {"reason": "access revoked"}
+        message_id = carol.send(carol_conv, carol_dev, alice_id)["message_id"]
+        assert alices.wait_for(lambda evs: message_id in _message_ids(evs), 10)
+        assert not alices.ended.is_set()
+    finally:
+        bobs.close()
+        alices.close()
+
+
+def _message_ids(events: list[StreamEvent]) -> list[int]:
+    return [int(e.data["message_id"]) for e in events if e.event == "message"]
