@@ -47,7 +47,7 @@ class StreamHub:
         self._access: dict[asyncio.Event, tuple[uuid.UUID, str]] = {}
         self._revoked: set[asyncio.Event] = set()
 
-    def register(self, device_id: uuid.UUID, token_hash: str = "") -> asyncio.Event:
+    def register(self, device_id: uuid.UUID, token_hash: str) -> asyncio.Event:
         event = asyncio.Event()
         event.set()  # a new stream starts by catching up
         self._events[device_id].add(event)
