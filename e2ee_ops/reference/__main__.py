@@ -33,7 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         timeout_graceful_shutdown=5,
         access_log=args.access_log,
-        # auto: uvloop and httptools when installed (the `server` extra installs them).
+        # httptools when installed (the `server` extra installs it and uvloop). uvloop only
+        # when asked: under it the relay's redis client does not follow a Sentinel failover.
         loop=args.loop,
         http=args.http,
     )
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action="store_true")
-    serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="asyncio")
     serve.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
     serve.set_defaults(func=_serve)
     mig = sub.add_parser("migrate", help="alembic upgrade to a revision (default head)")
