@@ -4,8 +4,10 @@
     .venv/bin/python -m bench.startup --runs 40
 
 Times `python -c "import typer, rich"` (the floor: every Typer + rich CLI pays it),
-`e2ee-ops --help` and `e2ee-ops redis check --help` as fresh processes, and prints
-each one's median CPU time and its ratio to the floor's, with the wall-clock medians.
+`e2ee-ops --help`, `e2ee-ops redis check --help` and a command that runs to its end
+without a server (`--output json config show`: options coerced, configuration loaded
+and validated, output rendered) as fresh processes, and prints each one's median CPU
+time and its ratio to the floor's, with the wall-clock medians.
 Prints figures only; nothing is asserted.
 To see what a command imports beyond the floor:
 
@@ -21,6 +23,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,11 +54,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     runs = parser.parse_args().runs
     script = _script()
-    cases = {
-        'python -c "import typer, rich"': [sys.executable, "-c", "import typer, rich"],
-        "e2ee-ops --help": [script, "--help"],
-        "e2ee-ops redis check --help": [script, "redis", "check", "--help"],
-    }
+    with tempfile.TemporaryDirectory(prefix="e2ee-bench-") as tmp:
+        config = Path(tmp) / "e2ee-ops.yaml"
+        config.write_text("postgres:\n  url: postgresql://127.0.0.1:9/ops\n")
+        cases = {
+            'python -c "import typer, rich"': [sys.executable, "-c", "import typer, rich"],
+            "e2ee-ops --help": [script, "--help"],
+            "e2ee-ops redis check --help": [script, "redis", "check", "--help"],
+            "e2ee-ops -o json config show": [script, "--config", str(config)]
+            + ["--output", "json", "config", "show"],
+        }
+        _measure(cases, runs)
+
+
+def _measure(cases: dict[str, list[str]], runs: int) -> None:
     for argv in cases.values():  # warm the page cache and .pyc files
         subprocess.run(argv, env=ENV, stdout=subprocess.DEVNULL, check=True, timeout=60)
     # Rounds interleave the cases, so a busy machine slows all of them alike. The
