@@ -49,7 +49,7 @@ async def one_outage(
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
         ready = asyncio.Event()
-        follower = asyncio.create_task(traffic.follow(client, lk.receiver, received, ready))
+        follower = asyncio.create_task(traffic.follow(client, client, lk.receiver, received, ready))
         await asyncio.wait_for(ready.wait(), 30)
         await asyncio.to_thread(sandbox.stop_service, state.dir, "redis")
         began = time.monotonic()

@@ -8,6 +8,7 @@ SSE stream and acknowledges what it receives, in batches.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -30,12 +31,14 @@ BENCH_API_ENV = {"E2EE_RATE_LIMIT_MESSAGES": "100000000"}
 
 
 @contextmanager
-def fleet(state_dir: Path, *, instances: int) -> Iterator[sandbox.SandboxState]:
-    """A sandbox (embedded PostgreSQL and Redis, `instances` API processes), torn down
-    at the end whatever happens."""
+def fleet(
+    state_dir: Path, *, instances: int, env: dict[str, str] | None = None
+) -> Iterator[sandbox.SandboxState]:
+    """A sandbox (embedded PostgreSQL and Redis, `instances` API processes with `env`
+    over the bench's settings), torn down at the end whatever happens."""
     state = sandbox.up(state_dir, api_instances=instances)
     try:
-        env = sandbox.read_env_file(state.api_env_path) | BENCH_API_ENV
+        env = sandbox.read_env_file(state.api_env_path) | BENCH_API_ENV | (env or {})
         state.api_env_path.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         state = sandbox.restart_service(state_dir, "api")
         yield state
@@ -151,6 +154,48 @@ async def _events(client: httpx.AsyncClient, party: Party) -> AsyncIterator[tupl
             yield sse.event, json.loads(sse.data) if sse.data else {}
 
 
+async def _raw_events(party: Party) -> AsyncIterator[tuple[str, Any]]:
+    """The same events over a bare asyncio connection parsed by h11: no connection
+    pool and no per-line layers, so a thousand readers cost the generator little."""
+    import h11
+
+    url = httpx.URL(party.base_url)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    conn = h11.Connection(h11.CLIENT)
+    target = f"/dm/devices/{party.device_id}/stream"
+    headers = [
+        ("Host", f"{url.host}:{url.port}"),
+        ("Authorization", f"Bearer {party.token}"),
+        ("Accept", "text/event-stream"),
+    ]
+    try:
+        writer.write(conn.send(h11.Request(method="GET", target=target, headers=headers)) or b"")
+        writer.write(conn.send(h11.EndOfMessage()) or b"")
+        buffer = b""
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await asyncio.wait_for(reader.read(65536), 60.0))
+            elif isinstance(event, h11.Response):
+                if event.status_code != 200:
+                    raise RuntimeError(f"stream answered {event.status_code}")
+            elif isinstance(event, h11.Data):
+                buffer += bytes(event.data)
+                *blocks, buffer = buffer.split(b"\n\n")
+                for block in blocks:
+                    name, data = "message", ""
+                    for line in block.decode().split("\n"):
+                        if line.startswith("event:"):
+                            name = line[6:].strip()
+                        elif line.startswith("data:"):
+                            data += line[5:].strip()
+                    yield name, json.loads(data) if data else {}
+            elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                return
+    finally:
+        writer.close()
+
+
 # A receiver acknowledges in batches: what arrived within ACK_DELAY of the first
 # unacknowledged message, or ACK_BATCH messages, in one request.
 ACK_DELAY = 0.02
@@ -158,9 +203,19 @@ ACK_BATCH = 200
 
 
 async def follow(
-    client: httpx.AsyncClient, party: Party, received: Received, ready: asyncio.Event
+    client: httpx.AsyncClient,
+    acker: httpx.AsyncClient,
+    party: Party,
+    received: Received,
+    ready: asyncio.Event,
+    *,
+    cumulative: bool = False,
+    raw: bool = False,
 ) -> None:
-    """Follow `party`'s stream until cancelled, acknowledging what it receives."""
+    """Follow `party`'s stream through `client` (or with `raw` its own h11 connection)
+    until cancelled, acknowledging what it receives through `acker` (best not the
+    streams' client, see bench/sse_load.py): each id, or with `cumulative` the latest
+    id of each batch (`up_to`)."""
     pending: list[int] = []
     flusher: asyncio.Task[None] | None = None
 
@@ -168,11 +223,20 @@ async def follow(
         batch = pending[:ACK_BATCH]
         del pending[: len(batch)]
         if batch:
-            await client.post(
-                f"{party.base_url}/dm/devices/{party.device_id}/ack",
-                json={"message_ids": batch},
-                headers={"Authorization": f"Bearer {party.token}"},
-            )
+            # Cumulative: the latest id read covers all read before it (the server
+            # leaves out anything it sent after that id).
+            body = {"up_to": batch[-1]} if cumulative else {"message_ids": batch}
+            for attempt in (1, 2):  # an ack may be repeated; once more if the connection broke
+                try:
+                    await acker.post(
+                        f"{party.base_url}/dm/devices/{party.device_id}/ack",
+                        json=body,
+                        headers={"Authorization": f"Bearer {party.token}"},
+                    )
+                    break
+                except httpx.TransportError:
+                    if attempt == 2:
+                        raise
 
     async def flush_later() -> None:
         await asyncio.sleep(ACK_DELAY)
@@ -183,7 +247,8 @@ async def follow(
             received.errors.append(f"{party.device_id}: ack: {type(exc).__name__}: {exc}")
 
     try:
-        async for event, data in _events(client, party):
+        events = _raw_events(party) if raw else _events(client, party)
+        async for event, data in events:
             if event == "heartbeat":
                 ready.set()
             elif event == "message":
@@ -215,3 +280,49 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
 def load_line() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def _proc_stats() -> dict[int, tuple[int, float]]:
+    """pid -> (parent pid, CPU seconds used), from /proc (Linux); empty elsewhere."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat") if Path("/proc").is_dir() else ():
+        try:
+            raw = entry.read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) "
+        used = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        stats[int(entry.parent.name)] = (int(fields[1]), used)
+    return stats
+
+
+def cpu_seconds(roots: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each named group of processes and their descendants."""
+    stats = _proc_stats()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    named = {pid for pids in roots.values() for pid in pids}
+    used = {}
+    for name, pids in roots.items():
+        todo, seen = list(pids), set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen or pid not in stats or (pid in named and pid not in pids):
+                continue  # another group's process is counted there
+            seen.add(pid)
+            todo.extend(children.get(pid, []))
+        used[name] = sum(stats[p][1] for p in seen)
+    return used
+
+
+def fleet_processes(state: sandbox.SandboxState) -> dict[str, list[int]]:
+    """The bench's own process and the fleet's, by role, for `cpu_seconds`."""
+    roles = {"generator": [os.getpid()]}
+    roles["api"] = [p for p in state.api_pids if p is not None]
+    postmaster = Path(state.pg_datadir) / "postmaster.pid"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        roles["postgres"] = [int(postmaster.read_text().split()[0])]
+    roles["redis"] = [state.redis_pid] if state.redis_pid is not None else []
+    return roles

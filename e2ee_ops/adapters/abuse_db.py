@@ -109,7 +109,6 @@ def top_senders_params(*, window_seconds: float, limit: int) -> dict[str, Any]:
 class AbuseDatabase:
     def __init__(self, db: OpsDatabase) -> None:
         self.db = db
-        self.host = db.host
 
     def top_senders(self, *, window_seconds: float, limit: int) -> list[SenderActivity]:
         """Candidate senders of the window with their counts, unsorted (the caller ranks)."""

@@ -200,7 +200,6 @@ class DevicesDatabase:
 
     def __init__(self, db: OpsDatabase) -> None:
         self.db = db
-        self.host = db.host
 
     def now(self) -> datetime:
         return self.db.now()

@@ -287,13 +287,14 @@ def evaluate_samples(
     rate_seconds: float | None = None,
     rate_source: str = "",
 ) -> list[Finding]:
-    """`rates`: each counter's growth over the last `rate_seconds` (two samples), or, with
+    """One finding per threshold from one instance's `/metrics` samples.
+
+    `rates`: each counter's growth over the last `rate_seconds` (two samples), or, with
     `rate_source`, its per-second rate from there; without it, ratios are of the totals
     since the process started."""
     rate_note = rate_source or (
         f"over {rate_seconds:g} s: /metrics sampled twice" if rate_seconds else ""
     )
-    """One finding per threshold from one instance's `/metrics` samples."""
     where = f"/metrics on {host}"
     found: list[Finding] = []
 
@@ -576,7 +577,7 @@ def check_alerts(
         record_observation(
             journal,
             "alerts check",
-            any(f.value != 0 for f in redis),
+            any(f.status is not Status.OK for f in redis),  # down, even for "0 s" so far
             [f.summary for f in redis],
         )
     return report

@@ -9,7 +9,7 @@ Each query lists the metrics it reads, as the reference server exports them on
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from e2ee_ops import metrics as m
@@ -36,7 +36,6 @@ class Panel:
     warn: float | None = None
     crit: float | None = None
     higher_is_worse: bool = True
-    threshold_keys: tuple[str, ...] = field(default_factory=tuple)  # thresholds.* drawn
 
 
 def panels(t: Thresholds) -> list[Panel]:
@@ -50,7 +49,6 @@ def panels(t: Thresholds) -> list[Panel]:
             (Query(DELIVERY_P99, "p99 {{job}}", ("e2ee_delivery_latency_seconds_bucket",)),),
             unit="s",
             warn=t.delivery_p99_ms / 1000.0,
-            threshold_keys=("delivery_p99_ms",),
         ),
         Panel(
             "SSE failure rate",
@@ -65,7 +63,6 @@ def panels(t: Thresholds) -> list[Panel]:
             ),
             unit="percentunit",
             crit=t.sse_failure_rate,
-            threshold_keys=("sse_failure_rate",),
         ),
         Panel(
             "Redis pub/sub lag",
@@ -74,7 +71,6 @@ def panels(t: Thresholds) -> list[Panel]:
             (Query("e2ee_pubsub_lag_seconds", "{{instance}}", ("e2ee_pubsub_lag_seconds",)),),
             unit="s",
             warn=t.pubsub_lag_seconds,
-            threshold_keys=("pubsub_lag_seconds",),
         ),
         Panel(
             "Redis up / relay lag",
@@ -87,7 +83,6 @@ def panels(t: Thresholds) -> list[Panel]:
             ),
             crit=1,
             higher_is_worse=False,
-            threshold_keys=("redis_down_seconds",),
         ),
         Panel(
             "One-time prekey pools",
@@ -100,7 +95,6 @@ def panels(t: Thresholds) -> list[Panel]:
             warn=t.otpk_warning,
             crit=t.otpk_critical,
             higher_is_worse=False,
-            threshold_keys=("otpk_critical", "otpk_warning"),
         ),
         Panel(
             "Devices by one-time prekey pool",
@@ -133,7 +127,6 @@ def panels(t: Thresholds) -> list[Panel]:
                 ),
             ),
             crit=t.identity_changes_per_day,
-            threshold_keys=("identity_changes_per_day",),
         ),
         Panel(
             "Signed prekey age",
@@ -148,7 +141,6 @@ def panels(t: Thresholds) -> list[Panel]:
             ),
             unit="s",
             warn=t.signed_prekey_max_age_days * DAY,
-            threshold_keys=("signed_prekey_max_age_days",),
         ),
         Panel(
             "403 / 409 / 429 / 5xx",

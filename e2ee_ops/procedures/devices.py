@@ -205,7 +205,7 @@ def _report(
 # ---- notification -----------------------------------------------------------------------
 
 
-def reminder_for(v: DeviceVerdict, window_hours: float = 24.0) -> Reminder:
+def reminder_for(v: DeviceVerdict, window_hours: float) -> Reminder:
     from e2ee_ops.adapters.notifiers import Reminder
 
     r = v.row

@@ -168,15 +168,13 @@ def line_time(line: str) -> datetime | None:
     match = _STAMP.match(line)
     if not match:
         return None
-    text = match.group(1).replace(",", ".").replace("Z", "+00:00")
-    # fromisoformat takes at most 6 fractional digits (kubectl writes 9).
-    text = re.sub(r"\.(\d{6})\d+", r".\1", text)
+    # Python 3.11's fromisoformat reads a decimal comma, "Z" and any number of fractional
+    # digits (kubectl writes 9; it keeps 6).
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(match.group(1))
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.astimezone()  # the local zone, as the log's writer used it
+    # astimezone takes a stamp that names no zone as local time, as the log's writer used it.
     return parsed.astimezone(UTC)
 
 

@@ -23,7 +23,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,8 @@ class Canary:
     receiver_account: str
     receiver_device: str
     delivery_timeout_seconds: float = 15.0  # how long the message may take over SSE
+    # The clock the receiver's stream stamps arrivals with (EventStream: time.monotonic).
+    monotonic: Callable[[], float] = time.monotonic
 
 
 @dataclass
@@ -92,6 +94,7 @@ class RedisTargets:
     sentinel: SentinelAdmin | None = None  # redis.sentinel: the Sentinel path
     sleep: Callable[[float], None] = time.sleep
     monotonic: Callable[[], float] = time.monotonic
+    utcnow: Callable[[], datetime] = lambda: datetime.now(UTC)  # ages of stored messages
     progress: Callable[[str], None] = lambda _m: None
     heartbeat_wait_seconds: float = 20.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -405,7 +408,7 @@ def assess_redis(t: RedisTargets) -> RedisState:
             break
         t.sleep(1.0)
     answers = _metrics(t.admin_apis)
-    statuses = [str(m.get("redis_status", "unknown")) for m in answers]
+    statuses = [m.get("redis_status") for m in answers]
     service_down = "unavailable" in statuses
     service_healthy = (
         bool(statuses) and len(statuses) == len(t.admin_apis) and all(s == "ok" for s in statuses)
@@ -451,7 +454,7 @@ def send_canary(canary: Canary, *, deadline_seconds: float) -> CanaryResult:
         devices = canary.sender.user_devices(canary.receiver_account)
         if not devices:
             raise VerificationFailed("the canary receiver has no active device")
-        sent_at = time.monotonic()
+        sent_at = canary.monotonic()
         answer = canary.sender.send_message(
             str(conversation["conversation_id"]),
             sender_device_id=canary.sender_device,
@@ -490,7 +493,6 @@ class RelayVerified:
 
     canary: CanaryResult
     window: DeliveryWindow | None  # None without PostgreSQL
-    undelivered: list[dict[str, Any]]
 
     def record(self) -> dict[str, Any]:
         """Its part of the outage record: stored vs delivered and the canary."""
@@ -530,13 +532,15 @@ def verify_relay(
     settle_seconds: float,
     stuck: str = "",
     api_restarter: Restarter | None = None,
+    outage: bool = True,
 ) -> RelayVerified | str:
     """The runbook's verification once Redis answers again (after a restart or a
     failover), as three steps of `run`: every instance's metrics clear (with
     `api_restarter`, instances still reporting Redis unavailable after
     `t.api_catch_up_seconds` are restarted), a canary arrives over SSE, and what was
     stored since `window_start` (a time, or a function giving it once the metrics are
-    clear; None: no outage to compare) is delivered or waits for offline devices.
+    clear; None: unknown) is delivered or waits for offline devices; without an `outage`
+    there is nothing to compare.
     Returns what was measured, or the failed step's outcome (`stuck` is added when the
     metrics stay bad)."""
     th = t.thresholds
@@ -583,14 +587,14 @@ def verify_relay(
         Status.WARNING if slow else Status.OK,
     )
 
-    start = window_start() if callable(window_start) else window_start
-    if start is None and callable(window_start):
+    if not outage:
         run.skip("skipped: no outage (nothing was down), so no outage window to compare")
-        return RelayVerified(canary, None, [])
+        return RelayVerified(canary, None)
+    start = window_start() if callable(window_start) else window_start
     delivery = _settled_window(t, start, settle_seconds)
     status, sentence = _delivery_sentence(delivery, start)
     run.done(sentence, status)
-    return RelayVerified(canary, delivery, [])
+    return RelayVerified(canary, delivery)
 
 
 def _b64(raw: bytes) -> str:
@@ -680,7 +684,7 @@ def recover_redis(
 
     def fail(outcome: str, status: Status = Status.CRITICAL) -> Plan:
         plan.summary = outcome
-        return run.fail(outcome, rest="not run: an earlier step failed", status=status)
+        return run.fail(outcome, status=status)
 
     state = assess_redis(t)
     if state.verdict == "stalled":
@@ -690,23 +694,19 @@ def recover_redis(
         if _wait_until(t, th.redis_down_seconds, lambda: _redis_up(t.redis), "Redis to answer"):
             waited = t.monotonic() - stalled_at
             state = assess_redis(t)
-            state = RedisState(
-                state.verdict,
-                f"Redis was slow to answer for {waited:.0f} s and answers again; " + state.sentence,
-                state.service_down,
-                state.service_healthy,
-                state.record,
+            state = replace(
+                state,
+                sentence=f"Redis was slow to answer for {waited:.0f} s and answers again; "
+                + state.sentence,
             )
         else:
             state = assess_redis(t)
             if state.verdict == "stalled":
-                verdict = "unreachable from here" if state.service_healthy else "down"
-                state = RedisState(
-                    verdict,
-                    f"Redis did not answer for {th.redis_down_seconds:g} s; " + state.sentence,
-                    state.service_down,
-                    state.service_healthy,
-                    state.record,
+                state = replace(
+                    state,
+                    verdict="unreachable from here" if state.service_healthy else "down",
+                    sentence=f"Redis did not answer for {th.redis_down_seconds:g} s; "
+                    + state.sentence,
                 )
     restart_redis = state.verdict == "down" or force
     if state.verdict in ("unreachable from here", "unknown") and not force:
@@ -746,8 +746,6 @@ def recover_redis(
 
     def start_of_window() -> datetime | None:
         nonlocal window
-        if not outage:
-            return None
         window = outage_window(
             t,
             since=since,
@@ -766,6 +764,7 @@ def recover_redis(
         window_start=start_of_window,
         settle_seconds=settle_seconds,
         api_restarter=t.api_restarter,
+        outage=outage,
     )
     if isinstance(verified, str):
         return fail(verified)
@@ -776,9 +775,9 @@ def recover_redis(
     record: dict[str, Any] = {
         # The outage: from losing Redis to the service having it again, each end with
         # the evidence that dates it, or None and "unknown".
-        "start": window.start.at.isoformat() if window.start.at else None,
+        "start": window.start.as_dict()["at"],
         "start_source": window.start.source,
-        "redis_back_at": window.end.at.isoformat() if window.end.at else None,
+        "redis_back_at": window.end.as_dict()["at"],
         "redis_back_source": window.end.source,
         "duration_seconds": window.duration_seconds,
         "duration": window.as_dict()["duration"],
@@ -807,7 +806,7 @@ def outage_window(
     recent = detected_at - timedelta(seconds=t.down_confirm_seconds)
     server_start = at_detection.down_since
     server_end = None
-    if after.last_regained and after.last_regained.at and after.last_lost:
+    if after.last_regained and after.last_regained.at:
         if after.last_regained.at >= recent:
             server_start = server_start or after.last_lost
             server_end = after.last_regained
@@ -830,10 +829,11 @@ def outage_window(
     journal_start = journal_end = None
     if t.journal is not None:
         journal_start, journal_end = journal_window(t.journal.entries())
-    given = Instant(since, "--since (given by the operator)") if since else None
+    # journal_window dates an end only after a start; `first` skips what has no time.
+    given = Instant(since, "--since (given by the operator)")
     return OutageWindow(
         start=first(given, server_start, log_start, journal_start),
-        end=first(server_end, log_end, journal_end if journal_start else None, fallback_end),
+        end=first(server_end, log_end, journal_end, fallback_end),
     )
 
 
@@ -847,13 +847,13 @@ def _settled_window(
     db = t.db
 
     def probe() -> DeliveryWindow:
-        return db.delivery_window(start, datetime.now(UTC) + timedelta(seconds=1))
+        return db.delivery_window(start, t.utcnow() + timedelta(seconds=1))
 
     def pending(w: DeliveryWindow) -> set[int]:
         return {u.message_id for u in w.undelivered}
 
     def in_flight(w: DeliveryWindow) -> bool:
-        now = datetime.now(UTC)
+        now = t.utcnow()
         return any((now - u.created_at).total_seconds() < IN_FLIGHT_SECONDS for u in w.undelivered)
 
     # Wait while something could still arrive: a message for a device seen since, one

@@ -325,8 +325,22 @@ def recover_sentinel(
         run.skip(f"skipped: primary {old_primary} answers ROLE master; no failover needed")
     else:
         wait = topo.down_after_seconds + margin_seconds
-        moved = _wait_until(t, wait, lambda: _moved_and_answers(sentinel, old_primary))
-        if moved:
+        settled: list[str] = []  # "back": the primary answers again; "moved": a failover
+
+        def primary_settled() -> bool:
+            if _primary_answers(sentinel, old_primary):
+                settled.append("back")
+            elif _moved_and_answers(sentinel, old_primary):
+                settled.append("moved")
+            return bool(settled)
+
+        _wait_until(t, wait, primary_settled)
+        if settled == ["back"]:
+            run.skip(
+                f"skipped: primary {old_primary} answers ROLE master again (within {wait:g} s); "
+                "no failover needed"
+            )
+        elif settled == ["moved"]:
             run.skip(f"skipped: the sentinels failed over by themselves (within {wait:g} s)")
         else:
             lead = read_topology(sentinel).lead
@@ -342,8 +356,6 @@ def recover_sentinel(
                 f"no failover within {wait:g} s: SENTINEL FAILOVER {sentinel.service} "
                 f"sent to {lead.sentinel}"
             )
-        if old_primary:
-            failed_nodes.add(old_primary)
 
     # 3. the new primary answers.
     if not _wait_until(
@@ -356,8 +368,8 @@ def recover_sentinel(
     primary = now_topo.primary
     promoted = primary != old_primary
     failover.update(_failover_time(now_topo))
-    if promoted:
-        failed_nodes.add(str(old_primary))
+    if promoted and old_primary is not None:  # None: the sentinels did not agree on one
+        failed_nodes.add(old_primary)
     failed_nodes.discard(str(primary))
     run.done(
         f"primary {primary} answers ROLE master"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -34,9 +33,13 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         timeout_graceful_shutdown=5,
         access_log=args.access_log,
+        # httptools when installed (the `server` extra installs it and uvloop). uvloop only
+        # when asked: under it the relay's redis client does not follow a Sentinel failover.
+        loop=args.loop,
+        http=args.http,
     )
     server = Server(config)
-    asyncio.run(server.serve())
+    server.run()  # on the event loop `loop` names
     return 0
 
 
@@ -78,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action="store_true")
+    serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="asyncio")
+    serve.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
     serve.set_defaults(func=_serve)
     mig = sub.add_parser("migrate", help="alembic upgrade to a revision (default head)")
     mig.add_argument("revision", nargs="?", default="head")

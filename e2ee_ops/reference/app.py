@@ -17,6 +17,7 @@ from e2ee_ops.reference.settings import ServerSettings
 from e2ee_ops.reference.state import AppState
 from e2ee_ops.reference.store import Store
 from e2ee_ops.reference.telemetry import Telemetry
+from e2ee_ops.reference.tokens import TokenCache
 
 log = logging.getLogger("e2ee_ops.reference")
 
@@ -25,8 +26,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings.from_env()
     telemetry = Telemetry()
     hub = StreamHub()
-    store = Store(settings.database_url)
-    relay = Relay(settings, hub, telemetry, store)
+    store = Store(settings.database_url, last_seen_interval=settings.last_seen_interval_seconds)
+    tokens = TokenCache(settings.token_cache_seconds)
+    relay = Relay(settings, hub, telemetry, store, tokens)
     state = AppState(
         settings=settings,
         store=store,
@@ -34,6 +36,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         relay=relay,
         telemetry=telemetry,
         limiter=RateLimiter(relay.client),
+        tokens=tokens,
     )
 
     @asynccontextmanager

@@ -1,4 +1,5 @@
-"""Bearer tokens: generated once, stored as SHA-256, resolved to a caller per request."""
+"""Bearer tokens: generated once, stored as SHA-256, resolved to a caller per request
+(from the token cache when it holds the token, see `tokens.py`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from dataclasses import dataclass
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from e2ee_ops.reference.tokens import Resolved, TokenCache
 
 TOKEN_PREFIX = "e2ee_"
 _bearer = HTTPBearer(auto_error=False)
@@ -39,13 +42,20 @@ async def caller(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing or invalid bearer token")
     token_hash = hash_token(credentials.credentials)
-    row = await request.app.state.e2ee.store.resolve_token(token_hash)
-    if row is None:
-        raise HTTPException(401, "missing or invalid bearer token")
+    state = request.app.state.e2ee
+    tokens: TokenCache = state.tokens
+    resolved = tokens.get(token_hash)
+    if resolved is None:
+        generation = tokens.generation
+        row = await state.store.resolve_token(token_hash)
+        if row is None:
+            raise HTTPException(401, "missing or invalid bearer token")
+        resolved = Resolved(int(row["user_id"]), row["scope"], row["blocked_at"] is not None)
+        tokens.put(token_hash, resolved, generation)
     return Caller(
-        user_id=int(row["user_id"]),
-        scope=row["scope"],
-        blocked=row["blocked_at"] is not None,
+        user_id=resolved.user_id,
+        scope=resolved.scope,
+        blocked=resolved.blocked,
         token_hash=token_hash,
     )
 

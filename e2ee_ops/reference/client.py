@@ -7,8 +7,10 @@ run for real. Tests, the sandbox's seeding and the demo's traffic use it.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
+import ssl
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -80,6 +82,13 @@ class StreamEvent:
     data: dict[str, Any]
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every client: building one loads the CA bundle, which costs
+    more than a request (clients are made by the hundred in tests and benches)."""
+    return httpx.create_ssl_context()
+
+
 class ReferenceClient:
     def __init__(self, base_url: str, token: str, *, timeout: float = 10.0) -> None:
         self.base_url = base_url.rstrip("/")
@@ -87,6 +96,7 @@ class ReferenceClient:
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
+            verify=_tls(),
         )
         self.identities: dict[str, DeviceIdentity] = {}
 
@@ -114,6 +124,9 @@ class ReferenceClient:
     def issue_token(self, account_id: int, scope: str = "user") -> str:
         body = self.request("POST", f"/admin/users/{account_id}/tokens", json={"scope": scope})
         return str(body["token"])
+
+    def revoke_token(self, token_id: int) -> Any:
+        return self.request("DELETE", f"/admin/tokens/{token_id}")
 
     def block(self, account_id: int, reason: str) -> Any:
         return self.request("POST", f"/admin/users/{account_id}/block", json={"reason": reason})
@@ -228,6 +241,11 @@ class ReferenceClient:
         body = self.request(
             "POST", f"/dm/devices/{device_id}/ack", json={"message_ids": message_ids}
         )
+        return int(body["acknowledged"])
+
+    def ack_up_to(self, device_id: str, up_to: int) -> int:
+        """Acknowledge every message up to `up_to` the server has sent to the device."""
+        body = self.request("POST", f"/dm/devices/{device_id}/ack", json={"up_to": up_to})
         return int(body["acknowledged"])
 
     def stream(

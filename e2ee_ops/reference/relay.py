@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from e2ee_ops.reference.settings import ServerSettings
 from e2ee_ops.reference.store import Store
 from e2ee_ops.reference.telemetry import Telemetry
+from e2ee_ops.reference.tokens import TokenCache
 
 log = logging.getLogger("e2ee_ops.reference.relay")
 CHANNEL = "e2ee:dm:deliver"
@@ -42,19 +43,39 @@ class StreamHub:
 
     def __init__(self) -> None:
         self._events: dict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
+        # Each stream's device and token, checked for all streams at once (`Relay`).
+        self._access: dict[asyncio.Event, tuple[uuid.UUID, str]] = {}
+        self._revoked: set[asyncio.Event] = set()
 
-    def register(self, device_id: uuid.UUID) -> asyncio.Event:
+    def register(self, device_id: uuid.UUID, token_hash: str) -> asyncio.Event:
         event = asyncio.Event()
         event.set()  # a new stream starts by catching up
         self._events[device_id].add(event)
+        self._access[event] = (device_id, token_hash)
         return event
 
     def unregister(self, device_id: uuid.UUID, event: asyncio.Event) -> None:
+        self._access.pop(event, None)
+        self._revoked.discard(event)
         events = self._events.get(device_id)
         if events is not None:
             events.discard(event)
             if not events:
                 del self._events[device_id]
+
+    def access(self) -> dict[asyncio.Event, tuple[uuid.UUID, str]]:
+        """Every open stream's (device, token hash), by its wake-up event."""
+        return dict(self._access)
+
+    def revoke(self, events: list[asyncio.Event]) -> None:
+        """These streams lost their access: woken, they close."""
+        for event in events:
+            if event in self._access:
+                self._revoked.add(event)
+                event.set()
+
+    def revoked(self, event: asyncio.Event) -> bool:
+        return event in self._revoked
 
     def wake(self, device_ids: list[uuid.UUID]) -> None:
         for device_id in device_ids:
@@ -99,10 +120,16 @@ def redis_client(settings: ServerSettings) -> aioredis.Redis:
 
 class Relay:
     def __init__(
-        self, settings: ServerSettings, hub: StreamHub, telemetry: Telemetry, store: Store
+        self,
+        settings: ServerSettings,
+        hub: StreamHub,
+        telemetry: Telemetry,
+        store: Store,
+        tokens: TokenCache,
     ) -> None:
         self.settings = settings
         self.hub = hub
+        self.tokens = tokens
         self.telemetry = telemetry
         self.store = store
         self.client = redis_client(settings)
@@ -210,6 +237,7 @@ class Relay:
             asyncio.create_task(self._record_loop(), name="relay-record"),
             asyncio.create_task(self._subscribe_loop(), name="relay-subscribe"),
             asyncio.create_task(self._probe_loop(), name="relay-probe"),
+            asyncio.create_task(self._access_loop(), name="stream-access"),
         ]
 
     async def stop(self) -> None:
@@ -247,6 +275,19 @@ class Relay:
             self._set_redis(False, type(exc).__name__)
             return False
 
+    async def publish_forget(
+        self, *, token_hashes: list[str] | None = None, user_ids: list[int] | None = None
+    ) -> None:
+        """Forget tokens or users here at once, and on the other instances through Redis
+        (best effort: while Redis is down they keep them for up to the cache's ttl)."""
+        hashes, users = token_hashes or [], user_ids or []
+        self.tokens.forget(token_hashes=hashes, user_ids=users)
+        payload = json.dumps({"kind": "forget", "tokens": hashes, "users": users})
+        try:
+            await asyncio.wait_for(self.client.publish(CHANNEL, payload), timeout=1.0)
+        except (TimeoutError, RedisError, OSError) as exc:
+            log.warning("could not tell the other instances to forget a token: %s", exc)
+
     # ---- background loops -----------------------------------------------------------
 
     async def _subscribe_loop(self) -> None:
@@ -263,6 +304,8 @@ class Relay:
                 self._probe_sent_at = None
                 self._set_redis(True)
                 self.hub.wake_all()
+                # A forget published while we were not subscribed was missed too.
+                self.tokens.clear()
                 while not self._stopping.is_set() and not self._resync.is_set():
                     message = await pubsub.get_message(timeout=0.5)
                     if message is not None:
@@ -285,11 +328,33 @@ class Relay:
                 self._probe_sent_at = None
                 self._export()
             return
+        if payload.get("kind") == "forget":
+            with contextlib.suppress(TypeError, ValueError):
+                self.tokens.forget(
+                    token_hashes=[str(h) for h in payload.get("tokens", [])],
+                    user_ids=[int(u) for u in payload.get("users", [])],
+                )
+            return
         devices = []
         for raw_id in payload.get("devices", []):
             with contextlib.suppress(ValueError):
                 devices.append(uuid.UUID(raw_id))
         self.hub.wake(devices)
+
+    async def _access_loop(self) -> None:
+        """Once per heartbeat interval, one query for every open stream of this process:
+        a token revoked, a device removed or a user blocked ends the stream."""
+        while not self._stopping.is_set():
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+            streams = self.hub.access()
+            if not streams:
+                continue
+            try:
+                allowed = await self.store.streams_allowed(set(streams.values()))
+            except Exception as exc:  # noqa: BLE001 - checked again next interval
+                log.warning("could not check the open streams' access: %s", exc)
+                continue
+            self.hub.revoke([e for e, pair in streams.items() if pair not in allowed])
 
     def _probe(self) -> str:
         return json.dumps({"kind": "probe", "origin": self.settings.instance_id, "ts": time.time()})

@@ -46,19 +46,31 @@ async def create_token(
     return {"token": token, "token_id": token_id, "scope": body.scope}
 
 
+@router.delete("/tokens/{token_id}")
+async def revoke_token(
+    token_id: IdPath, request: Request, _: Caller = Depends(admin)
+) -> dict[str, Any]:
+    state = app_state(request)
+    token_hash = await state.store.revoke_token(token_id)
+    await state.relay.publish_forget(token_hashes=[token_hash])
+    return {"token_id": token_id, "revoked": True}
+
+
 @router.post("/users/{account_id}/block")
 async def block_user(
     account_id: IdPath, body: BlockRequest, request: Request, who: Caller = Depends(admin)
 ) -> dict[str, Any]:
-    store = app_state(request).store
-    await store.set_block(account_id, body.reason, who.user_id)
-    return _user_view(await store.get_user(account_id))
+    state = app_state(request)
+    await state.store.set_block(account_id, body.reason, who.user_id)
+    await state.relay.publish_forget(user_ids=[account_id])
+    return _user_view(await state.store.get_user(account_id))
 
 
 @router.delete("/users/{account_id}/block")
 async def unblock_user(
     account_id: IdPath, request: Request, _: Caller = Depends(admin)
 ) -> dict[str, Any]:
-    store = app_state(request).store
-    await store.set_block(account_id, None, None)
-    return _user_view(await store.get_user(account_id))
+    state = app_state(request)
+    await state.store.set_block(account_id, None, None)
+    await state.relay.publish_forget(user_ids=[account_id])
+    return _user_view(await state.store.get_user(account_id))

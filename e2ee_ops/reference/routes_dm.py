@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -90,15 +89,17 @@ async def send_message(
     except ApiError:
         await state.store.record_rate_limited(who.user_id)
         raise
-    members = await state.store.conversation_members(conversation_id)
+    sender_device = body.sender_device_id
+    context = await state.store.send_context(conversation_id, who.user_id, sender_device)
+    members = [int(m) for m in context["members"]]
     if who.user_id not in members:
         raise NotFound(f"no conversation {conversation_id}")
     recipients = [m for m in members if m != who.user_id]
-    if await state.store.blocked_between(who.user_id, recipients):
+    if context["blocked"]:
         raise ApiError(403, "the recipient has blocked this sender", "BLOCKED_BY_RECIPIENT")
-    sender_device = body.sender_device_id
-    device = await state.store.owned_device(sender_device, who.user_id)
-    if device["status"] != "active":
+    if context["device_status"] is None:
+        raise NotFound(f"no device {sender_device}")
+    if context["device_status"] != "active":
         raise Conflict("DEVICE_REVOKED", "the sending device has been revoked")
     envelopes = [
         (
@@ -191,13 +192,12 @@ async def _stream_events(
     state: AppState, request: Request, device_id: uuid.UUID, floor: int, token_hash: str
 ) -> AsyncIterator[bytes]:
     telemetry = state.telemetry
-    wake = state.hub.register(device_id)
+    wake = state.hub.register(device_id, token_hash)
     telemetry.sse_connects.inc()
     telemetry.sse_connections.inc()
     emitted: set[int] = set()
     ended_by_server = False
     reason = "client disconnected"
-    checked_at = time.monotonic()
     try:
         yield _heartbeat(state)
         while True:
@@ -206,13 +206,12 @@ async def _stream_events(
                 yield _sse("closing", {"reason": reason})
                 return
             # A token revoked, a device removed or a user blocked since the stream
-            # opened ends it within one heartbeat interval.
-            if time.monotonic() - checked_at >= state.settings.heartbeat_seconds:
-                checked_at = time.monotonic()
-                if not await state.store.stream_allowed(token_hash, device_id):
-                    ended_by_server, reason = True, "access revoked"
-                    yield _sse("closing", {"reason": reason})
-                    return
+            # opened ends it within one heartbeat interval (checked for all streams at
+            # once by the relay's access loop).
+            if state.hub.revoked(wake):
+                ended_by_server, reason = True, "access revoked"
+                yield _sse("closing", {"reason": reason})
+                return
             if wake.is_set():
                 wake.clear()
                 # The first batch starts at the floor, skipping what this stream already
@@ -221,7 +220,9 @@ async def _stream_events(
                 # only the sent ids above it, so a backlog drains without rescanning.
                 cursor = floor
                 while True:
-                    rows = await state.store.pending_envelopes(
+                    # Marked handed over before they are written: a cumulative ack covers
+                    # what was marked no later than the id it names.
+                    rows = await state.store.hand_over_pending(
                         device_id, cursor, STREAM_BATCH, sorted(e for e in emitted if e > cursor)
                     )
                     for row in rows:
@@ -230,8 +231,6 @@ async def _stream_events(
                             (datetime.now(UTC) - row["created_at"]).total_seconds()
                         )
                         yield _sse("message", _event_payload(row), int(row["message_id"]))
-                    if rows:
-                        await state.store.mark_pushed(device_id, [r["message_id"] for r in rows])
                     if len(rows) < STREAM_BATCH:
                         break
                     cursor = int(rows[-1]["message_id"])
@@ -285,7 +284,7 @@ async def poll_messages(
     state = app_state(request)
     await _own_active_device(state, device_id, who)
     await state.store.touch_device(device_id)
-    rows = await state.store.pending_envelopes(device_id, after, limit)
+    rows = await state.store.hand_over_pending(device_id, after, limit)
     return {"messages": [_event_payload(r) for r in rows], "relay_lag": state.relay.relay_lag}
 
 
@@ -294,8 +293,11 @@ async def acknowledge(
     device_id: uuid.UUID, body: AckRequest, request: Request, who: Caller = Depends(caller)
 ) -> dict[str, Any]:
     state = app_state(request)
-    await state.store.owned_device(device_id, who.user_id)
-    count = await state.store.acknowledge(device_id, body.message_ids)
+    if body.up_to is not None:
+        count = await state.store.acknowledge_up_to(device_id, who.user_id, body.up_to)
+    else:
+        assert body.message_ids is not None  # one of the two, by AckRequest
+        count = await state.store.acknowledge(device_id, who.user_id, body.message_ids)
     return {"acknowledged": count}
 
 

@@ -11,7 +11,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 INT4_MAX = 2**31 - 1
 INT8_MAX = 2**63 - 1
@@ -90,7 +90,17 @@ class NewMessage(BaseModel):
 
 
 class AckRequest(BaseModel):
-    message_ids: list[Id] = Field(min_length=1, max_length=1000)
+    """Either `message_ids` (these messages) or `up_to` (every message up to this id
+    that the server has pushed to the device): exactly one of them."""
+
+    message_ids: list[Id] | None = Field(default=None, min_length=1, max_length=1000)
+    up_to: Id | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AckRequest:
+        if (self.message_ids is None) == (self.up_to is None):
+            raise ValueError("give either message_ids or up_to")
+        return self
 
 
 class UserBlock(BaseModel):

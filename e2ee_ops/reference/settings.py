@@ -32,6 +32,11 @@ class ServerSettings:
     otpk_warning: int = 10
     identity_changes_per_day: int = 2
     metrics_cache_seconds: float = 2.0
+    # How long a resolved token is kept (0: every request queries it), see tokens.py.
+    token_cache_seconds: float = 5.0
+    # last_seen_at written at most this often per device for sends and acks;
+    # connecting, polling and uploading prekeys always write it.
+    last_seen_interval_seconds: float = 5.0
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # Through Sentinel instead of redis_url: sentinels as host:port, and the service name.
     redis_sentinels: tuple[str, ...] = ()
@@ -62,6 +67,8 @@ class ServerSettings:
             relay_lag_threshold_seconds=float(e.get("E2EE_RELAY_LAG_SECONDS", "2")),
             redis_retry_seconds=float(e.get("E2EE_REDIS_RETRY_SECONDS", "0.5")),
             metrics_cache_seconds=float(e.get("E2EE_METRICS_CACHE_SECONDS", "2")),
+            token_cache_seconds=float(e.get("E2EE_TOKEN_CACHE_SECONDS", "5")),
+            last_seen_interval_seconds=float(e.get("E2EE_LAST_SEEN_INTERVAL_SECONDS", "5")),
             instance_id=e.get("E2EE_INSTANCE_ID") or uuid.uuid4().hex[:12],
             redis_sentinels=sentinels,
             redis_sentinel_service=e.get("E2EE_REDIS_SENTINEL_SERVICE") or "mymaster",

@@ -15,6 +15,7 @@ from e2ee_ops.reference.relay import Relay, StreamHub
 from e2ee_ops.reference.settings import ServerSettings
 from e2ee_ops.reference.store import Store
 from e2ee_ops.reference.telemetry import Telemetry
+from e2ee_ops.reference.tokens import TokenCache
 
 
 @dataclass
@@ -25,6 +26,7 @@ class AppState:
     relay: Relay
     telemetry: Telemetry
     limiter: RateLimiter
+    tokens: TokenCache
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     snapshot_cache: tuple[float, dict[str, Any]] | None = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,7 +45,13 @@ class OneTimePrekey:
 
 
 class Store:
-    def __init__(self, database_url: str, *, max_size: int = 10) -> None:
+    def __init__(
+        self, database_url: str, *, max_size: int = 10, last_seen_interval: float = 0.0
+    ) -> None:
+        # Sends and acks write a device's last_seen_at at most once per interval from
+        # this process (a hot row otherwise); connecting and polling always write it.
+        self.last_seen_interval = last_seen_interval
+        self._last_seen_written: dict[uuid.UUID, float] = {}
         self.pool: AsyncConnectionPool[AsyncConnection[Row]] = AsyncConnectionPool(
             libpq_url(database_url),
             connection_class=AsyncConnection[Row],
@@ -118,6 +125,19 @@ class Store:
                 (token_hash,),
             )
             return await cur.fetchone()
+
+    async def revoke_token(self, token_id: int) -> str:
+        """Revoke a token (kept revoked if it was); its hash, to forget it."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, now()) "
+                "WHERE token_id = %s RETURNING token_hash",
+                (token_id,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound(f"no token {token_id}")
+        return str(row["token_hash"])
 
     async def set_block(self, account_id: int, reason: str | None, by: int | None) -> Row:
         async with self.pool.connection() as conn:
@@ -226,24 +246,39 @@ class Store:
             raise NotFound(f"no device {device_id}")
         return row
 
-    async def stream_allowed(self, token_hash: str, device_id: uuid.UUID) -> bool:
-        """The token is live, its user not blocked, and the device active and its own."""
+    async def streams_allowed(
+        self, streams: set[tuple[uuid.UUID, str]]
+    ) -> set[tuple[uuid.UUID, str]]:
+        """Of these (device, token hash) pairs, those whose token is live, its user not
+        blocked, and the device active and the user's: one query for all."""
+        pairs = sorted(streams)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT 1 FROM api_tokens t JOIN users u ON u.account_id = t.user_id "
-                "JOIN e2ee_devices d ON d.user_id = t.user_id "
-                "WHERE t.token_hash = %s AND t.revoked_at IS NULL AND u.blocked_at IS NULL "
-                "AND d.device_id = %s AND d.status = 'active'",
-                (token_hash, device_id),
+                "SELECT p.device_id, p.token_hash"
+                " FROM unnest(%s::uuid[], %s::text[]) AS p(device_id, token_hash)"
+                " JOIN api_tokens t ON t.token_hash = p.token_hash AND t.revoked_at IS NULL"
+                " JOIN users u ON u.account_id = t.user_id AND u.blocked_at IS NULL"
+                " JOIN e2ee_devices d ON d.device_id = p.device_id AND d.user_id = t.user_id"
+                " AND d.status = 'active'",
+                ([d for d, _ in pairs], [t for _, t in pairs]),
             )
-            return await cur.fetchone() is not None
+            return {(r["device_id"], r["token_hash"]) for r in await cur.fetchall()}
 
     async def touch_device(self, device_id: uuid.UUID) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE e2ee_devices SET last_seen_at = now() WHERE device_id = %s",
-                (device_id,),
-            )
+            await self._write_last_seen(conn, device_id)
+
+    def _last_seen_due(self, device_id: uuid.UUID) -> bool:
+        written = self._last_seen_written.get(device_id)
+        return written is None or time.monotonic() - written >= self.last_seen_interval
+
+    async def _write_last_seen(self, conn: AsyncConnection[Row], device_id: uuid.UUID) -> None:
+        await conn.execute(
+            "UPDATE e2ee_devices SET last_seen_at = now() WHERE device_id = %s", (device_id,)
+        )
+        if len(self._last_seen_written) >= 100_000:
+            self._last_seen_written.clear()
+        self._last_seen_written[device_id] = time.monotonic()
 
     async def add_prekeys(self, device_id: uuid.UUID, keys: Sequence[OneTimePrekey]) -> int:
         async with self.pool.connection() as conn, conn.transaction():
@@ -438,13 +473,26 @@ class Store:
             )
             return await cur.fetchall()
 
-    async def conversation_members(self, conversation_id: int) -> list[int]:
+    async def send_context(
+        self, conversation_id: int, sender: int, sender_device_id: uuid.UUID
+    ) -> Row:
+        """In one round trip, what a send must check: the conversation's `members`, whether
+        one of them blocked the sender (`blocked`), and the status of the sender's own
+        device (`device_status`, None when it is not the sender's)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT user_id FROM dm_conversation_members WHERE conversation_id = %s",
-                (conversation_id,),
+                "SELECT ARRAY(SELECT user_id FROM dm_conversation_members"
+                "   WHERE conversation_id = %(c)s) AS members,"
+                " EXISTS (SELECT 1 FROM dm_blocks b JOIN dm_conversation_members m"
+                "   ON m.user_id = b.blocker_user_id AND m.conversation_id = %(c)s"
+                "   WHERE b.blocked_user_id = %(u)s AND b.blocker_user_id <> %(u)s) AS blocked,"
+                " (SELECT status FROM e2ee_devices WHERE device_id = %(d)s AND user_id = %(u)s)"
+                "   AS device_status",
+                {"c": conversation_id, "u": sender, "d": sender_device_id},
             )
-            return [int(r["user_id"]) for r in await cur.fetchall()]
+            row = await cur.fetchone()
+        assert row is not None
+        return row
 
     async def blocked_between(self, sender: int, recipients: Sequence[int]) -> bool:
         async with self.pool.connection() as conn:
@@ -532,36 +580,31 @@ class Store:
                     "VALUES (%s, %s, %s)",
                     [(message["id"], d, devices[d]["user_id"]) for d, _, _ in envelopes],
                 )
-            await conn.execute(
-                "UPDATE e2ee_devices SET last_seen_at = now() WHERE device_id = %s",
-                (sender_device_id,),
-            )
+            if self._last_seen_due(sender_device_id):
+                await self._write_last_seen(conn, sender_device_id)
             return message, False, [e[0] for e in envelopes]
 
-    async def pending_envelopes(
+    async def hand_over_pending(
         self, device_id: uuid.UUID, after: int, limit: int, exclude: Sequence[int] = ()
     ) -> list[Row]:
-        """Unacknowledged envelopes of a device, oldest first (this server must read them)."""
+        """Unacknowledged envelopes of a device after `after`, oldest first, marked as
+        handed over (`pushed_at`, first time only) in the same statement: the caller
+        sends them to the device now (this server must read them)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
+                "WITH picked AS (SELECT message_id FROM dm_delivery"
+                "   WHERE device_id = %(d)s AND delivered_at IS NULL AND message_id > %(after)s"
+                "   AND NOT (message_id = ANY(%(exclude)s)) ORDER BY message_id LIMIT %(limit)s),"
+                " marked AS (UPDATE dm_delivery dd SET pushed_at = COALESCE(dd.pushed_at, now())"
+                "   FROM picked WHERE dd.device_id = %(d)s AND dd.message_id = picked.message_id) "
                 "SELECT m.id AS message_id, m.conversation_id, m.sender_user_id,"
                 " m.sender_device_id, m.created_at, e.ciphertext "
-                "FROM dm_delivery dd JOIN dm_messages m ON m.id = dd.message_id "
-                "JOIN dm_envelopes e"
-                " ON e.message_id = dd.message_id AND e.device_id = dd.device_id "
-                "WHERE dd.device_id = %s AND dd.delivered_at IS NULL AND dd.message_id > %s "
-                "AND NOT (dd.message_id = ANY(%s)) ORDER BY dd.message_id LIMIT %s",
-                (device_id, after, list(exclude), limit),
+                "FROM picked JOIN dm_messages m ON m.id = picked.message_id "
+                "JOIN dm_envelopes e ON e.message_id = picked.message_id AND e.device_id = %(d)s "
+                "ORDER BY m.id",
+                {"d": device_id, "after": after, "exclude": list(exclude), "limit": limit},
             )
             return await cur.fetchall()
-
-    async def mark_pushed(self, device_id: uuid.UUID, message_ids: Sequence[int]) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE dm_delivery SET pushed_at = COALESCE(pushed_at, now()) "
-                "WHERE device_id = %s AND message_id = ANY(%s)",
-                (device_id, list(message_ids)),
-            )
 
     async def acknowledged_among(
         self, device_id: uuid.UUID, message_ids: Sequence[int]
@@ -574,17 +617,51 @@ class Store:
             )
             return {int(r["message_id"]) for r in await cur.fetchall()}
 
-    async def acknowledge(self, device_id: uuid.UUID, message_ids: Sequence[int]) -> int:
+    async def acknowledge(
+        self, device_id: uuid.UUID, user_id: int, message_ids: Sequence[int]
+    ) -> int:
+        """Mark these messages delivered to the user's device; how many were not already.
+        NotFound when the device is not the user's."""
+        return await self._acknowledge(
+            device_id, user_id, "message_id = ANY(%s)", (list(message_ids),)
+        )
+
+    async def acknowledge_up_to(self, device_id: uuid.UUID, user_id: int, up_to: int) -> int:
+        """Mark delivered the device's messages up to `up_to` that were sent to it no
+        later than `up_to` itself: on one stream (or poll answer), in order, they came
+        before it, so the client that got `up_to` got them. One sent later (committed
+        after a higher id was sent) or not yet is left pending."""
+        return await self._acknowledge(
+            device_id,
+            user_id,
+            "message_id <= %s AND pushed_at <= (SELECT pushed_at FROM dm_delivery"
+            " WHERE device_id = %s AND message_id = %s)",
+            (up_to, device_id, up_to),
+        )
+
+    async def _acknowledge(
+        self, device_id: uuid.UUID, user_id: int, which: str, params: tuple[Any, ...]
+    ) -> int:
         async with self.pool.connection() as conn:
+            # The owner check rides along; only when nothing was acknowledged is it asked
+            # on its own, to tell "not yours" (404) from "nothing to acknowledge" (0).
             cur = await conn.execute(
-                "UPDATE dm_delivery SET delivered_at = now() "
-                "WHERE device_id = %s AND message_id = ANY(%s) AND delivered_at IS NULL",
-                (device_id, list(message_ids)),
+                "UPDATE dm_delivery SET delivered_at = now() WHERE device_id = %s"
+                f" AND {which} AND delivered_at IS NULL AND EXISTS (SELECT 1 FROM e2ee_devices"
+                " WHERE device_id = %s AND user_id = %s)",
+                (device_id, *params, device_id, user_id),
             )
-            await conn.execute(
-                "UPDATE e2ee_devices SET last_seen_at = now() WHERE device_id = %s", (device_id,)
-            )
-            return max(cur.rowcount, 0)
+            count = max(cur.rowcount, 0)
+            if count == 0:
+                owner = await conn.execute(
+                    "SELECT 1 FROM e2ee_devices WHERE device_id = %s AND user_id = %s",
+                    (device_id, user_id),
+                )
+                if await owner.fetchone() is None:
+                    raise NotFound(f"no device {device_id}")
+            if self._last_seen_due(device_id):
+                await self._write_last_seen(conn, device_id)
+            return count
 
     async def record_rate_limited(self, user_id: int) -> None:
         async with self.pool.connection() as conn:

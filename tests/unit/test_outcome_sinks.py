@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,21 +90,17 @@ def test_timed_out_run_prints_its_line_and_writes_junit_and_textfile(
     junit_schema: xmlschema.XMLSchema,
 ) -> None:
     junit, prom = tmp_path / "out.xml", tmp_path / "out.prom"
-    result = cli(
-        "--config",
-        str(_config(tmp_path, silent_api)),
-        "--timeout",
-        "0.5",
-        "-o",
-        "nagios",
-        "alerts",
-        "check",
-        "--junit",
-        str(junit),
-        "--textfile",
-        str(prom),
+    # In a process of its own: the timed-out check's thread still waits on the silent
+    # API when the command ends, which in this process would outlive the test.
+    result = subprocess.run(
+        [sys.executable, "-m", "e2ee_ops", "--config", str(_config(tmp_path, silent_api))]
+        + ["--timeout", "0.5", "-o", "nagios", "alerts", "check"]
+        + ["--junit", str(junit), "--textfile", str(prom)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert result.exit_code == 3, result.stdout + result.stderr
+    assert result.returncode == 3, result.stdout + result.stderr
     assert result.stdout.startswith("E2EE-OPS ALERTS_CHECK UNKNOWN - ")
     junit_schema.validate(str(junit))
     text = junit.read_text()
