@@ -14,11 +14,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The suite runs on one pytest-xdist worker per CPU (at most 4, see tests/conftest.py), a
+# test file per worker at a time; PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= auto
 test: $(STAMP)
 	$(BIN)/ruff check e2ee_ops tests bench
 	$(BIN)/ruff format --check e2ee_ops tests bench
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs -n $(PYTEST_WORKERS) --dist loadfile
 
 # Mutation testing of the procedures and the SQL-building adapters, bounded to 18 minutes.
 mutate: $(STAMP)

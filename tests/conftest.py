@@ -36,6 +36,49 @@ APP_TABLES = (
 )
 
 
+# `make test` runs the suite on pytest-xdist workers (`-n auto --dist loadfile`). Each worker
+# is its own session with its own embedded servers, work directory and database (named by
+# process), so workers share no port or path (only pgserver's own lock, which orders their
+# PostgreSQL starts); a test file stays on one worker, so a module's fixture (the Sentinel
+# sandbox, the scaled database) starts once.
+MAX_WORKERS = 4  # each worker starts PostgreSQL, Redis, the reference server and a sandbox
+
+
+def _external_servers() -> bool:
+    return bool(
+        os.environ.get("E2EE_OPS_TEST_DATABASE_URL") or os.environ.get("E2EE_OPS_TEST_REDIS_URL")
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: a worker per CPU, at most MAX_WORKERS; none (one process) against external
+    servers, whose databases and pub/sub channels the workers would share."""
+    if _external_servers():
+        return 0
+    wanted = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if wanted:
+        return int(wanted)
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """As root, pgserver runs PostgreSQL as the user `pgserver`, which it creates on first
+    use without a lock: create it once here, before workers start servers side by side."""
+    if os.geteuid() != 0 or _external_servers() or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    import pwd
+
+    try:
+        pwd.getpwnam("pgserver")
+    except KeyError:
+        try:
+            from pgserver.utils import ensure_user_exists
+        except ImportError:  # pg_server's own start says what is missing
+            return
+        ensure_user_exists("pgserver")
+
+
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="e2ee-ops-tests-") as d:
