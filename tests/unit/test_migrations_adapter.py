@@ -260,3 +260,26 @@ def test_each_revisions_sql_leaves_out_begin_and_commit() -> None:
         "-- Running downgrade r1 -> \ncommit;\n"
     )
     assert sql_by_revision(sql) == {"r2": "DROP TABLE a;", "r1": ""}
+
+
+def _revision_file(versions: Path, rev: str, down: str | tuple[str, ...] | None) -> None:
+    versions.joinpath(f"{rev}.py").write_text(
+        f'"""{rev}"""\n\nrevision = {rev!r}\ndown_revision = {down!r}\n\n\n'
+        "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
+    )
+
+
+def test_a_branched_history_is_refused_with_what_to_use_instead(tmp_path: Path) -> None:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "alembic.ini").write_text(LOSSY.read_text())
+    (tmp_path / "env.py").write_text(LOSSY.with_name("env.py").read_text())
+    _revision_file(tmp_path / "versions", "b0_base", None)
+    _revision_file(tmp_path / "versions", "b1_left", "b0_base")
+    _revision_file(tmp_path / "versions", "b2_right", "b0_base")
+    _revision_file(tmp_path / "versions", "b3_merge", ("b1_left", "b2_right"))
+    with pytest.raises(UsageError) as caught:
+        Migrations(tmp_path / "alembic.ini", NOWHERE).downgrade_path("b3_merge", steps=1)
+    assert caught.value.message == (
+        "the migration history is branched; e2ee-ops only rolls back linear histories"
+    )
+    assert caught.value.hint == "use alembic itself"
