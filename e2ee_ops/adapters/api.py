@@ -17,7 +17,9 @@ a repr or a URL.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -99,6 +101,7 @@ class ApiClient:
         self._monotonic = monotonic
         self._transport = transport
         self._http = http_client(timeout=timeout, transport=transport, base_url=self.base_url)
+        self._stream_socket: socket.socket | None = None  # the open stream's, while reading
 
     def __repr__(self) -> str:
         return f"ApiClient({self.base_url!r}, token={'set' if self._token else 'none'})"
@@ -111,6 +114,15 @@ class ApiClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def abort_stream(self) -> None:
+        """Wake a `stream` read blocked in another thread at once: shut its socket down.
+        Closing the client alone leaves that read blocked until the server's next byte
+        (a heartbeat, seconds away)."""
+        sock = self._stream_socket
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     # ----------------------------------------------------------------- ops
 
@@ -219,6 +231,7 @@ class ApiClient:
             with httpx_sse.connect_sse(
                 self._http, "GET", path, headers=headers, timeout=timeout
             ) as source:
+                self._stream_socket = _socket_of(source.response)
                 if source.response.status_code >= 400:
                     body = read_capped(
                         source.response, cap=self.max_response_bytes, deadline=end,
@@ -251,6 +264,8 @@ class ApiClient:
             ) from exc
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, what) from exc
+        finally:
+            self._stream_socket = None
 
     def open_stream(self, device_id: str, *, lifetime_seconds: float) -> EventStream:
         """Open `device_id`'s SSE stream on a connection of its own, read in the
@@ -465,6 +480,7 @@ class EventStream:
         self.received: list[tuple[float, SseEvent]] = []  # (monotonic time, event)
         self.ended = False
         self.error: BaseException | None = None  # why it ended, when not by the server
+        self._closing = False
         self._client = client
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._read, daemon=True, name=f"sse-{self.host}")
@@ -496,7 +512,9 @@ class EventStream:
             ) and predicate(self)
 
     def close(self) -> None:
-        """End the stream (closing its connection breaks the read) and its reader."""
+        """End the stream and its reader: shutting the socket down breaks the read at once."""
+        self._closing = True
+        self._client.abort_stream()
         self._client.close()
         self._thread.join(timeout=5)
 
@@ -512,11 +530,20 @@ class EventStream:
             if not self.saw("closing") and time.monotonic() - started >= self.lifetime_seconds:
                 self.error = TimeoutError("the stream was still open at its deadline")
         except BaseException as exc:  # noqa: BLE001 - kept for the caller
-            self.error = exc
+            if not self._closing:  # a read broken by close() is not how the stream ended
+                self.error = exc
         finally:
             with self._changed:
                 self.ended = True
                 self._changed.notify_all()
+
+
+def _socket_of(response: httpx.Response) -> socket.socket | None:
+    """The socket under an HTTP/1.1 response, when the transport exposes one."""
+    stream = response.extensions.get("network_stream")
+    get_extra_info = getattr(stream, "get_extra_info", None)
+    sock = get_extra_info("socket") if get_extra_info is not None else None
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def _buffered(response: httpx.Response, body: bytes) -> httpx.Response:

@@ -173,3 +173,10 @@ class FakeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def quiet_sse(conn: socket.socket, stop: threading.Event) -> None:
+    """An event stream that sends one whole heartbeat, then nothing until the end."""
+    conn.sendall(_head("200 OK", "text/event-stream", "Cache-Control: no-cache\r\n"))
+    conn.sendall(b'event: heartbeat\ndata: {"relay_lag": false}\n\n')
+    stop.wait()

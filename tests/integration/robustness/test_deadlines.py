@@ -74,3 +74,19 @@ def test_redis_watch_leaks_no_thread_and_no_socket(
         time.sleep(0.05)
     assert api.open_connections == 0
     assert [t.name for t in set(threading.enumerate()) - before] == []  # every one ended
+
+
+def test_closing_a_stream_ends_its_reader_while_the_server_sends_nothing(fake_server) -> None:  # type: ignore[no-untyped-def]
+    from e2ee_ops.adapters.api import ApiClient
+    from tests.integration.robustness.fakes import quiet_sse
+
+    api = fake_server({"/dm/devices/": quiet_sse})
+    with ApiClient(api.url, timeout=60) as client:
+        stream = client.open_stream("d1", lifetime_seconds=600)
+        assert stream.wait_for(lambda s: s.opened, 30)
+        # The read is blocked in the socket, with no byte to come for 600 s: close() must
+        # break it itself, not wait for the server's next heartbeat.
+        stream.close()
+    assert stream.ended
+    assert stream.error is None  # closed by us, not broken
+    assert [e.event for _, e in stream.received] == ["heartbeat"]
