@@ -125,13 +125,14 @@ class Report:
         return self.status.exit_code
 
     def one_line_summary(self) -> str:
-        """The explicit summary, else the non-OK findings' summaries, else a count."""
+        """The explicit summary, else the non-OK findings' summaries (each sentence once:
+        instances reporting the same fleet-wide figure say the same), else a count."""
         if self.summary:
             return self.summary
         bad = [f for f in self.findings if f.status is not Status.OK]
         if bad:
             bad.sort(key=lambda f: f.status.severity, reverse=True)
-            return "; ".join(f.summary for f in bad)
+            return "; ".join(dict.fromkeys(f.summary for f in bad))
         if not self.findings:
             return "nothing to check"
         return f"all {len(self.findings)} checks OK"

@@ -126,6 +126,21 @@ def test_report_status_is_the_worst_finding() -> None:
     assert Report(title="empty").status is Status.OK
 
 
+def test_the_summary_says_each_sentence_once_worst_first() -> None:
+    # Two instances exporting the same fleet-wide figure give the same sentence.
+    report = Report(
+        title="alerts check",
+        findings=[
+            Finding("pool (api-1)", Status.CRITICAL, 3, "smallest pool is 3"),
+            Finding("age (api-1)", Status.WARNING, 120, "age is 120 days"),
+            Finding("pool (api-2)", Status.CRITICAL, 3, "smallest pool is 3"),
+            Finding("age (api-2)", Status.WARNING, 120, "age is 120 days"),
+            Finding("p99 (api-2)", Status.OK, 12, "p99 is 12 ms"),
+        ],
+    )
+    assert report.one_line_summary() == "smallest pool is 3; age is 120 days"
+
+
 def test_plan_status_counts_only_steps_with_a_status() -> None:
     plan = Plan(title="rollback flag", steps=[Step("set flag"), Step("restart")])
     assert plan.status is Status.OK
