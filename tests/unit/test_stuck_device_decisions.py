@@ -27,7 +27,7 @@ from e2ee_ops.procedures.devices import (
     stuck_options,
     watch_stuck_devices,
 )
-from e2ee_ops.status import Finding, Status
+from e2ee_ops.status import Finding, Report, Status
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OPTIONS = StuckOptions(critical=5, warning=10, spk_max_age_days=90, inactive_days=30, limit=50)
@@ -510,6 +510,27 @@ class Clock:
         self.t += seconds
 
 
+def _watch(
+    db: Devices,
+    clock: Clock,
+    ticks: list[WatchTick],
+    *,
+    timeout: float,
+    interval: float,
+    options: StuckOptions = OPTIONS,
+) -> Report:
+    """`devices stuck --watch` on the stand-in database and clock, ticks collected."""
+    return watch_stuck_devices(
+        db=db,
+        options=options,
+        timeout_seconds=timeout,
+        interval_seconds=interval,
+        on_tick=ticks.append,
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+    )
+
+
 def test_watch_tick_message() -> None:
     assert WatchTick(1, 3, 2, 4.0).message == "1 of 3 device(s) recovered; waiting for 2"
     assert WatchTick(3, 3, 0, 4.0).message == "3 of 3 device(s) recovered"
@@ -526,14 +547,8 @@ def test_watch_follows_every_device_until_each_recovers() -> None:
         ],
     )
     clock, ticks = Clock(), []
-    report = watch_stuck_devices(
-        db=db,
-        options=StuckOptions(5, 10, 90, 30, limit=1),
-        timeout_seconds=60,
-        interval_seconds=5,
-        on_tick=ticks.append,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
+    report = _watch(
+        db, clock, ticks, timeout=60, interval=5, options=StuckOptions(5, 10, 90, 30, limit=1)
     )
     assert [q["limit"] for q in db.queries] == [WATCH_LIMIT]
     assert db.asked == [["d1", "d2"], ["d1"]]
@@ -563,15 +578,7 @@ def test_watch_follows_every_device_until_each_recovers() -> None:
 def test_watch_stops_at_the_timeout_with_the_devices_still_stuck() -> None:
     db = Devices([row("d1", 2)], checks=[{"d1": row("d1", 3)} for _ in range(4)])
     clock, ticks = Clock(), []
-    report = watch_stuck_devices(
-        db=db,
-        options=OPTIONS,
-        timeout_seconds=8.5,
-        interval_seconds=4,
-        on_tick=ticks.append,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-    )
+    report = _watch(db, clock, ticks, timeout=8.5, interval=4)
     # Checks at 0, 4, 8 and (the last, shortened sleep) 8.5 s; none after the timeout.
     assert clock.slept == [4, 4, 0.5]
     assert [t.elapsed_seconds for t in ticks] == [0, 4, 8, 8.5]
@@ -595,15 +602,7 @@ def test_watch_stops_at_the_timeout_with_the_devices_still_stuck() -> None:
 def test_watch_with_nothing_stuck_checks_nothing() -> None:
     db = Devices([])
     clock, ticks = Clock(), []
-    report = watch_stuck_devices(
-        db=db,
-        options=OPTIONS,
-        timeout_seconds=10,
-        interval_seconds=4,
-        on_tick=ticks.append,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-    )
+    report = _watch(db, clock, ticks, timeout=10, interval=4)
     assert (db.asked, ticks, clock.slept) == ([], [], [])
     assert report.findings == [Finding("stuck devices", Status.OK, 0, "no active device is stuck")]
     assert report.summary == "no active device is stuck"
@@ -628,14 +627,6 @@ def test_watch_checks_every_device_of_a_round_after_a_revoked_one() -> None:
         checks=[{"d0": row("d0", 1, status="revoked"), "d1": row("d1", 30)}],
     )
     clock, ticks = Clock(), []
-    report = watch_stuck_devices(
-        db=db,
-        options=OPTIONS,
-        timeout_seconds=10,
-        interval_seconds=4,
-        on_tick=ticks.append,
-        sleep=clock.sleep,
-        monotonic=clock.monotonic,
-    )
+    report = _watch(db, clock, ticks, timeout=10, interval=4)
     assert ticks == [WatchTick(2, 2, 0, 0.0)] and clock.slept == []
     assert report.data["recovered"] == ["d0", "d1"]
