@@ -23,7 +23,7 @@ def _serve(args: argparse.Namespace) -> int:
     class Server(uvicorn.Server):
         # Streams must end when asked to stop, or a graceful shutdown waits on them.
         def handle_exit(self, sig: int, frame: Any) -> None:
-            app.state.e2ee.closing.set()
+            app.state.e2ee.close()
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(

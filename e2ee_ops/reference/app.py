@@ -52,7 +52,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            state.closing.set()
+            state.close()
             await state.relay.stop()
             await state.store.close()
 

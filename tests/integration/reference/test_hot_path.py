@@ -1,0 +1,93 @@
+"""The server's per-message work stays cheap without changing what clients see: no
+request goes through the thread pool, a gone client's stream closes at once, and the
+hot routes keep their answers."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+
+from e2ee_ops.reference import routes_admin, routes_dm, routes_e2ee, routes_ops
+from e2ee_ops.reference.client import ReferenceClient
+
+from .servers import own_server, pair_on
+
+HOT_ROUTES = {
+    "/dm/conversations/{conversation_id}/messages",
+    "/dm/devices/{device_id}/stream",
+    "/dm/devices/{device_id}/ack",
+}
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    if dependant.call is not None:
+        yield dependant.call
+    for sub in dependant.dependencies:
+        yield from _calls(sub)
+
+
+def _runs_on_the_loop(call: Callable[..., Any]) -> bool:
+    """FastAPI awaits a coroutine function on the event loop; anything else (a plain
+    function, a class whose __call__ is plain) goes through its thread pool."""
+    if inspect.iscoroutinefunction(call):
+        return True
+    method = getattr(call, "__call__", None)  # noqa: B004 - the instance's own method
+    return not inspect.isfunction(call) and inspect.iscoroutinefunction(method)
+
+
+def test_no_endpoint_or_dependency_runs_in_the_thread_pool() -> None:
+    routes = [
+        route
+        for module in (routes_ops, routes_admin, routes_e2ee, routes_dm)
+        for route in module.router.routes
+        if isinstance(route, APIRoute)
+    ]
+    in_pool = sorted(
+        {
+            f"{route.path}: {getattr(call, '__qualname__', type(call).__qualname__)}"
+            for route in routes
+            for call in _calls(route.dependant)
+            if not _runs_on_the_loop(call)
+        }
+    )
+    paths = {route.path for route in routes}
+    assert HOT_ROUTES <= paths
+    assert in_pool == []
+
+
+# ---- the stream ------------------------------------------------------------------
+
+
+@pytest.fixture
+def quiet_pair(database_url, redis_url, workdir, admin_token) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    for server in own_server(database_url, redis_url, workdir, E2EE_HEARTBEAT_SECONDS="3600"):
+        with (
+            pair_on(server, admin_token) as pair,
+            ReferenceClient(server.url, admin_token) as admin,
+        ):
+            yield pair | {"admin": admin}
+
+
+def _sse_counts(admin: ReferenceClient) -> tuple[float, float]:
+    sse = admin.request("GET", "/live-chat/metrics")["sse"]
+    return sse["connections"], sse["disconnects_total"]
+
+
+def test_a_stream_whose_client_went_away_closes_long_before_its_next_heartbeat(
+    quiet_pair,
+) -> None:  # type: ignore[no-untyped-def]
+    pair = quiet_pair
+    stream = pair["bob"].stream(pair["b_dev"])
+    assert next(stream).event == "heartbeat"  # the opening one; the next is an hour away
+    assert _sse_counts(pair["admin"]) == (1, 0)
+    stream.close()  # the client goes away
+    deadline = time.monotonic() + 10
+    while _sse_counts(pair["admin"]) != (0, 1):
+        assert time.monotonic() < deadline, "the server kept the stream of a gone client"
+        time.sleep(0.05)
