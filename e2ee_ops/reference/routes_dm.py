@@ -35,7 +35,14 @@ from e2ee_ops.reference.state import (
     refuse_blocked_user,
     require_dm_enabled,
 )
-from e2ee_ops.reference.store import Conflict, NotFound, Row, as_datetime_str
+from e2ee_ops.reference.store import (
+    Conflict,
+    EnvelopeDevice,
+    NotFound,
+    Row,
+    as_datetime_str,
+    envelope_problem,
+)
 
 router = APIRouter(prefix="/dm", dependencies=[Depends(require_dm_enabled)])
 log = logging.getLogger("e2ee_ops.reference.dm")
@@ -90,7 +97,9 @@ async def send_message(
         await state.store.record_rate_limited(who.user_id)
         raise
     sender_device = body.sender_device_id
-    context = await state.store.send_context(conversation_id, who.user_id, sender_device)
+    context = await state.store.send_context(
+        conversation_id, who.user_id, sender_device, [e.device_id for e in body.envelopes]
+    )
     members = [int(m) for m in context["members"]]
     if who.user_id not in members:
         raise NotFound(f"no conversation {conversation_id}")
@@ -109,8 +118,15 @@ async def send_message(
         )
         for i, e in enumerate(body.envelopes)
     ]
+    found: dict[uuid.UUID, EnvelopeDevice] = context["devices"]
     message, duplicate, devices = await state.store.store_message(
-        conversation_id, who.user_id, sender_device, body.client_message_id, envelopes, recipients
+        conversation_id,
+        who.user_id,
+        sender_device,
+        body.client_message_id,
+        envelopes,
+        {d: found[d].user_id for d, _, _ in envelopes if d in found},
+        envelope_problem(found, envelopes, recipients),
     )
     if duplicate:
         response.status_code = 200

@@ -32,6 +32,35 @@ class NotFound(Exception):
 
 
 @dataclass(frozen=True)
+class EnvelopeDevice:
+    """A device an envelope is addressed to, as a send finds it."""
+
+    user_id: int
+    status: str
+    bundle_version: int
+
+
+def envelope_problem(
+    devices: dict[uuid.UUID, EnvelopeDevice],
+    envelopes: Sequence[tuple[uuid.UUID, int, bytes]],
+    recipients: Sequence[int],
+) -> NotFound | Conflict | None:
+    """Why these envelopes cannot be stored (the first problem, in envelope order):
+    a device that is not a recipient's (404), revoked, or on another bundle (409)."""
+    for device_id, bundle_version, _ in envelopes:
+        found = devices.get(device_id)
+        if found is None or found.user_id not in recipients:
+            return NotFound(f"device {device_id} is not a recipient device")
+        if found.status != "active":
+            return Conflict("DEVICE_REVOKED", f"device {device_id} has been revoked")
+        if found.bundle_version != bundle_version:
+            return Conflict(
+                "BUNDLE_STALE", f"device {device_id} has bundle version {found.bundle_version}"
+            )
+    return None
+
+
+@dataclass(frozen=True)
 class SignedPrekey:
     key_id: int
     public_key: bytes
@@ -276,6 +305,9 @@ class Store:
         await conn.execute(
             "UPDATE e2ee_devices SET last_seen_at = now() WHERE device_id = %s", (device_id,)
         )
+        self._note_last_seen(device_id)
+
+    def _note_last_seen(self, device_id: uuid.UUID) -> None:
         if len(self._last_seen_written) >= 100_000:
             self._last_seen_written.clear()
         self._last_seen_written[device_id] = time.monotonic()
@@ -474,11 +506,16 @@ class Store:
             return await cur.fetchall()
 
     async def send_context(
-        self, conversation_id: int, sender: int, sender_device_id: uuid.UUID
+        self,
+        conversation_id: int,
+        sender: int,
+        sender_device_id: uuid.UUID,
+        envelope_devices: Sequence[uuid.UUID],
     ) -> Row:
         """In one round trip, what a send must check: the conversation's `members`, whether
-        one of them blocked the sender (`blocked`), and the status of the sender's own
-        device (`device_status`, None when it is not the sender's)."""
+        one of them blocked the sender (`blocked`), the status of the sender's own device
+        (`device_status`, None when it is not the sender's), and the envelopes' devices
+        (`devices`: device id -> `EnvelopeDevice`, for `envelope_problem`)."""
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT ARRAY(SELECT user_id FROM dm_conversation_members"
@@ -487,11 +524,24 @@ class Store:
                 "   ON m.user_id = b.blocker_user_id AND m.conversation_id = %(c)s"
                 "   WHERE b.blocked_user_id = %(u)s AND b.blocker_user_id <> %(u)s) AS blocked,"
                 " (SELECT status FROM e2ee_devices WHERE device_id = %(d)s AND user_id = %(u)s)"
-                "   AS device_status",
-                {"c": conversation_id, "u": sender, "d": sender_device_id},
+                "   AS device_status,"
+                " env.ids, env.users, env.statuses, env.versions "
+                "FROM (SELECT array_agg(d.device_id) AS ids, array_agg(d.user_id) AS users,"
+                "   array_agg(d.status) AS statuses, array_agg(kb.bundle_version) AS versions"
+                "   FROM e2ee_devices d JOIN e2ee_key_bundles kb ON kb.device_id = d.device_id"
+                "   WHERE d.device_id = ANY(%(e)s::uuid[])) env",
+                {"c": conversation_id, "u": sender, "d": sender_device_id, "e": envelope_devices},
             )
             row = await cur.fetchone()
         assert row is not None
+        found = zip(
+            row.pop("ids") or (),
+            row.pop("users") or (),
+            row.pop("statuses") or (),
+            row.pop("versions") or (),
+            strict=True,
+        )
+        row["devices"] = {d: EnvelopeDevice(int(u), st, int(v)) for d, u, st, v in found}
         return row
 
     async def blocked_between(self, sender: int, recipients: Sequence[int]) -> bool:
@@ -525,64 +575,62 @@ class Store:
         sender_device_id: uuid.UUID,
         client_message_id: str,
         envelopes: Sequence[tuple[uuid.UUID, int, bytes]],
-        recipients: Sequence[int],
+        recipient_of: dict[uuid.UUID, int],
+        problem: Exception | None = None,
     ) -> tuple[Row, bool, list[uuid.UUID]]:
-        """Store a message and its envelopes in one transaction.
+        """Store a message, its envelopes and its deliveries in one statement (atomic
+        without a transaction's round trips); `recipient_of` gives each envelope's user.
 
         Returns (message, duplicate, device ids). A repeated client_message_id returns
-        the first message: clients retry sends, and a retry must not deliver twice.
+        the first message: clients retry sends, and a retry must not deliver twice, even
+        when the envelopes no longer pass (`problem`, raised only when this is no retry).
         """
-        async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "INSERT INTO dm_messages (conversation_id, sender_user_id, sender_device_id,"
-                " client_message_id) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (sender_user_id, client_message_id) DO NOTHING "
-                "RETURNING id, created_at",
-                (conversation_id, sender_user_id, sender_device_id, client_message_id),
-            )
-            message = await cur.fetchone()
-            if message is None:
+        async with self.pool.connection() as conn:
+            if problem is None:
+                touch = self._last_seen_due(sender_device_id)
                 cur = await conn.execute(
-                    "SELECT m.id, m.created_at, array_agg(d.device_id) AS devices "
-                    "FROM dm_messages m JOIN dm_delivery d ON d.message_id = m.id "
-                    "WHERE m.sender_user_id = %s AND m.client_message_id = %s GROUP BY m.id",
-                    (sender_user_id, client_message_id),
+                    "WITH m AS (INSERT INTO dm_messages (conversation_id, sender_user_id,"
+                    "   sender_device_id, client_message_id) VALUES (%(c)s, %(u)s, %(sd)s, %(cm)s)"
+                    "   ON CONFLICT (sender_user_id, client_message_id) DO NOTHING"
+                    "   RETURNING id, created_at),"
+                    " e AS (INSERT INTO dm_envelopes (message_id, device_id, bundle_version,"
+                    "   ciphertext) SELECT m.id, x.d, x.v, x.c FROM m,"
+                    "   unnest(%(ds)s::uuid[], %(vs)s::int[], %(cs)s::bytea[]) AS x(d, v, c)),"
+                    " dl AS (INSERT INTO dm_delivery (message_id, device_id, recipient_user_id)"
+                    "   SELECT m.id, x.d, x.r FROM m,"
+                    "   unnest(%(ds)s::uuid[], %(rs)s::bigint[]) AS x(d, r)),"
+                    " seen AS (UPDATE e2ee_devices SET last_seen_at = now() FROM m"
+                    "   WHERE device_id = %(sd)s AND %(touch)s)"
+                    " SELECT id, created_at FROM m",
+                    {
+                        "c": conversation_id,
+                        "u": sender_user_id,
+                        "sd": sender_device_id,
+                        "cm": client_message_id,
+                        "ds": [d for d, _, _ in envelopes],
+                        "vs": [v for _, v, _ in envelopes],
+                        "cs": [c for _, _, c in envelopes],
+                        "rs": [recipient_of[d] for d, _, _ in envelopes],
+                        "touch": touch,
+                    },
                 )
-                existing = await cur.fetchone()
-                assert existing is not None
-                return existing, True, list(existing["devices"])
+                message = await cur.fetchone()
+                if message is not None:
+                    if touch:
+                        self._note_last_seen(sender_device_id)
+                    return message, False, [d for d, _, _ in envelopes]
             cur = await conn.execute(
-                "SELECT d.device_id, d.user_id, d.status, kb.bundle_version "
-                "FROM e2ee_devices d JOIN e2ee_key_bundles kb ON kb.device_id = d.device_id "
-                "WHERE d.device_id = ANY(%s)",
-                ([e[0] for e in envelopes],),
+                "SELECT m.id, m.created_at, array_agg(d.device_id) AS devices "
+                "FROM dm_messages m JOIN dm_delivery d ON d.message_id = m.id "
+                "WHERE m.sender_user_id = %s AND m.client_message_id = %s GROUP BY m.id",
+                (sender_user_id, client_message_id),
             )
-            devices = {r["device_id"]: r for r in await cur.fetchall()}
-            for device_id, bundle_version, _ in envelopes:
-                found = devices.get(device_id)
-                if found is None or found["user_id"] not in recipients:
-                    raise NotFound(f"device {device_id} is not a recipient device")
-                if found["status"] != "active":
-                    raise Conflict("DEVICE_REVOKED", f"device {device_id} has been revoked")
-                if found["bundle_version"] != bundle_version:
-                    raise Conflict(
-                        "BUNDLE_STALE",
-                        f"device {device_id} has bundle version {found['bundle_version']}",
-                    )
-            async with conn.cursor() as ecur:
-                await ecur.executemany(
-                    "INSERT INTO dm_envelopes (message_id, device_id, bundle_version, ciphertext)"
-                    " VALUES (%s, %s, %s, %s)",
-                    [(message["id"], d, v, c) for d, v, c in envelopes],
-                )
-                await ecur.executemany(
-                    "INSERT INTO dm_delivery (message_id, device_id, recipient_user_id) "
-                    "VALUES (%s, %s, %s)",
-                    [(message["id"], d, devices[d]["user_id"]) for d, _, _ in envelopes],
-                )
-            if self._last_seen_due(sender_device_id):
-                await self._write_last_seen(conn, sender_device_id)
-            return message, False, [e[0] for e in envelopes]
+            existing = await cur.fetchone()
+        if existing is None:
+            # Not a retry: the envelopes' problem stands (None only if the first message
+            # was deleted in between, which the server never does).
+            raise problem or NotFound(f"no message {client_message_id!r}")
+        return existing, True, list(existing["devices"])
 
     async def hand_over_pending(
         self, device_id: uuid.UUID, after: int, limit: int, exclude: Sequence[int] = ()

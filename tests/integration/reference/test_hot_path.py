@@ -9,10 +9,13 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
+import psycopg
 import pytest
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
+from e2ee_ops.dburl import libpq_url
 from e2ee_ops.reference import routes_admin, routes_dm, routes_e2ee, routes_ops
 from e2ee_ops.reference.client import ReferenceClient
 
@@ -91,3 +94,44 @@ def test_a_stream_whose_client_went_away_closes_long_before_its_next_heartbeat(
     while _sse_counts(pair["admin"]) != (0, 1):
         assert time.monotonic() < deadline, "the server kept the stream of a gone client"
         time.sleep(0.05)
+
+
+# ---- sending -----------------------------------------------------------------------
+
+
+def _send_raw(pair: dict[str, Any], client_message_id: str, bundle_version: int) -> httpx.Response:
+    response: httpx.Response = pair["alice"].http.post(
+        f"/dm/conversations/{pair['conv']}/messages",
+        json={
+            "sender_device_id": pair["a_dev"],
+            "client_message_id": client_message_id,
+            "envelopes": [
+                {"device_id": pair["b_dev"], "bundle_version": bundle_version, "ciphertext": "eA=="}
+            ],
+        },
+    )
+    return response
+
+
+def test_a_retry_after_the_recipient_rotated_its_bundle_is_still_the_first_message(
+    pair, database_url
+) -> None:  # type: ignore[no-untyped-def]
+    first = _send_raw(pair, "sent-once", 1)
+    assert first.status_code == 201 and first.json()["duplicate"] is False
+    assert pair["bob"].rotate_signed_prekey(pair["b_dev"]) == 2
+    again = _send_raw(pair, "sent-once", 1)  # the client's retry, encrypted to version 1
+    assert again.status_code == 200
+    assert again.json() == first.json() | {"duplicate": True, "relayed": True}
+    fresh = _send_raw(pair, "not-sent-before", 1)  # a new message to the old version
+    assert fresh.status_code == 409
+    assert fresh.json() == {
+        "detail": f"device {pair['b_dev']} has bundle version 2",
+        "code": "BUNDLE_STALE",
+    }
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        stored = conn.execute(
+            "SELECT m.client_message_id, count(e.*), count(d.*) FROM dm_messages m"
+            " JOIN dm_envelopes e ON e.message_id = m.id"
+            " JOIN dm_delivery d ON d.message_id = m.id GROUP BY 1"
+        ).fetchall()
+    assert stored == [("sent-once", 1, 1)]
