@@ -82,13 +82,12 @@ class RateLimiter:
         name = f"{KEY_PREFIX}{scope}:{key}"
         if redis_ok:
             try:
-                wait_ms = await asyncio.wait_for(
-                    self._script(
+                # A deadline on this task rather than asyncio.wait_for's task per call.
+                async with asyncio.timeout(REDIS_TIMEOUT_SECONDS):
+                    wait_ms = await self._script(
                         keys=[name],
                         args=[limit, max(1, int(window_seconds * 1000)), uuid.uuid4().hex],
-                    ),
-                    timeout=REDIS_TIMEOUT_SECONDS,
-                )
+                    )
             except (TimeoutError, RedisError, OSError) as exc:
                 self._set_mode("per_process", type(exc).__name__)
             else:
