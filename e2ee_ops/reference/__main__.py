@@ -4,42 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
-from typing import Any
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from e2ee_ops.reference.serving import run_server, supervise
 
-    from e2ee_ops.reference.app import create_app
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # E2EE_LOG_LEVEL=debug shows the server's own debug lines (one per closed stream).
-    logging.getLogger("e2ee_ops").setLevel(os.environ.get("E2EE_LOG_LEVEL", "INFO").upper())
-    app = create_app()
-
-    class Server(uvicorn.Server):
-        # Streams must end when asked to stop, or a graceful shutdown waits on them.
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            app.state.e2ee.close()
-            super().handle_exit(sig, frame)
-
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=5,
-        access_log=args.access_log,
-        # httptools when installed (the `server` extra installs it and uvloop). uvloop only
-        # when asked: under it the relay's redis client does not follow a Sentinel failover.
-        loop=args.loop,
-        http=args.http,
-    )
-    server = Server(config)
-    server.run()  # on the event loop `loop` names
+    if args.workers > 1:
+        return supervise(args)
+    run_server(args)
     return 0
 
 
@@ -83,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--access-log", action="store_true")
     serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="asyncio")
     serve.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("E2EE_WORKERS", "1")),
+        help="server processes on this port, each a fleet member (env: E2EE_WORKERS)",
+    )
     serve.set_defaults(func=_serve)
     mig = sub.add_parser("migrate", help="alembic upgrade to a revision (default head)")
     mig.add_argument("revision", nargs="?", default="head")

@@ -1,6 +1,6 @@
 """The server's per-message work stays cheap without changing what clients see: no
-request goes through the thread pool, a gone client's stream closes at once, and the
-hot routes keep their answers."""
+request goes through the thread pool, a gone client's stream closes at once, the hot
+routes keep their answers, and several worker processes serve one port as a fleet."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+import redis
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from e2ee_ops.dburl import libpq_url
 from e2ee_ops.reference import routes_admin, routes_dm, routes_e2ee, routes_ops
 from e2ee_ops.reference.client import ReferenceClient
+from e2ee_ops.reference.relay import CHANNEL
 
 from .servers import own_server, pair_on
+from .streams import StreamCollector
 
 HOT_ROUTES = {
     "/dm/conversations/{conversation_id}/messages",
@@ -135,3 +138,42 @@ def test_a_retry_after_the_recipient_rotated_its_bundle_is_still_the_first_messa
             " JOIN dm_delivery d ON d.message_id = m.id GROUP BY 1"
         ).fetchall()
     assert stored == [("sent-once", 1, 1)]
+
+
+# ---- several workers on one port ----------------------------------------------------
+
+
+def _subscribers(redis_url: str) -> int:
+    with redis.Redis.from_url(redis_url) as client:
+        return int(client.pubsub_numsub(CHANNEL)[0][1])
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_workers_share_the_port_relay_to_each_other_and_stop_with_their_supervisor(
+    database_url, redis_url, workdir, admin_token
+) -> None:  # type: ignore[no-untyped-def]
+    before = _subscribers(redis_url)
+    servers = own_server(database_url, redis_url, workdir, E2EE_WORKERS="2")
+    server = next(servers)
+    _until(lambda: _subscribers(redis_url) == before + 2, "two workers did not subscribe")
+    with pair_on(server, admin_token) as pair:
+        bob_token = pair["bob"].http.headers["Authorization"].split()[1]
+        stream = StreamCollector(server.url, bob_token, pair["b_dev"]).start()
+        sent = []
+        for _ in range(6):  # each on a new connection, to whichever worker accepts it
+            alice_token = pair["alice"].http.headers["Authorization"].split()[1]
+            with ReferenceClient(server.url, alice_token) as alice:
+                sent.append(alice.send(pair["conv"], pair["a_dev"], pair["bob_id"])["message_id"])
+        _until(lambda: stream.message_ids() == sent, "the stream did not get every message")
+        next(servers, None)  # SIGTERM to the supervisor
+        _until(stream.ended.is_set, "the stream did not end")
+        last = stream.snapshot()[-1]
+        assert (last.event, last.data) == ("closing", {"reason": "server shutting down"})
+        stream.close()
+    _until(lambda: _subscribers(redis_url) == before, "a worker outlived its supervisor")
