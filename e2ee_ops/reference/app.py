@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from e2ee_ops import __version__
 from e2ee_ops.reference import errors, routes_admin, routes_dm, routes_e2ee, routes_ops
-from e2ee_ops.reference.middleware import BodySizeLimit, ErrorCounter
+from e2ee_ops.reference.middleware import RequestGuard
 from e2ee_ops.reference.ratelimit import RateLimiter
 from e2ee_ops.reference.relay import Relay, StreamHub
 from e2ee_ops.reference.settings import ServerSettings
@@ -26,7 +26,11 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings.from_env()
     telemetry = Telemetry()
     hub = StreamHub()
-    store = Store(settings.database_url, last_seen_interval=settings.last_seen_interval_seconds)
+    store = Store(
+        settings.database_url,
+        max_size=settings.db_pool_size,
+        last_seen_interval=settings.last_seen_interval_seconds,
+    )
     tokens = TokenCache(settings.token_cache_seconds)
     relay = Relay(settings, hub, telemetry, store, tokens)
     state = AppState(
@@ -59,8 +63,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app = FastAPI(title="E2EE DM reference server", version=__version__, lifespan=lifespan)
     app.state.e2ee = state
     errors.install(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ErrorCounter, telemetry=telemetry)
+    app.add_middleware(RequestGuard, telemetry=telemetry, max_bytes=settings.max_body_bytes)
     for module in (routes_ops, routes_admin, routes_e2ee, routes_dm):
         app.include_router(module.router)
     return app

@@ -10,25 +10,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from e2ee_ops.reference.telemetry import Telemetry
 
 
-class ErrorCounter:
-    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
-        self.app = app
-        self.telemetry = telemetry
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def counting_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] >= 400:
-                code = scope.get("state", {}).get("error_code")
-                self.telemetry.error(int(message["status"]), code)
-            await send(message)
-
-        await self.app(scope, receive, counting_send)
-
-
 class BodyTooLarge(HTTPException):
     """Raised while reading the body; FastAPI passes an HTTPException through as is."""
 
@@ -40,21 +21,22 @@ def _too_large(max_bytes: int) -> str:
     return f"request body over the limit of {max_bytes} bytes"
 
 
-class BodySizeLimit:
-    """413 for a request body over `max_bytes`, by its Content-Length or as it streams in."""
+class RequestGuard:
+    """Every HTTP request: 413 for a body over `max_bytes` (by its Content-Length or as it
+    streams in), and every error response counted by status and code.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Both in one wrapper of `send`: an SSE stream passes each of its events through it.
+    """
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry, max_bytes: int) -> None:
         self.app = app
+        self.telemetry = telemetry
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                await self._refuse(send)
-                return
         received = 0
         started = False
 
@@ -67,16 +49,24 @@ class BodySizeLimit:
                     raise BodyTooLarge(self.max_bytes)
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if not started and message["type"] == "http.response.start":
+                started = True
+                if message["status"] >= 400:
+                    code = scope.get("state", {}).get("error_code")
+                    self.telemetry.error(int(message["status"]), code)
             await send(message)
 
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._refuse(guarded_send)
+                return
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(guarded_send)
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps({"detail": _too_large(self.max_bytes)}).encode()

@@ -216,9 +216,16 @@ def test_malformed_input_is_a_422_naming_the_field(reference_server, pair, admin
         assert loc in locs, (path, locs)
 
 
-def test_a_body_over_the_limit_is_a_413(guarded, pair) -> None:  # type: ignore[no-untyped-def]
+def _refused_413(server: ReferenceServerProcess, admin_token: str) -> float:
+    with ReferenceClient(server.url, admin_token) as admin:
+        errors = admin.request("GET", "/dm/metrics")["errors"]
+    return float(errors["by_status"].get("413", 0))
+
+
+def test_a_body_over_the_limit_is_a_413_and_counted(guarded, pair, admin_token) -> None:  # type: ignore[no-untyped-def]
     path = f"/dm/conversations/{pair['conv']}/messages"
     big = b'{"pad": "' + b"x" * (MAX_BODY + 1) + b'"}'
+    before = _refused_413(guarded, admin_token)
     with _on(guarded, pair["alice"]) as alice:
         declared = alice.http.post(path, content=big, headers={"Content-Type": "application/json"})
         # No Content-Length: counted as it streams in.
@@ -230,6 +237,7 @@ def test_a_body_over_the_limit_is_a_413(guarded, pair) -> None:  # type: ignore[
     for answer in (declared, streamed):
         assert answer.status_code == 413
         assert answer.json() == {"detail": f"request body over the limit of {MAX_BODY} bytes"}
+    assert _refused_413(guarded, admin_token) == before + 2
 
 
 # ---- closed streams: one debug line each, no flood -----------------------------------
