@@ -690,14 +690,18 @@ class Store:
     async def _acknowledge(
         self, device_id: uuid.UUID, user_id: int, which: str, params: tuple[Any, ...]
     ) -> int:
+        touch = self._last_seen_due(device_id)
         async with self.pool.connection() as conn:
-            # The owner check rides along; only when nothing was acknowledged is it asked
-            # on its own, to tell "not yours" (404) from "nothing to acknowledge" (0).
+            # The owner check and, when due, last_seen_at ride along; only when nothing
+            # was acknowledged is the owner asked on its own, to tell "not yours" (404)
+            # from "nothing to acknowledge" (0).
             cur = await conn.execute(
+                "WITH seen AS (UPDATE e2ee_devices SET last_seen_at = now()"
+                " WHERE device_id = %s AND user_id = %s AND %s) "
                 "UPDATE dm_delivery SET delivered_at = now() WHERE device_id = %s"
                 f" AND {which} AND delivered_at IS NULL AND EXISTS (SELECT 1 FROM e2ee_devices"
                 " WHERE device_id = %s AND user_id = %s)",
-                (device_id, *params, device_id, user_id),
+                (device_id, user_id, touch, device_id, *params, device_id, user_id),
             )
             count = max(cur.rowcount, 0)
             if count == 0:
@@ -707,8 +711,8 @@ class Store:
                 )
                 if await owner.fetchone() is None:
                     raise NotFound(f"no device {device_id}")
-            if self._last_seen_due(device_id):
-                await self._write_last_seen(conn, device_id)
+            if touch:
+                self._note_last_seen(device_id)
             return count
 
     async def record_rate_limited(self, user_id: int) -> None:
