@@ -55,7 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action="store_true")
-    serve.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="asyncio")
+    serve.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default=os.environ.get("E2EE_LOOP", "asyncio"),
+        help="the event loop (env: E2EE_LOOP)",
+    )
     serve.add_argument("--http", choices=("auto", "h11", "httptools"), default="auto")
     serve.add_argument(
         "--workers",
