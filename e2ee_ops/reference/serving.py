@@ -43,7 +43,7 @@ def _config(args: argparse.Namespace, app: Any) -> Any:
         timeout_graceful_shutdown=5,
         access_log=args.access_log,
         # httptools when installed (the `server` extra installs it and uvloop). uvloop only
-        # when asked: under it the relay's redis client does not follow a Sentinel failover.
+        # when asked (--loop, E2EE_LOOP): see the README on it and Sentinel failovers.
         loop=args.loop,
         http=args.http,
     )
