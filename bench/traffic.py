@@ -74,16 +74,20 @@ def admin_token(state: sandbox.SandboxState) -> str:
 
 def parties(state: sandbox.SandboxState, count: int, prefix: str) -> list[Party]:
     """`count` users with one device each, spread over the fleet's instances."""
-    urls = state.api_urls
-    made = []
     with ReferenceClient(state.api_url, admin_token(state)) as admin:
-        for i in range(count):
-            account_id = admin.create_user(f"{prefix}-{i}")
-            token = admin.issue_token(account_id)
-            url = urls[i % len(urls)]
-            with ReferenceClient(url, token) as user:
-                device = user.register_device(f"{prefix}-{i}-device", prekeys=1)
-            made.append(Party(token, account_id, str(device["device_id"]), url))
+        return make_parties(admin, state.api_urls, count, prefix)
+
+
+def make_parties(admin: ReferenceClient, urls: list[str], count: int, prefix: str) -> list[Party]:
+    """`count` users made through `admin`, one device each, spread over `urls`."""
+    made = []
+    for i in range(count):
+        account_id = admin.create_user(f"{prefix}-{i}")
+        token = admin.issue_token(account_id)
+        url = urls[i % len(urls)]
+        with ReferenceClient(url, token) as user:
+            device = user.register_device(f"{prefix}-{i}-device", prekeys=1)
+        made.append(Party(token, account_id, str(device["device_id"]), url))
     return made
 
 
@@ -165,8 +169,7 @@ def _bearer(party: Party) -> dict[str, str]:
 
 
 def ack_body(ids: list[int], *, cumulative: bool) -> dict[str, Any]:
-    """The latest id read covers all read before it (the server leaves out anything it
-    sent after that id); or each id."""
+    """`up_to` the last of `ids` (see `ack_requests`), or each id."""
     return {"up_to": ids[-1]} if cumulative else {"message_ids": ids}
 
 
@@ -381,6 +384,19 @@ ACK_DELAY = 0.02
 ACK_BATCH = 200
 
 
+def ack_requests(batch: list[int], *, cumulative: bool) -> list[tuple[list[int], bool]]:
+    """The ack requests, (ids, cumulative), for `batch` (ids in order of arrival): all
+    ids in one, or with `cumulative` `up_to` the id that arrived last. The server applies
+    `up_to` to the ids up to it that were handed over no later than it, that is to every
+    id up to it that arrived before it; ids above it that arrived earlier (their commits
+    finished out of id order) are named in a second request."""
+    if not cumulative:
+        return [(batch, False)]
+    last = batch[-1]
+    above = [m for m in batch if m > last]
+    return [([last], True)] + ([(above, False)] if above else [])
+
+
 async def follow(
     gen: Generator,
     party: Party,
@@ -391,8 +407,8 @@ async def follow(
     ack_delay: float = ACK_DELAY,
 ) -> None:
     """Follow `party`'s stream through `gen` until cancelled, recording what arrives in
-    `received` and acknowledging it through `gen`: each id, or with `cumulative` the
-    latest id of each batch (`up_to`). `ready` is set at the first heartbeat."""
+    `received` and acknowledging it through `gen` in batches (`ack_requests`): each id,
+    or with `cumulative` `up_to`. `ready` is set at the first heartbeat."""
     pending: list[int] = []
     flusher: asyncio.Task[None] | None = None
 
@@ -402,8 +418,9 @@ async def follow(
             while pending:
                 batch = pending[:ACK_BATCH]
                 del pending[: len(batch)]
-                await gen.ack(party, batch, cumulative=cumulative)
-                received.acks += 1
+                for ids, up_to in ack_requests(batch, cumulative=cumulative):
+                    await gen.ack(party, ids, cumulative=up_to)
+                    received.acks += 1
         except Exception as exc:  # noqa: BLE001 - counted and printed by the bench
             received.errors.append(f"{party.device_id}: ack: {describe(exc)}")
 
