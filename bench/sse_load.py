@@ -133,13 +133,28 @@ async def load(
 
 
 async def one_run(
-    name: str, links: list[traffic.Link], run: Run, *, streams: int, in_flight: int, **kw: object
+    name: str,
+    links: list[traffic.Link],
+    run: Run,
+    args: argparse.Namespace,
+    roles: dict[str, list[int]],
 ) -> None:
+    """`run` with a new generator of kind `name`, closed after."""
     gen = traffic.GENERATORS[name](
-        streams=streams, in_flight=in_flight, ack_connections=ACK_CONNECTIONS
+        streams=args.streams, in_flight=args.in_flight, ack_connections=ACK_CONNECTIONS
     )
     try:
-        await load(gen, links, run, in_flight=in_flight, **kw)  # type: ignore[arg-type]
+        await load(
+            gen,
+            links,
+            run,
+            seconds=args.seconds,
+            drain=args.drain,
+            in_flight=args.in_flight,
+            roles=roles,
+            cumulative=args.ack == "up_to",
+            ack_delay=args.ack_delay,
+        )
     finally:
         run.stats = gen.stats()
         await gen.aclose()
@@ -286,20 +301,7 @@ def main() -> None:
                 with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
                     if profile is not None:
                         profile.enable()
-                    runner.run(
-                        one_run(
-                            name,
-                            links,
-                            run,
-                            streams=args.streams,
-                            in_flight=args.in_flight,
-                            seconds=args.seconds,
-                            drain=args.drain,
-                            roles=traffic.fleet_processes(state),
-                            cumulative=args.ack == "up_to",
-                            ack_delay=args.ack_delay,
-                        )
-                    )
+                    runner.run(one_run(name, links, run, args, traffic.fleet_processes(state)))
                     if profile is not None:
                         profile.disable()
                         profile.dump_stats(f"{args.profile}.{n}")
