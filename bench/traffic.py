@@ -121,7 +121,7 @@ class Received:
     counts: Counter[int] = field(default_factory=Counter)
     arrivals: list[tuple[int, float, str]] = field(default_factory=list)  # id, time(), created_at
     last_arrival: float = 0.0  # time.monotonic() of the latest new message
-    acks: int = 0  # ack requests answered 200
+    acks: int = 0  # ack requests sent
     errors: list[str] = field(default_factory=list)
 
     def record(self, message_id: int, created_at: str) -> None:
@@ -419,8 +419,8 @@ async def follow(
                 batch = pending[:ACK_BATCH]
                 del pending[: len(batch)]
                 for ids, up_to in ack_requests(batch, cumulative=cumulative):
-                    await gen.ack(party, ids, cumulative=up_to)
                     received.acks += 1
+                    await gen.ack(party, ids, cumulative=up_to)
         except Exception as exc:  # noqa: BLE001 - counted and printed by the bench
             received.errors.append(f"{party.device_id}: ack: {describe(exc)}")
 
