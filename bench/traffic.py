@@ -360,18 +360,25 @@ class RawGenerator:
 
 
 def parse_event(block: bytes) -> Event:
-    """An event block as the reference server writes it (`event: NAME`, `data: JSON`,
-    and for a message `id: MESSAGE_ID`, one line each)."""
+    """An event block. A message as the reference server writes it (`event: message`,
+    `data: JSON`, `id: MESSAGE_ID`, one line each) is read in place; any other block
+    line by line, a message in it from its JSON. A block without data (a comment) has
+    no name, as SSE dispatches no event for it."""
     if block.startswith(b"event: message\n"):
         message_id = int(block[block.rindex(b"\nid: ") + 5 :])
         at = block.index(b'"created_at":"') + 14
         return "message", message_id, block[at : block.index(b'"', at)].decode()
-    name, data = "message", b""
+    name, data = "message", None
     for line in block.split(b"\n"):
-        if line.startswith(b"event: "):
-            name = line[7:].decode()
-        elif line.startswith(b"data: "):
-            data = line[6:]
+        if line.startswith(b"event:"):
+            name = line[6:].strip().decode()
+        elif line.startswith(b"data:"):
+            data = line[5:].removeprefix(b" ")
+    if data is None:
+        return "", 0, ""
+    if name == "message":
+        message = json.loads(data)
+        return name, int(message["message_id"]), str(message["created_at"])
     return name, 0, data.decode()
 
 

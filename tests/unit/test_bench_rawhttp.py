@@ -141,6 +141,15 @@ def test_another_event_gives_its_name_and_data() -> None:
     assert traffic.parse_event(wire.rstrip(b"\n")) == ("closing", 0, '{"reason":"access revoked"}')
 
 
+def test_a_message_written_otherwise_is_read_from_its_json() -> None:
+    block = b'id: 41\ndata:{"message_id":41,"created_at":"then"}'
+    assert traffic.parse_event(block) == ("message", 41, "then")
+
+
+def test_a_comment_block_is_no_event() -> None:
+    assert traffic.parse_event(b": ping") == ("", 0, "")
+
+
 def test_sse_events_split_across_reads_and_chunks_arrive_whole_and_in_order() -> None:
     events = [
         format_sse_event(data_str='{"ts":"now"}', event="heartbeat"),
