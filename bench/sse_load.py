@@ -42,6 +42,7 @@ class Run:
     generator: str
     rate: float
     ack_delay: float
+    loop: str
     sent: int = 0
     send_s: float = 0.0
     wall: float = 0.0
@@ -182,8 +183,9 @@ def report(run: Run, args: argparse.Namespace) -> None:
     p50, p99, top = traffic.percentiles(run.latencies_ms)
     failures = sum(run.failures.values())
     print(
-        f"[{run.generator}] streams {args.streams}, instances {args.instances}, target "
-        f"{run.rate:g} msg/s for {args.seconds:g} s: sent {run.sent} at {run.achieved:.0f} msg/s"
+        f"[{run.generator} on {run.loop}] streams {args.streams}, instances {args.instances}, "
+        f"target {run.rate:g} msg/s for {args.seconds:g} s: sent {run.sent} "
+        f"at {run.achieved:.0f} msg/s"
     )
     print(
         f"  latency ms p50 {p50:.1f}  p99 {p99:.1f}  max {top:.1f}  (goal: p99 <= 50)   "
@@ -217,15 +219,15 @@ def report(run: Run, args: argparse.Namespace) -> None:
 
 def summary(runs: list[Run]) -> None:
     print(
-        "\ngenerator  target  achieved   p50 ms   p99 ms  lost  dup  failed  ack s  acks/msg  "
-        "CPU ms/msg generator / API / PostgreSQL   load before"
+        "\ngenerator  loop     target  achieved   p50 ms   p99 ms  lost  dup  failed  ack s  "
+        "acks/msg  CPU ms/msg generator / API / PostgreSQL   load before"
     )
     for r in runs:
         p50, p99, _ = traffic.percentiles(r.latencies_ms)
         per = r.acks / r.arrivals if r.arrivals else float("nan")
         cpu = " / ".join(f"{r.cpu_ms_per_message(k):.2f}" for k in ("generator", "api", "postgres"))
         print(
-            f"{r.generator:<9}{r.rate:>8g}{r.achieved:>10.0f}{p50:>9.1f}{p99:>9.1f}"
+            f"{r.generator:<11}{r.loop:<8}{r.rate:>6g}{r.achieved:>10.0f}{p50:>9.1f}{p99:>9.1f}"
             f"{r.lost:>6}{r.duplicated:>5}{sum(r.failures.values()):>8}"
             f"{r.ack_delay:>7g}{per:>10.2f}  "
             f"{cpu:<40}{r.load[0].split(' on ')[0].removeprefix('load average ')}"
@@ -266,8 +268,9 @@ def main() -> None:
     parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
-        default="auto",
-        help="the generator's event loop (auto: uvloop when installed)",
+        nargs="+",
+        default=["auto"],
+        help="the generator's event loop (auto: uvloop when installed); each in turn",
     )
     parser.add_argument(
         "--profile",
@@ -285,11 +288,7 @@ def main() -> None:
     args = parser.parse_args()
     server_env = dict(item.split("=", 1) for item in args.server_env)
     print(traffic.load_line())
-    print(
-        f"acks: {args.ack}; generator loop: "
-        f"{'uvloop' if loop_factory(args.loop) else 'asyncio'}; "
-        f"server settings: {server_env or 'defaults'}"
-    )
+    print(f"acks: {args.ack}; server settings: {server_env or 'defaults'}")
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="e2ee-bench-") as tmp:
         with traffic.fleet(
@@ -300,12 +299,15 @@ def main() -> None:
             receivers = traffic.parties(state, args.streams, "receiver")
             links = [traffic.link(senders[i % len(senders)], r) for i, r in enumerate(receivers)]
             print(f"{len(receivers)} receivers ready in {time.monotonic() - began:.0f} s")
-            order = itertools.product(range(args.rounds), args.rate, args.ack_delay, args.generator)
-            for n, (_, rate, ack_delay, name) in enumerate(order):
-                run = Run(name, rate, ack_delay)
+            order = itertools.product(
+                range(args.rounds), args.rate, args.ack_delay, args.loop, args.generator
+            )
+            for n, (_, rate, ack_delay, loop, name) in enumerate(order):
+                factory = loop_factory(loop)
+                run = Run(name, rate, ack_delay, "uvloop" if factory else "asyncio")
                 before = traffic.load_line()
                 profile = cProfile.Profile() if args.profile else None
-                with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+                with asyncio.Runner(loop_factory=factory) as runner:
                     if profile is not None:
                         profile.enable()
                     runner.run(one_run(name, links, run, args, traffic.fleet_processes(state)))
