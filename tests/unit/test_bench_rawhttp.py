@@ -220,3 +220,9 @@ def test_a_stream_refused_with_403_ends_with_that_status() -> None:
             await sse.closed
 
     asyncio.run(_serving(handler, scenario))
+
+
+def test_a_cumulative_ack_names_the_ids_above_the_last_arrival_in_a_second_request() -> None:
+    assert traffic.ack_requests([5, 7, 6], cumulative=True) == [([6], True), ([7], False)]
+    assert traffic.ack_requests([5, 6, 7], cumulative=True) == [([7], True)]
+    assert traffic.ack_requests([5, 7, 6], cumulative=False) == [([5, 7, 6], False)]
