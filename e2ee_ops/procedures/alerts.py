@@ -22,7 +22,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -566,7 +566,7 @@ def check_alerts(
         for api in apis
     }
     report = Report(title="alerts check", findings=run_probes(probes, timeout=timeout))
-    report.data["thresholds"] = thresholds.model_dump()
+    report.data["thresholds"] = asdict(thresholds)
     report.data["rates_from"] = (
         f"Prometheus at {prometheus.host}, rate over {rate_window}"
         if prometheus is not None

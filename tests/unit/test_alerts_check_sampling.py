@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -85,7 +86,7 @@ def test_each_instance_is_sampled_twice_the_interval_apart() -> None:
         "alerts check"
     )
     assert data == {
-        "thresholds": Thresholds().model_dump(),
+        "thresholds": asdict(Thresholds()),
         "rates_from": "/metrics of each instance sampled twice, 2.5 s apart",
     }
 
