@@ -1,12 +1,14 @@
 """Start-up stays at typer + rich: `--help` paths import no pydantic (typer's adapters),
-no rich console, no HTTP, database or Redis client and only the command group used.
-The time itself is measured by `bench/startup.py`, never asserted."""
+no rich console, no HTTP, database or Redis client and only the command group used; a
+command that runs with options and a config file and prints JSON imports neither
+pydantic nor rich. The time itself is measured by `bench/startup.py`, never asserted."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +48,15 @@ def test_a_subcommand_builds_only_its_own_group() -> None:
     groups = {m for m in loaded if m.startswith("e2ee_ops.cli.")}
     assert "e2ee_ops.cli.redis" in groups
     assert not groups & {"e2ee_ops.cli.abuse", "e2ee_ops.cli.rollback", "e2ee_ops.cli.sandbox"}
+
+
+def test_a_json_run_with_options_and_a_config_file_imports_no_pydantic_nor_rich(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "e2ee-ops.yaml"
+    config.write_text("thresholds: {otpk_critical: 4}\n", encoding="utf-8")
+    loaded = _modules_after(
+        "--config", str(config), "-o", "json", "--timeout", "30", "config", "show"
+    )
+    assert "yaml" in loaded and "e2ee_ops.config" in loaded  # the run did load its settings
+    assert sorted(m for m in loaded if m.split(".")[0] in ("pydantic", "rich")) == []
