@@ -21,19 +21,19 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from e2ee_ops.errors import ConfigError, InvalidSettings, dotted_key, redact
 from e2ee_ops.schema import (
     Section,
-    check,
     field_type,
     fields_of,
     is_list,
     load_section,
     section_in,
+    setting,
 )
 from e2ee_ops.secret import Secret, one_line, read_secret_file
 
@@ -59,14 +59,13 @@ ATOMIC_KEYS = (
 # Path-valued keys: relative values in a YAML file are relative to that file.
 PATH_KEYS = ("*.file", "alembic.config", "rollback.env_file", "journal.path")
 
-# Every section is a frozen dataclass validated when built (`schema.py`): a field's
-# bounds and YAML alias are in `check(...)`, a rule across fields in `_check`.
+# Every section is validated when built (`schema.py`): a field's default, bounds and YAML
+# key are in `setting(...)`, a rule across fields in `_check`.
 
 
 # --------------------------------------------------------------------------- secrets
 
 
-@dataclass(frozen=True, kw_only=True)
 class SecretRef(Section):
     """Where a secret is read from: `{env: VARIABLE}` or `{file: PATH}`, never the
     secret itself."""
@@ -134,41 +133,37 @@ def _host_ports(hosts: list[str]) -> list[str]:
     return hosts
 
 
-@dataclass(frozen=True, kw_only=True)
 class KubernetesServiceSettings(Section):
     """A Service whose ready endpoints are the API instances (`kubectl get endpoints`)."""
 
     service: str
     namespace: str = "default"
-    port: int = field(metadata=check(gt=0, le=65535))
+    port: int = setting(gt=0, le=65535)
     context: str | None = None
     scheme: Literal["http", "https"] = "http"
-    timeout_seconds: float = field(default=10.0, metadata=check(gt=0))
+    timeout_seconds: float = setting(default=10.0, gt=0)
 
 
-@dataclass(frozen=True, kw_only=True)
 class ApiDiscoverSettings(Section):
     kubernetes: KubernetesServiceSettings
 
 
-@dataclass(frozen=True, kw_only=True)
 class ApiSettings(Section):
-    base_urls: list[str] = field(
-        default_factory=lambda: ["http://127.0.0.1:8000"], metadata=check(after=_http_urls)
+    base_urls: list[str] = setting(
+        default_factory=lambda: ["http://127.0.0.1:8000"], after=_http_urls
     )
     # Instead of base_urls: list the instances from a Kubernetes Service's endpoints.
     discover: ApiDiscoverSettings | None = None
-    timeout_seconds: float = field(default=10.0, metadata=check(gt=0))
-    retries: int = field(default=2, metadata=check(ge=0, le=10))
+    timeout_seconds: float = setting(default=10.0, gt=0)
+    retries: int = setting(default=2, ge=0, le=10)
     # An answer larger than this is unreadable (UNKNOWN), not a memory hog.
-    max_response_bytes: int = field(default=16 * 1024 * 1024, metadata=check(gt=0))
+    max_response_bytes: int = setting(default=16 * 1024 * 1024, gt=0)
 
     def _check_given(self, given: frozenset[str]) -> None:
         if self.discover is not None and "base_urls" in given:
             raise ValueError("give either base_urls or discover, not both")
 
 
-@dataclass(frozen=True, kw_only=True)
 class TokenSettings(Section):
     admin: SecretRef | None = None
     user: SecretRef | None = None
@@ -187,7 +182,6 @@ class TokenSettings(Section):
         return ref.resolve(key=f"tokens.{name}", environ=environ)
 
 
-@dataclass(frozen=True, kw_only=True)
 class CanarySettings(Section):
     """The canary pair: A's device sends a test message to B's device, which receives it
     over SSE. With tokens.canary_a/b set, device_a, account_b and device_b are needed."""
@@ -195,45 +189,41 @@ class CanarySettings(Section):
     device_a: str | None = None
     account_b: str | None = None
     device_b: str | None = None
-    delivery_timeout_seconds: float = field(default=15.0, metadata=check(gt=0))
+    delivery_timeout_seconds: float = setting(default=15.0, gt=0)
 
 
-@dataclass(frozen=True, kw_only=True)
 class PostgresSettings(Section):
-    url: str | None = field(default=None, metadata=check(after=_postgres_url))
+    url: str | None = setting(default=None, after=_postgres_url)
     password: SecretRef | None = None
-    connect_timeout_seconds: float = field(default=5.0, metadata=check(gt=0))
-    statement_timeout_ms: int = field(default=5000, metadata=check(gt=0))
+    connect_timeout_seconds: float = setting(default=5.0, gt=0)
+    statement_timeout_ms: int = setting(default=5000, gt=0)
 
 
-@dataclass(frozen=True, kw_only=True)
 class SentinelSettings(Section):
-    hosts: list[str] = field(metadata=check(after=_host_ports))
+    hosts: list[str] = setting(after=_host_ports)
     service_name: str = "mymaster"
 
 
-@dataclass(frozen=True, kw_only=True)
 class RedisSettings(Section):
-    url: str | None = field(default=None, metadata=check(after=_redis_url))
+    url: str | None = setting(default=None, after=_redis_url)
     sentinel: SentinelSettings | None = None
     password: SecretRef | None = None
-    timeout_seconds: float = field(default=2.0, metadata=check(gt=0))
+    timeout_seconds: float = setting(default=2.0, gt=0)
     # `redis recover` retries PING this long before it calls a refused Redis down.
-    down_confirm_seconds: float = field(default=3.0, metadata=check(ge=0))
+    down_confirm_seconds: float = setting(default=3.0, ge=0)
 
     def _check(self) -> None:
         if self.url and self.sentinel:
             raise ValueError("give either url or sentinel, not both")
 
 
-@dataclass(frozen=True, kw_only=True)
 class RestartSettings(Section):
     method: Literal["systemctl", "docker", "kubernetes", "command"]
     unit: str | None = None
     container: str | None = None
     command: list[str] | None = None
     sudo: bool = False  # prefix systemctl/docker with `sudo -n`
-    timeout_seconds: float = field(default=60.0, metadata=check(gt=0))
+    timeout_seconds: float = setting(default=60.0, gt=0)
     # kubernetes: `kubectl rollout restart KIND/NAME` then `kubectl rollout status`.
     kind: Literal["deployment", "statefulset"] = "deployment"
     name: str | None = None
@@ -251,7 +241,6 @@ class RestartSettings(Section):
             raise ValueError(f"method {self.method} needs {needed}")
 
 
-@dataclass(frozen=True, kw_only=True)
 class ServiceLogSettings(Section):
     """Where the service's log is read, as the runbook's `grep "Redis unavailable"`:
     a file, or a command printing it with timestamps (`journalctl -u api -o short-iso
@@ -259,25 +248,23 @@ class ServiceLogSettings(Section):
 
     file: Path | None = None
     command: list[str] | None = None
-    timeout_seconds: float = field(default=10.0, metadata=check(gt=0))
-    down_marker: str = field(default="Redis unavailable", metadata=check(min_length=1))
-    up_marker: str = field(default="Redis available again", metadata=check(min_length=1))
+    timeout_seconds: float = setting(default=10.0, gt=0)
+    down_marker: str = setting(default="Redis unavailable", min_length=1)
+    up_marker: str = setting(default="Redis available again", min_length=1)
 
     def _check(self) -> None:
         if (self.file is None) == (not self.command):
             raise ValueError("give either file or command")
 
 
-@dataclass(frozen=True, kw_only=True)
 class ServiceSettings(Section):
     restart: RestartSettings | None = None
     log: ServiceLogSettings | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
 class ServicesSettings(Section):
-    redis: ServiceSettings = field(default_factory=ServiceSettings)
-    api: ServiceSettings = field(default_factory=ServiceSettings)
+    redis: ServiceSettings = setting(default_factory=ServiceSettings)
+    api: ServiceSettings = setting(default_factory=ServiceSettings)
 
 
 def packaged_alembic_ini() -> Path:
@@ -285,36 +272,33 @@ def packaged_alembic_ini() -> Path:
     return Path(__file__).resolve().parent / "reference" / "alembic.ini"
 
 
-@dataclass(frozen=True, kw_only=True)
 class AlembicSettings(Section):
-    config: Path = field(default_factory=packaged_alembic_ini)
+    config: Path = setting(default_factory=packaged_alembic_ini)
 
 
-@dataclass(frozen=True, kw_only=True)
 class RollbackSettings(Section):
     env_file: Path | None = None
     # `rollback flag`: the user's device whose SSE stream must be closed by the server
     # (default: the user token's first active device), and how long to wait for things.
     verify_device: str | None = None
     # API back on /health
-    health_deadline_seconds: float = field(default=60, metadata=check(gt=0))
+    health_deadline_seconds: float = setting(default=60, gt=0)
     # open stream closed by the server
-    stream_close_seconds: float = field(default=15, metadata=check(gt=0))
+    stream_close_seconds: float = setting(default=15, gt=0)
     # `rollback migration` refuses to drop or empty these tables while they hold rows.
-    protected_tables: list[str] = field(default_factory=lambda: ["e2ee_*", "dm_*"])
+    protected_tables: list[str] = setting(default_factory=lambda: ["e2ee_*", "dm_*"])
     # each git command (push, ls-remote)
-    git_timeout_seconds: float = field(default=60, metadata=check(gt=0))
+    git_timeout_seconds: float = setting(default=60, gt=0)
 
 
 def _positive(default: float) -> Any:
-    return field(default=default, metadata=check(gt=0))
+    return setting(default=default, gt=0)
 
 
 def _at_least(default: int, least: int) -> Any:
-    return field(default=default, metadata=check(ge=least))
+    return setting(default=default, ge=least)
 
 
-@dataclass(frozen=True, kw_only=True)
 class Thresholds(Section):
     """The runbook's numbers, each overridable."""
 
@@ -323,7 +307,7 @@ class Thresholds(Section):
     signed_prekey_max_age_days: float = _positive(90)
     identity_changes_per_day: int = _at_least(2, 0)
     redis_down_seconds: float = _positive(60)
-    sse_failure_rate: float = field(default=0.10, metadata=check(ge=0, le=1))
+    sse_failure_rate: float = setting(default=0.10, ge=0, le=1)
     delivery_p99_ms: float = _positive(500)
     pubsub_lag_seconds: float = _positive(2)
     undelivered_window_minutes: float = _positive(5)
@@ -356,33 +340,29 @@ class Thresholds(Section):
             )
 
 
-@dataclass(frozen=True, kw_only=True)
 class WebhookSettings(Section):
     url: SecretRef  # the URL is the secret (Slack's carry it in their path)
     slack_compatible: bool = False
     timeout_seconds: float = _positive(10.0)
 
 
-@dataclass(frozen=True, kw_only=True)
 class SmtpSettings(Section):
     host: str
-    port: int = field(default=587, metadata=check(gt=0, lt=65536))
+    port: int = setting(default=587, gt=0, lt=65536)
     starttls: bool = True
     use_ssl: bool = False  # implicit TLS (port 465) instead of STARTTLS
     username: str | None = None
     password: SecretRef | None = None
-    from_address: str = field(metadata=check(alias="from"))
+    from_address: str = setting(key="from")
     timeout_seconds: float = _positive(10.0)
 
 
-@dataclass(frozen=True, kw_only=True)
 class PushSettings(Section):
     url: SecretRef
     token: SecretRef | None = None
     timeout_seconds: float = _positive(10.0)
 
 
-@dataclass(frozen=True, kw_only=True)
 class NotifierSettings(Section):
     webhook: WebhookSettings | None = None
     smtp: SmtpSettings | None = None
@@ -391,13 +371,11 @@ class NotifierSettings(Section):
     lock_wait_seconds: float = _positive(120)  # a concurrent run waits this long
 
 
-@dataclass(frozen=True, kw_only=True)
 class PagerDutySettings(Section):
     routing_key: SecretRef  # the integration key of an Events API v2 integration
     events_url: str = "https://events.pagerduty.com/v2/enqueue"
 
 
-@dataclass(frozen=True, kw_only=True)
 class IncidentSettings(Section):
     """Where `incident open` and `incident close` announce themselves."""
 
@@ -406,62 +384,56 @@ class IncidentSettings(Section):
     timeout_seconds: float = _positive(10.0)
 
 
-@dataclass(frozen=True, kw_only=True)
 class JournalSettings(Section):
     path: Path
 
 
-@dataclass(frozen=True, kw_only=True)
 class PrometheusSettings(Section):
     """A Prometheus server scraping the API instances: `alerts check` reads its rates."""
 
     url: str | None = None
     timeout_seconds: float = _positive(10.0)
-    rate_window: str = field(default="5m", metadata=check(pattern=r"^[0-9]+[smh]$"))
+    rate_window: str = setting(default="5m", pattern=r"^[0-9]+[smh]$")
 
 
-@dataclass(frozen=True, kw_only=True)
 class AlertsSettings(Section):
     # `alerts check` measures rates (SSE failures, delivery p99, HTTP errors) between two
     # samples of each instance's /metrics taken this far apart.
-    sample_interval_seconds: float = field(default=10.0, metadata=check(gt=0, le=300))
+    sample_interval_seconds: float = setting(default=10.0, gt=0, le=300)
 
 
-@dataclass(frozen=True, kw_only=True)
 class AbuseSettings(Section):
     # `abuse block` refuses these without --force, as it does the canary accounts: the
     # toolkit's own admin account belongs here (blocking it breaks every admin check).
-    protected_accounts: list[str] = field(default_factory=list)
+    protected_accounts: list[str] = setting(default_factory=list)
 
 
-@dataclass(frozen=True, kw_only=True)
 class LockSettings(Section):
     """Acting commands run one at a time (a PostgreSQL advisory lock, else a lock file
     beside the journal); a second run waits this long, then refuses naming the holder."""
 
-    wait_seconds: float = field(default=60.0, metadata=check(ge=0, le=86400))
+    wait_seconds: float = setting(default=60.0, ge=0, le=86400)
 
 
-@dataclass(frozen=True, kw_only=True)
 class Settings(Section):
     """The validated, effective configuration."""
 
-    api: ApiSettings = field(default_factory=ApiSettings)
-    tokens: TokenSettings = field(default_factory=TokenSettings)
-    canary: CanarySettings = field(default_factory=CanarySettings)
-    postgres: PostgresSettings = field(default_factory=PostgresSettings)
-    redis: RedisSettings = field(default_factory=RedisSettings)
-    services: ServicesSettings = field(default_factory=ServicesSettings)
-    alembic: AlembicSettings = field(default_factory=AlembicSettings)
-    rollback: RollbackSettings = field(default_factory=RollbackSettings)
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    notifiers: NotifierSettings = field(default_factory=NotifierSettings)
-    incident: IncidentSettings = field(default_factory=IncidentSettings)
-    alerts: AlertsSettings = field(default_factory=AlertsSettings)
-    prometheus: PrometheusSettings = field(default_factory=PrometheusSettings)
+    api: ApiSettings = setting(default_factory=ApiSettings)
+    tokens: TokenSettings = setting(default_factory=TokenSettings)
+    canary: CanarySettings = setting(default_factory=CanarySettings)
+    postgres: PostgresSettings = setting(default_factory=PostgresSettings)
+    redis: RedisSettings = setting(default_factory=RedisSettings)
+    services: ServicesSettings = setting(default_factory=ServicesSettings)
+    alembic: AlembicSettings = setting(default_factory=AlembicSettings)
+    rollback: RollbackSettings = setting(default_factory=RollbackSettings)
+    thresholds: Thresholds = setting(default_factory=Thresholds)
+    notifiers: NotifierSettings = setting(default_factory=NotifierSettings)
+    incident: IncidentSettings = setting(default_factory=IncidentSettings)
+    alerts: AlertsSettings = setting(default_factory=AlertsSettings)
+    prometheus: PrometheusSettings = setting(default_factory=PrometheusSettings)
     journal: JournalSettings
-    locks: LockSettings = field(default_factory=LockSettings)
-    abuse: AbuseSettings = field(default_factory=AbuseSettings)
+    locks: LockSettings = setting(default_factory=LockSettings)
+    abuse: AbuseSettings = setting(default_factory=AbuseSettings)
 
 
 # --------------------------------------------------------------------------- loading
@@ -738,7 +710,7 @@ def _annotation_at(parts: list[str]) -> bool | None:
         if section is None:
             return None
         found = next(
-            (f for f in fields_of(section) if part in (f.name, f.metadata.get("alias"))),
+            (f for f in fields_of(section) if part in (f.name, f.key)),
             None,
         )
         if found is None:
@@ -751,9 +723,9 @@ def _annotation_at(parts: list[str]) -> bool | None:
 def _display_tree(section: Section) -> dict[str, Any]:
     """The settings as plain data, each secret reference replaced by its description."""
     tree: dict[str, Any] = {}
-    for f in fields_of(section):
+    for f in fields_of(type(section)):
         value = getattr(section, f.name)
-        key = f.metadata.get("alias", f.name)
+        key = f.key
         if isinstance(value, SecretRef):
             tree[key] = value.describe()
         elif isinstance(value, Section):
@@ -776,9 +748,9 @@ def _show(value: Any) -> str:
 def secret_refs(section: Section, prefix: str = "") -> list[tuple[str, SecretRef]]:
     """Every secret reference in `section`, with its key (`tokens.admin`, ...)."""
     refs: list[tuple[str, SecretRef]] = []
-    for f in fields_of(section):
+    for f in fields_of(type(section)):
         value = getattr(section, f.name)
-        key = f"{prefix}{f.metadata.get('alias', f.name)}"
+        key = f"{prefix}{f.key}"
         if isinstance(value, SecretRef):
             refs.append((key, value))
         elif isinstance(value, Section):

@@ -1,17 +1,18 @@
 """Typed sections of settings, validated with a message per key and no pydantic.
 
-The settings (`config.py`) are frozen dataclasses. A field's bounds, YAML alias and
-after-check are in its metadata (`field(default=..., metadata=check(gt=0))`); a section's
-own rule is its `_check()`. `load_section(Settings, tree)` turns a YAML/environment tree
-into sections, or raises InvalidSettings with every problem and its key in pydantic's
-wording (the settings were pydantic models; the messages operators know stayed):
-"Input should be a valid integer, unable to parse string as an integer", "Field
-required", "Input should be greater than 0", ... Building a section directly
-(`Thresholds(otpk_critical=3)`) validates and coerces the same way.
+The settings (`config.py`) are `Section`s: keyword-only and frozen like dataclasses
+(type checkers see them as such). A field's default, bounds, YAML key and after-check
+are declared with `setting(default=10.0, gt=0)`; a section's own rule is its
+`_check()`. `load_section(Settings, tree)` turns a YAML/environment tree into sections,
+or raises InvalidSettings with every problem and its key in pydantic's wording (the
+settings were pydantic models; the messages operators know stayed): "Input should be
+a valid integer, unable to parse string as an integer", "Field required", "Input
+should be greater than 0", ... Building a section directly (`Thresholds(otpk_critical=3)`)
+validates and coerces the same way.
 
-Importing pydantic and building thirty models cost a command about 70 ms of start-up
-(`bench/startup.py`); this costs about 1 ms. `tests/unit/test_schema.py` holds the
-messages and the values beside pydantic's for every kind of field used here.
+Importing pydantic and building thirty models cost a command about 70 ms of CPU at
+start-up (`bench/startup.py`). `tests/unit/test_schema.py` holds the messages and the
+values beside pydantic's for every kind of field used here.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from e2ee_ops.errors import InvalidSettings
 __all__ = [
     "UNKNOWN_KEY",
     "Section",
-    "check",
+    "Setting",
+    "as_dict",
     "field_type",
     "fields_of",
     "is_list",
     "load_section",
     "section_in",
+    "setting",
 ]
 
 UNKNOWN_KEY = "unknown key"
@@ -44,18 +47,43 @@ Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
 
 
-def check(
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """A field of a section: its default (or factory), bounds, YAML key and after-check."""
+
+    name: str = ""
+    key: str = ""  # the YAML key: the name, or another where the name cannot be one ("from")
+    default: Any = MISSING
+    default_factory: Callable[[], Any] | None = None
+    rules: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING and self.default_factory is None
+
+
+def setting(
+    default: Any = MISSING,
     *,
+    default_factory: Callable[[], Any] | None = None,
     gt: float | None = None,
     ge: float | None = None,
     lt: float | None = None,
     le: float | None = None,
     min_length: int | None = None,
     pattern: str | None = None,
-    alias: str | None = None,
+    key: str | None = None,
     after: Callable[[Any], Any] | None = None,
-) -> dict[str, Any]:
-    """A field's metadata: bounds, a YAML key other than its name, a check run on the
+) -> Any:
+    """Declare a field: `port: int = setting(default=587, gt=0, lt=65536)`; `after` checks the
     typed value (returns it, possibly normalised; raises ValueError with the message)."""
     rules = {
         "gt": gt,
@@ -64,30 +92,48 @@ def check(
         "le": le,
         "min_length": min_length,
         "pattern": pattern,
-        "alias": alias,
         "after": after,
     }
-    return {k: v for k, v in rules.items() if v is not None}
+    return Setting(
+        key=key or "",
+        default=default,
+        default_factory=default_factory,
+        rules={k: v for k, v in rules.items() if v is not None},
+    )
 
 
+@typing.dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(setting,))
 class Section:
-    """A dataclass of settings: fields validated and coerced when it is built."""
+    """Settings: keyword-only, frozen, each field validated and coerced when built.
+
+    Like a frozen dataclass, without generating code per class (thirty dataclasses cost
+    a command about 18 ms of start-up)."""
 
     # A plain string where this section is expected is refused with this message (secret
     # references refuse literal secrets); otherwise the usual "valid dictionary" one.
     refuse_string: ClassVar[str | None] = None
 
-    def __post_init__(self) -> None:
+    def __init__(self, **values: Any) -> None:
+        settings = fields_of(type(self))
+        names = {f.name for f in settings}
+        unexpected = sorted(set(values) - names)
+        if unexpected:
+            raise TypeError(f"{type(self).__name__} has no field {unexpected[0]!r}")
         problems: list[Problem] = []
-        for f in fields_of(self):
-            if getattr(self, f.name) is f.default:  # as pydantic: defaults stand as written
+        for f in settings:
+            if f.name in values:
+                value = values[f.name]
+            elif f.default_factory is not None:
+                value = f.default_factory()
+            elif f.default is not MISSING:
+                object.__setattr__(self, f.name, f.default)  # as pydantic: stands as written
                 continue
-            key = f.metadata.get("alias", f.name)
-            value = _value(field_type(type(self), f.name), getattr(self, f.name), (key,), problems)
-            if value is not _INVALID:
-                value = _rules(f.metadata, value, (key,), problems)
-            if value is not _INVALID:
-                object.__setattr__(self, f.name, value)
+            else:
+                raise TypeError(f"{type(self).__name__} needs {f.name!r}")
+            typed = _value(field_type(type(self), f.name), value, (f.key,), problems)
+            if typed is not _INVALID:
+                typed = _rules(f.rules, typed, (f.key,), problems)
+            object.__setattr__(self, f.name, typed)
         if problems:
             raise InvalidSettings(problems)
         try:
@@ -101,10 +147,40 @@ class Section:
     def _check_given(self, given: frozenset[str]) -> None:
         """A rule on which fields the file or environment set (not their defaults)."""
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, f.name) for f in fields_of(type(self)))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, Section)
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._values()))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields_of(type(self)))
+        return f"{type(self).__name__}({shown})"
+
+
+def as_dict(section: Section) -> dict[str, Any]:
+    """The section's values by field name, sections within as dicts (like dataclasses.asdict)."""
+    return {
+        f.name: as_dict(value) if isinstance(value := getattr(section, f.name), Section) else value
+        for f in fields_of(type(section))
+    }
+
 
 def load_section(cls: type[Any], data: Any, loc: Loc = ()) -> Any:
-    """`data` (a tree from YAML and the environment) as a `cls`; raises InvalidSettings listing
-    every problem with its full location."""
+    """`data` (a tree from YAML and the environment) as a `cls`; raises InvalidSettings
+    listing every problem with its full location."""
     problems: list[Problem] = []
     section = _section(cls, data, loc, problems)
     if problems:
@@ -116,16 +192,30 @@ def load_section(cls: type[Any], data: Any, loc: Loc = ()) -> Any:
 
 _INVALID: Any = object()
 _HINTS: dict[type, dict[str, Any]] = {}
+_FIELDS: dict[type, tuple[Setting, ...]] = {}
 
 
-def fields_of(section: Section | type[Section]) -> tuple[dataclasses.Field[Any], ...]:
-    """The dataclass fields of a section (class or instance)."""
-    found: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(section)  # type: ignore[arg-type]
+def fields_of(cls: type[Section]) -> tuple[Setting, ...]:
+    """The fields of a section class, in declaration order (base classes first)."""
+    found = _FIELDS.get(cls)
+    if found is not None:
+        return found
+    collected: dict[str, Setting] = {}
+    for klass in reversed(cls.__mro__):
+        if not (isinstance(klass, type) and issubclass(klass, Section)):
+            continue
+        for name, annotation in vars(klass).get("__annotations__", {}).items():
+            if "ClassVar" in str(annotation):
+                continue
+            declared = vars(klass).get(name, MISSING)
+            spec = declared if isinstance(declared, Setting) else Setting(default=declared)
+            collected[name] = dataclasses.replace(spec, name=name, key=spec.key or name)
+    found = _FIELDS[cls] = tuple(collected.values())
     return found
 
 
 def field_type(cls: type, name: str) -> Any:
-    """The evaluated annotation of field `name` of dataclass `cls`."""
+    """The evaluated annotation of field `name` of section `cls`."""
     hints = _HINTS.get(cls)
     if hints is None:
         hints = _HINTS[cls] = typing.get_type_hints(cls)
@@ -161,28 +251,25 @@ def _section(cls: type[Any], data: Any, loc: Loc, problems: list[Problem]) -> An
         problems.append((loc, f"Input should be a valid dictionary or instance of {cls.__name__}"))
         return _INVALID
     values: dict[str, Any] = {}
-    missing: set[str] = set()
     known: set[Any] = set()
     for f in fields_of(cls):
-        key = f.metadata.get("alias", f.name)
-        known.update((key, f.name))
-        if key in data:
-            values[f.name] = data[key]
+        known.update((f.key, f.name))
+        if f.key in data:
+            values[f.name] = data[f.key]
         elif f.name in data:
             values[f.name] = data[f.name]
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            missing.add(f.name)
+    missing = {f.name for f in fields_of(cls) if f.required and f.name not in values}
     unknown = [((*loc, key), UNKNOWN_KEY) for key in data if key not in known]
     if missing or unknown:
         # Not buildable: say what is wrong with each field in order, then the unknown keys.
         for f in fields_of(cls):
-            where = (*loc, f.metadata.get("alias", f.name))
+            where = (*loc, f.key)
             if f.name in missing:
                 problems.append((where, "Field required"))
             elif f.name in values:
                 typed = _value(field_type(cls, f.name), values[f.name], where, problems)
                 if typed is not _INVALID:
-                    _rules(f.metadata, typed, where, problems)
+                    _rules(f.rules, typed, where, problems)
         problems.extend(unknown)
         return _INVALID
     try:

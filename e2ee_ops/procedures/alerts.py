@@ -22,7 +22,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,7 @@ from e2ee_ops.config import Thresholds
 from e2ee_ops.errors import ServiceError
 from e2ee_ops.procedures.outage_evidence import journal_window, record_observation
 from e2ee_ops.procedures.probes import Probe, run_probes
+from e2ee_ops.schema import as_dict
 from e2ee_ops.status import Finding, Report, Status, classify
 
 if TYPE_CHECKING:
@@ -566,7 +567,7 @@ def check_alerts(
         for api in apis
     }
     report = Report(title="alerts check", findings=run_probes(probes, timeout=timeout))
-    report.data["thresholds"] = asdict(thresholds)
+    report.data["thresholds"] = as_dict(thresholds)
     report.data["rates_from"] = (
         f"Prometheus at {prometheus.host}, rate over {rate_window}"
         if prometheus is not None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -36,10 +36,11 @@ from e2ee_ops.procedures.alerts import check_alerts, evaluate_samples
 from e2ee_ops.procedures.devices import find_stuck_devices, stuck_options
 from e2ee_ops.procedures.redis_outage import undelivered_finding
 from e2ee_ops.reference.bootstrap import migrate
+from e2ee_ops.schema import fields_of
 from e2ee_ops.status import Status
 
 OK, WARNING, CRITICAL = Status.OK, Status.WARNING, Status.CRITICAL
-THRESHOLD_NAMES = [f.name for f in fields(Thresholds)]
+THRESHOLD_NAMES = [f.name for f in fields_of(Thresholds)]
 POSITIONS = ("below", "at", "above")
 RUNBOOK = Thresholds()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -15,6 +14,7 @@ from e2ee_ops.config import Thresholds
 from e2ee_ops.errors import ServiceError
 from e2ee_ops.journal import REDIS_OBSERVATION, Journal
 from e2ee_ops.procedures.alerts import check_alerts, prometheus_rates, redis_down_evidence
+from e2ee_ops.schema import as_dict
 from e2ee_ops.status import Finding, Status
 from tests.support.journal import T0, Clock, fixed_journal
 
@@ -86,7 +86,7 @@ def test_each_instance_is_sampled_twice_the_interval_apart() -> None:
         "alerts check"
     )
     assert data == {
-        "thresholds": asdict(Thresholds()),
+        "thresholds": as_dict(Thresholds()),
         "rates_from": "/metrics of each instance sampled twice, 2.5 s apart",
     }
 

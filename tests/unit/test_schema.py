@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,7 +14,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from e2ee_ops.config import SecretRef, Settings, Thresholds
 from e2ee_ops.errors import ConfigError, InvalidSettings
-from e2ee_ops.schema import Section, check, load_section
+from e2ee_ops.schema import Section, load_section, setting
 
 INPUTS: list[Any] = [
     *(True, False, 0, 1, 2, -3, 3.0, 3.5, float("inf"), float("nan")),
@@ -44,13 +43,9 @@ LEAVES: list[tuple[Any, dict[str, Any]]] = [
 
 
 def _ours(annotation: Any, rules: dict[str, Any], value: Any) -> tuple[str, Any]:
-    @dataclass(frozen=True, kw_only=True)
-    class Probe(Section):
-        x: Any = field(metadata=check(**rules))
-
-    Probe.__annotations__["x"] = annotation
+    probe = type("Probe", (Section,), {"__annotations__": {"x": annotation}, "x": setting(**rules)})
     try:
-        return "ok", load_section(Probe, {"x": value}).x
+        return "ok", load_section(probe, {"x": value}).x
     except InvalidSettings as exc:
         return "error", [(loc[1:], message) for loc, message in exc.problems]
 
