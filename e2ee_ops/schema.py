@@ -106,8 +106,8 @@ def setting(
 class Section:
     """Settings: keyword-only, frozen, each field validated and coerced when built.
 
-    Like a frozen dataclass, without generating code per class (thirty dataclasses cost
-    a command about 18 ms of start-up)."""
+    Like a frozen dataclass, without generating code per class: `config.py` imported in
+    18 ms of CPU as thirty dataclasses, in 5 ms as sections."""
 
     # A plain string where this section is expected is refused with this message (secret
     # references refuse literal secrets); otherwise the usual "valid dictionary" one.
