@@ -311,7 +311,9 @@ def _value(annotation: Any, value: Any, loc: Loc, problems: list[Problem]) -> An
         return items if len(problems) == before else _INVALID
     if isinstance(annotation, type) and issubclass(annotation, Section):
         return _section(annotation, value, loc, problems)
-    parse = _LEAVES[annotation]
+    parse = _LEAVES.get(annotation)
+    if parse is None:  # a programming error: a setting of a kind this module cannot read
+        raise TypeError(f"settings cannot hold {annotation!r}: use {', '.join(map(str, _LEAVES))}")
     try:
         return parse(value)
     except ValueError as exc:

@@ -148,3 +148,9 @@ def test_a_command_that_loads_settings_imports_no_pydantic(tmp_path: Path) -> No
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_a_setting_of_a_kind_the_schema_cannot_read_says_so() -> None:
+    probe = type("Probe", (Section,), {"__annotations__": {"x": complex}, "x": setting()})
+    with pytest.raises(TypeError, match=r"settings cannot hold <class 'complex'>"):
+        probe(x=1)
