@@ -18,22 +18,29 @@ PROBE = """
 import json, sys
 sys.argv = ["e2ee-ops", *json.loads(sys.argv[1])]
 from e2ee_ops.cli.main import run
+code = 0
 try:
     run()
-except SystemExit:
-    pass
-print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
 """
 
 
-def _modules_after(*args: str) -> set[str]:
+def _run(*args: str) -> tuple[int, str, set[str]]:
+    """Exit code, stdout and the modules loaded of `e2ee-ops ARGS` in a fresh process."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(list(args))],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+    seen = json.loads(done.stderr.strip().splitlines()[-1])
+    return seen["code"], done.stdout, set(seen["modules"])
+
+
+def _modules_after(*args: str) -> set[str]:
+    return _run(*args)[2]
 
 
 @pytest.mark.parametrize("args", [["--help"], ["redis", "check", "--help"]])
@@ -51,12 +58,13 @@ def test_a_subcommand_builds_only_its_own_group() -> None:
 
 
 def test_a_json_run_with_options_and_a_config_file_imports_no_pydantic_nor_rich(
-    tmp_path: Path,
+    tmp_path: Path, isolated_env: dict[str, str]
 ) -> None:
     config = tmp_path / "e2ee-ops.yaml"
     config.write_text("thresholds: {otpk_critical: 4}\n", encoding="utf-8")
-    loaded = _modules_after(
+    code, stdout, loaded = _run(
         "--config", str(config), "-o", "json", "--timeout", "30", "config", "show"
     )
-    assert "yaml" in loaded and "e2ee_ops.config" in loaded  # the run did load its settings
+    shown = {item["key"]: item for item in json.loads(stdout)["items"]}
+    assert code == 0 and shown["thresholds.otpk_critical"]["value"] == "4"
     assert sorted(m for m in loaded if m.split(".")[0] in ("pydantic", "rich")) == []
