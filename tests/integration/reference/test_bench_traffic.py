@@ -53,17 +53,28 @@ async def _deliver(
         await _until(lambda: backlog <= set(received.counts) and received.acks == len(links))
         live = set(await asyncio.gather(*(gen.send(lk) for lk in links)))
         await _until(lambda: live <= set(received.counts) and received.acks == 2 * len(links))
+        # An ack is counted as it is sent: cancelling the followers at once could cut the
+        # last one short. Until the server holds nothing unacknowledged, or the deadline.
+        pending = await asyncio.to_thread(_pending, links)
+        deadline = asyncio.get_running_loop().time() + 10
+        while any(pending) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+            pending = await asyncio.to_thread(_pending, links)
     finally:
         for f in followers:
             f.cancel()
         await asyncio.gather(*followers, return_exceptions=True)
         await gen.aclose()
-    # What each receiver's server side still holds unacknowledged.
+    return backlog, live, received, pending
+
+
+def _pending(links: list[traffic.Link]) -> list[int]:
+    """What each receiver's server side still holds unacknowledged."""
     pending = []
     for lk in links:
         with ReferenceClient(lk.receiver.base_url, lk.receiver.token) as client:
             pending.append(len(client.poll(lk.receiver.device_id)["messages"]))
-    return backlog, live, received, pending
+    return pending
 
 
 @pytest.mark.integration
