@@ -49,9 +49,10 @@ SEED_SQL = [
 ]
 
 
-def scale(devices: int, messages: int) -> dict[str, Any]:
+def scale(devices: int, messages: int, skew: float = 3.0) -> dict[str, Any]:
     users = max(devices * 2 // 3, 10)
     return {
+        "skew": skew,
         "users": users,
         "devices": devices,
         "conversations": max(users, 10),
@@ -60,9 +61,13 @@ def scale(devices: int, messages: int) -> dict[str, Any]:
     }
 
 
-def seed(conn: Any, *, devices: int, messages: int) -> dict[str, Any]:
-    """Fill an empty, migrated database; ANALYZE so the planner sees the real sizes."""
-    params = scale(devices, messages)
+def seed(conn: Any, *, devices: int, messages: int, skew: float = 3.0) -> dict[str, Any]:
+    """Fill an empty, migrated database; ANALYZE so the planner sees the real sizes.
+
+    `skew`: each message's conversation is drawn as random()^skew over all of them, so
+    3 gives a few busy senders over a long tail, 1 flat traffic.
+    """
+    params = scale(devices, messages, skew)
     for statement in SEED_SQL:
         conn.execute(statement, params)
     conn.execute("ANALYZE")

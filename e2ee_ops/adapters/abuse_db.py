@@ -228,6 +228,22 @@ def top_by_messages(
     return TopByMessages([(int(r[0]), int(r[1])) for r in rows], bounded=False)
 
 
+def sender_activity(
+    conn: psycopg.Connection[tuple[Any, ...]], *, window_seconds: float, limit: int
+) -> list[SenderActivity]:
+    """Candidate senders of the window with their counts, unsorted (the caller ranks)."""
+    top = top_by_messages(conn, window_seconds=window_seconds, limit=limit)
+    params = top_senders_params(
+        window_seconds=window_seconds,
+        limit=limit,
+        by_messages=[user_id for user_id, _ in top.senders],
+    )
+    rows = conn.execute(TOP_SENDERS_SQL, params).fetchall()
+    return [
+        SenderActivity(int(r[0]), str(r[1]), bool(r[2]), *(int(v) for v in r[3:7])) for r in rows
+    ]
+
+
 class AbuseDatabase:
     def __init__(self, db: OpsDatabase) -> None:
         self.db = db
@@ -235,14 +251,4 @@ class AbuseDatabase:
     def top_senders(self, *, window_seconds: float, limit: int) -> list[SenderActivity]:
         """Candidate senders of the window with their counts, unsorted (the caller ranks)."""
         with self.db.connect() as conn:
-            top = top_by_messages(conn, window_seconds=window_seconds, limit=limit)
-            params = top_senders_params(
-                window_seconds=window_seconds,
-                limit=limit,
-                by_messages=[user_id for user_id, _ in top.senders],
-            )
-            rows = conn.execute(TOP_SENDERS_SQL, params).fetchall()
-        return [
-            SenderActivity(int(r[0]), str(r[1]), bool(r[2]), *(int(v) for v in r[3:7]))
-            for r in rows
-        ]
+            return sender_activity(conn, window_seconds=window_seconds, limit=limit)
