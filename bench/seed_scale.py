@@ -40,7 +40,7 @@ SEED_SQL = [
     # expression in the join condition would be drawn once per row pair instead.
     "SELECT c.conversation_id, c.created_by, gen_random_uuid(), 'm' || r.g, "
     "now() - random() * interval '24 hours' "
-    "FROM (SELECT g, 1 + floor(power(random(), 3) * %(conversations)s)::bigint AS conv "
+    "FROM (SELECT g, 1 + floor(power(random(), %(skew)s) * %(conversations)s)::bigint AS conv "
     "      FROM generate_series(1, %(messages)s) g) r "
     "JOIN dm_conversations c ON c.conversation_id = r.conv",
     "INSERT INTO dm_rate_limit_events (user_id, occurred_at) "
