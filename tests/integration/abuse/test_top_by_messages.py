@@ -174,3 +174,33 @@ def test_concurrent_sends_are_all_counted(clean_db: str, conn: Conn) -> None:
     found = _top(conn, 3600, 3)
     assert found.bounded is True
     assert sorted(s for s, _ in found.senders) == senders[:3]
+
+
+def test_messages_before_the_window_in_its_first_bucket_do_not_rank_a_sender(
+    conn: Conn,
+) -> None:
+    [early, steady] = _users(conn, 2, "first-bucket")
+    with conn.transaction():  # one now() for the inserts and the answer
+        # 100 messages in the window's first bucket but before the window starts (its
+        # rollup row counts them), one inside; the steady sender's 50 are all inside.
+        for sender, count, when in (
+            (
+                early,
+                100,
+                "date_bin('5 minutes', now() - interval '1 hour', "
+                "TIMESTAMPTZ '2000-01-01 00:00:00+00')",
+            ),
+            (early, 1, "now()"),
+            (steady, 50, "now() - interval '30 minutes'"),
+        ):
+            conn.execute(
+                "INSERT INTO dm_messages (conversation_id, sender_user_id, sender_device_id, "
+                f"client_message_id, created_at) SELECT c.conversation_id, c.created_by, "
+                f"gen_random_uuid(), gen_random_uuid()::text, {when} "
+                "FROM dm_conversations c CROSS JOIN generate_series(1, %s) "
+                "WHERE c.created_by = %s",
+                (count, sender),
+            )
+        found = _top(conn, 3600, 1)
+    assert found.senders == [(steady, 50)]
+    assert found.bounded is True
