@@ -2,16 +2,24 @@
 
     .venv/bin/python -m bench.startup            # 15 interleaved rounds
     .venv/bin/python -m bench.startup --runs 40
+    .venv/bin/python -m bench.startup --devices 0   # without the database rows
 
 Times `python -c "import typer, rich"` (the floor: every Typer + rich CLI pays it),
 `e2ee-ops --help`, `e2ee-ops redis check --help` and a command that runs to its end
 without a server (`--output json config show`: options coerced, configuration loaded
 and validated, output rendered) as fresh processes, and prints each one's median CPU
 time and its ratio to the floor's, with the wall-clock medians.
-Prints figures only; nothing is asserted.
+
+Then, against an embedded PostgreSQL seeded with `--devices` devices (10,000 by default;
+`bench/seed_scale.py`), the whole `e2ee-ops --output json devices stuck` beside
+`psql -c` of the runbook's query on the same database, interleaved: their ratio is the
+one the operator sees (issue 13's goal: at most 2). The data is small on purpose: the
+query costs a few milliseconds, so what is measured is what the command pays around it
+(start-up, imports, connection, rendering); `bench/operator_queries.py` has the 1M rows.
+The load average is printed before and after. Prints figures only; nothing is asserted.
 To see what a command imports beyond the floor:
 
-    .venv/bin/python -X importtime -m e2ee_ops.cli --help 2>&1 | sort -t'|' -k2 -n | tail
+    .venv/bin/python -X importtime -m e2ee_ops --help 2>&1 | sort -t'|' -k2 -n | tail
 """
 
 from __future__ import annotations
@@ -38,22 +46,36 @@ def _script() -> str:
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"NO_COLOR": "1"}
 
 
-def _seconds(argv: list[str]) -> tuple[float, float]:
+def _seconds(
+    argv: list[str], env: dict[str, str], exit_codes: tuple[int, ...]
+) -> tuple[float, float]:
     """Wall-clock and CPU (user + system) seconds of one run of `argv`."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
-    subprocess.run(argv, env=ENV, stdout=subprocess.DEVNULL, check=True, timeout=60)
+    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=False, timeout=60)
     wall = time.perf_counter() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode not in exit_codes:
+        raise SystemExit(f"{' '.join(argv[:6])} exited {done.returncode}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
+
+
+# The runbook's query ("Stuck Device Remediation"), as an operator would run it in psql.
+RUNBOOK_STUCK = (
+    "SELECT d.device_id, d.user_id, d.device_name, kb.prekeys_remaining FROM e2ee_devices d "
+    "JOIN e2ee_key_bundles kb ON d.device_id = kb.device_id "
+    "WHERE kb.prekeys_remaining < 5 AND d.status = 'active'"
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
-    runs = parser.parse_args().runs
+    parser.add_argument("--devices", type=int, default=10_000, help="0: no database rows")
+    args = parser.parse_args()
     script = _script()
+    print(f"load average before: {_load()}")
     with tempfile.TemporaryDirectory(prefix="e2ee-bench-") as tmp:
         config = Path(tmp) / "e2ee-ops.yaml"
         config.write_text("postgres:\n  url: postgresql://127.0.0.1:9/ops\n")
@@ -64,12 +86,64 @@ def main() -> None:
             "e2ee-ops -o json config show": [script, "--config", str(config)]
             + ["--output", "json", "config", "show"],
         }
-        _measure(cases, runs)
+        _measure(cases, args.runs)
+        if args.devices > 0:
+            _database_rows(Path(tmp), script, devices=args.devices, runs=args.runs)
+    print(f"load average after: {_load()}")
 
 
-def _measure(cases: dict[str, list[str]], runs: int) -> None:
-    for argv in cases.values():  # warm the page cache and .pyc files
-        subprocess.run(argv, env=ENV, stdout=subprocess.DEVNULL, check=True, timeout=60)
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _database_rows(tmp: Path, script: str, *, devices: int, runs: int) -> None:
+    """The whole `devices stuck --output json` beside `psql -c`, on one seeded database."""
+    psql = shutil.which("psql")
+    if psql is None:
+        print("devices stuck beside psql: no psql on PATH, skipped")
+        return
+    import psycopg
+
+    from bench.seed_scale import seed
+    from e2ee_ops.dburl import libpq_url
+    from e2ee_ops.embedded import EmbeddedPostgres
+    from e2ee_ops.reference.bootstrap import migrate
+
+    server = EmbeddedPostgres(tmp / "pg")
+    server.start()
+    try:
+        url = server.create_database("bench")
+        migrate(url)
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            seed(conn, devices=devices, messages=10 * devices)
+            conn.execute("VACUUM (ANALYZE)")
+        config = tmp / "bench-config.yaml"
+        config.write_text(f"postgres:\n  url: {libpq_url(url)}\n")
+        environ = {"E2EE_OPS_CONFIG": str(config), "HOME": str(tmp)}
+        cases = {
+            f"psql -c (runbook query, {devices:,} devices)": [
+                psql, "-X", "-q", libpq_url(url), "-c", RUNBOOK_STUCK
+            ],
+            "e2ee-ops -o json devices stuck": [script, "--output", "json", "devices", "stuck"],
+        }  # fmt: skip
+        print()
+        _measure(cases, runs, extra_env=environ, exit_codes=(0, 1, 2))
+    finally:
+        server.stop()
+
+
+def _measure(
+    cases: dict[str, list[str]],
+    runs: int,
+    *,
+    extra_env: dict[str, str] | None = None,
+    exit_codes: tuple[int, ...] = (0,),
+) -> None:
+    """Time each case `runs` times, interleaved; print median CPU and wall-clock time and
+    their ratios to the first case (the baseline)."""
+    env = ENV | (extra_env or {})
+    for argv in cases.values():  # warm the page cache and .pyc files; the command works
+        _seconds(argv, env, exit_codes)
     # Rounds interleave the cases, so a busy machine slows all of them alike. The
     # ratio is of median CPU time (user + system), which waiting for a shared CPU
     # does not inflate; the wall-clock medians are shown beside it.
@@ -77,15 +151,19 @@ def _measure(cases: dict[str, list[str]], runs: int) -> None:
     cpus: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(runs):
         for name, argv in cases.items():
-            wall, cpu = _seconds(argv)
+            wall, cpu = _seconds(argv, env, exit_codes)
             walls[name].append(wall)
             cpus[name].append(cpu)
     floor = statistics.median(next(iter(cpus.values())))
-    print(f"{'':32} {'CPU':>10} {'ratio':>6} {'wall':>10}")
+    floor_wall = statistics.median(next(iter(walls.values())))
+    print(f"{'':44} {'CPU':>10} {'ratio':>6} {'wall':>10} {'ratio':>6}")
     for name in cases:
         cpu = statistics.median(cpus[name])
         wall = statistics.median(walls[name])
-        print(f"{name:32} {cpu * 1000:7.1f} ms {cpu / floor:5.2f}x {wall * 1000:7.1f} ms")
+        print(
+            f"{name:44} {cpu * 1000:7.1f} ms {cpu / floor:5.2f}x "
+            f"{wall * 1000:7.1f} ms {wall / floor_wall:5.2f}x"
+        )
 
 
 if __name__ == "__main__":

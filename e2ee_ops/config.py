@@ -20,25 +20,21 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
+from e2ee_ops.errors import ConfigError, InvalidSettings, dotted_key, redact
+from e2ee_ops.schema import (
+    Section,
+    field_type,
+    fields_of,
+    is_list,
+    load_section,
+    section_in,
+    setting,
 )
-
-from e2ee_ops.errors import ConfigError, redact
 from e2ee_ops.secret import Secret, one_line, read_secret_file
 
 ENV_PREFIX = "E2EE_OPS_"
@@ -63,29 +59,25 @@ ATOMIC_KEYS = (
 # Path-valued keys: relative values in a YAML file are relative to that file.
 PATH_KEYS = ("*.file", "alembic.config", "rollback.env_file", "journal.path")
 
+# Every section is validated when built (`schema.py`): a field's default, bounds and YAML
+# key are in `setting(...)`, a rule across fields in `_check`.
+
 
 # --------------------------------------------------------------------------- secrets
 
 
-def _reject_literal(value: Any) -> Any:
-    if isinstance(value, str):
-        raise ValueError(
-            "a literal secret is not allowed here; give {env: VARIABLE} or {file: PATH}"
-        )
-    return value
+class SecretRef(Section):
+    """Where a secret is read from: `{env: VARIABLE}` or `{file: PATH}`, never the
+    secret itself."""
 
-
-class _SecretRefModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    refuse_string = "a literal secret is not allowed here; give {env: VARIABLE} or {file: PATH}"
 
     env: str | None = None
     file: Path | None = None
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> _SecretRefModel:
+    def _check(self) -> None:
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of {env: VARIABLE} or {file: PATH}")
-        return self
 
     def describe(self) -> str:
         """Where the secret comes from (safe to show): `env:VAR` or `file:PATH`."""
@@ -107,58 +99,72 @@ class _SecretRefModel(BaseModel):
         )
 
 
-SecretRef = Annotated[_SecretRefModel, BeforeValidator(_reject_literal)]
-
-
 # --------------------------------------------------------------------------- models
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+def _http_urls(urls: list[str]) -> list[str]:
+    if not urls:
+        raise ValueError("give at least one API base URL")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    return [url.rstrip("/") for url in urls]
 
 
-class KubernetesServiceSettings(_Section):
+def _postgres_url(url: str) -> str:
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must start with postgresql://")
+    return url
+
+
+def _redis_url(url: str) -> str:
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return url
+
+
+def _host_ports(hosts: list[str]) -> list[str]:
+    if not hosts:
+        raise ValueError("give at least one sentinel as host:port")
+    for host in hosts:
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit():
+            raise ValueError(f"{host!r} is not host:port")
+    return hosts
+
+
+class KubernetesServiceSettings(Section):
     """A Service whose ready endpoints are the API instances (`kubectl get endpoints`)."""
 
     service: str
     namespace: str = "default"
-    port: int = Field(gt=0, le=65535)
+    port: int = setting(gt=0, le=65535)
     context: str | None = None
     scheme: Literal["http", "https"] = "http"
-    timeout_seconds: float = Field(default=10.0, gt=0)
+    timeout_seconds: float = setting(default=10.0, gt=0)
 
 
-class ApiDiscoverSettings(_Section):
+class ApiDiscoverSettings(Section):
     kubernetes: KubernetesServiceSettings
 
 
-class ApiSettings(_Section):
-    base_urls: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000"])
+class ApiSettings(Section):
+    base_urls: list[str] = setting(
+        default_factory=lambda: ["http://127.0.0.1:8000"], after=_http_urls
+    )
     # Instead of base_urls: list the instances from a Kubernetes Service's endpoints.
     discover: ApiDiscoverSettings | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    retries: int = Field(default=2, ge=0, le=10)
+    timeout_seconds: float = setting(default=10.0, gt=0)
+    retries: int = setting(default=2, ge=0, le=10)
     # An answer larger than this is unreadable (UNKNOWN), not a memory hog.
-    max_response_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    max_response_bytes: int = setting(default=16 * 1024 * 1024, gt=0)
 
-    @model_validator(mode="after")
-    def _one_way_to_the_instances(self) -> ApiSettings:
-        if self.discover is not None and "base_urls" in self.model_fields_set:
+    def _check_given(self, given: frozenset[str]) -> None:
+        if self.discover is not None and "base_urls" in given:
             raise ValueError("give either base_urls or discover, not both")
-        return self
-
-    @field_validator("base_urls")
-    @classmethod
-    def _http_urls(cls, urls: list[str]) -> list[str]:
-        if not urls:
-            raise ValueError("give at least one API base URL")
-        for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"{url!r} is not an http:// or https:// URL")
-        return [url.rstrip("/") for url in urls]
 
 
-class TokenSettings(_Section):
+class TokenSettings(Section):
     admin: SecretRef | None = None
     user: SecretRef | None = None
     canary_a: SecretRef | None = None
@@ -172,87 +178,59 @@ class TokenSettings(_Section):
                 f"no {name} token is configured",
                 hint=f"set tokens.{name} to {{env: VARIABLE}} or {{file: PATH}}",
             )
-        assert isinstance(ref, _SecretRefModel)
+        assert isinstance(ref, SecretRef)
         return ref.resolve(key=f"tokens.{name}", environ=environ)
 
 
-class CanarySettings(_Section):
+class CanarySettings(Section):
     """The canary pair: A's device sends a test message to B's device, which receives it
     over SSE. With tokens.canary_a/b set, device_a, account_b and device_b are needed."""
 
     device_a: str | None = None
     account_b: str | None = None
     device_b: str | None = None
-    delivery_timeout_seconds: float = Field(default=15.0, gt=0)
+    delivery_timeout_seconds: float = setting(default=15.0, gt=0)
 
 
-class PostgresSettings(_Section):
-    url: str | None = None
+class PostgresSettings(Section):
+    url: str | None = setting(default=None, after=_postgres_url)
     password: SecretRef | None = None
-    connect_timeout_seconds: float = Field(default=5.0, gt=0)
-    statement_timeout_ms: int = Field(default=5000, gt=0)
-
-    @field_validator("url")
-    @classmethod
-    def _postgres_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("postgresql://", "postgres://")):
-            raise ValueError("must start with postgresql://")
-        return url
+    connect_timeout_seconds: float = setting(default=5.0, gt=0)
+    statement_timeout_ms: int = setting(default=5000, gt=0)
 
 
-class SentinelSettings(_Section):
-    hosts: list[str]
+class SentinelSettings(Section):
+    hosts: list[str] = setting(after=_host_ports)
     service_name: str = "mymaster"
 
-    @field_validator("hosts")
-    @classmethod
-    def _host_ports(cls, hosts: list[str]) -> list[str]:
-        if not hosts:
-            raise ValueError("give at least one sentinel as host:port")
-        for host in hosts:
-            name, _, port = host.rpartition(":")
-            if not name or not port.isdigit():
-                raise ValueError(f"{host!r} is not host:port")
-        return hosts
 
-
-class RedisSettings(_Section):
-    url: str | None = None
+class RedisSettings(Section):
+    url: str | None = setting(default=None, after=_redis_url)
     sentinel: SentinelSettings | None = None
     password: SecretRef | None = None
-    timeout_seconds: float = Field(default=2.0, gt=0)
+    timeout_seconds: float = setting(default=2.0, gt=0)
     # `redis recover` retries PING this long before it calls a refused Redis down.
-    down_confirm_seconds: float = Field(default=3.0, ge=0)
+    down_confirm_seconds: float = setting(default=3.0, ge=0)
 
-    @field_validator("url")
-    @classmethod
-    def _redis_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return url
-
-    @model_validator(mode="after")
-    def _one_way_in(self) -> RedisSettings:
+    def _check(self) -> None:
         if self.url and self.sentinel:
             raise ValueError("give either url or sentinel, not both")
-        return self
 
 
-class RestartSettings(_Section):
+class RestartSettings(Section):
     method: Literal["systemctl", "docker", "kubernetes", "command"]
     unit: str | None = None
     container: str | None = None
     command: list[str] | None = None
     sudo: bool = False  # prefix systemctl/docker with `sudo -n`
-    timeout_seconds: float = Field(default=60.0, gt=0)
+    timeout_seconds: float = setting(default=60.0, gt=0)
     # kubernetes: `kubectl rollout restart KIND/NAME` then `kubectl rollout status`.
     kind: Literal["deployment", "statefulset"] = "deployment"
     name: str | None = None
     namespace: str = "default"
     context: str | None = None
 
-    @model_validator(mode="after")
-    def _target_for_method(self) -> RestartSettings:
+    def _check(self) -> None:
         needed = {
             "systemctl": "unit",
             "docker": "container",
@@ -261,35 +239,32 @@ class RestartSettings(_Section):
         }[self.method]
         if not getattr(self, needed):
             raise ValueError(f"method {self.method} needs {needed}")
-        return self
 
 
-class ServiceLogSettings(_Section):
+class ServiceLogSettings(Section):
     """Where the service's log is read, as the runbook's `grep "Redis unavailable"`:
     a file, or a command printing it with timestamps (`journalctl -u api -o short-iso
     --since -2h`, `kubectl logs deploy/api --timestamps --since=2h`)."""
 
     file: Path | None = None
     command: list[str] | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    down_marker: str = Field(default="Redis unavailable", min_length=1)
-    up_marker: str = Field(default="Redis available again", min_length=1)
+    timeout_seconds: float = setting(default=10.0, gt=0)
+    down_marker: str = setting(default="Redis unavailable", min_length=1)
+    up_marker: str = setting(default="Redis available again", min_length=1)
 
-    @model_validator(mode="after")
-    def _one_source(self) -> ServiceLogSettings:
+    def _check(self) -> None:
         if (self.file is None) == (not self.command):
             raise ValueError("give either file or command")
-        return self
 
 
-class ServiceSettings(_Section):
+class ServiceSettings(Section):
     restart: RestartSettings | None = None
     log: ServiceLogSettings | None = None
 
 
-class ServicesSettings(_Section):
-    redis: ServiceSettings = Field(default_factory=ServiceSettings)
-    api: ServiceSettings = Field(default_factory=ServiceSettings)
+class ServicesSettings(Section):
+    redis: ServiceSettings = setting(default_factory=ServiceSettings)
+    api: ServiceSettings = setting(default_factory=ServiceSettings)
 
 
 def packaged_alembic_ini() -> Path:
@@ -297,159 +272,168 @@ def packaged_alembic_ini() -> Path:
     return Path(__file__).resolve().parent / "reference" / "alembic.ini"
 
 
-class AlembicSettings(_Section):
-    config: Path = Field(default_factory=packaged_alembic_ini)
+class AlembicSettings(Section):
+    config: Path = setting(default_factory=packaged_alembic_ini)
 
 
-class RollbackSettings(_Section):
+class RollbackSettings(Section):
     env_file: Path | None = None
     # `rollback flag`: the user's device whose SSE stream must be closed by the server
     # (default: the user token's first active device), and how long to wait for things.
     verify_device: str | None = None
-    health_deadline_seconds: float = Field(default=60, gt=0)  # API back on /health
-    stream_close_seconds: float = Field(default=15, gt=0)  # open stream closed by the server
+    # API back on /health
+    health_deadline_seconds: float = setting(default=60, gt=0)
+    # open stream closed by the server
+    stream_close_seconds: float = setting(default=15, gt=0)
     # `rollback migration` refuses to drop or empty these tables while they hold rows.
-    protected_tables: list[str] = Field(default_factory=lambda: ["e2ee_*", "dm_*"])
-    git_timeout_seconds: float = Field(default=60, gt=0)  # each git command (push, ls-remote)
+    protected_tables: list[str] = setting(default_factory=lambda: ["e2ee_*", "dm_*"])
+    # each git command (push, ls-remote)
+    git_timeout_seconds: float = setting(default=60, gt=0)
 
 
-class Thresholds(_Section):
+def _positive(default: float) -> Any:
+    return setting(default=default, gt=0)
+
+
+def _at_least(default: int, least: int) -> Any:
+    return setting(default=default, ge=least)
+
+
+class Thresholds(Section):
     """The runbook's numbers, each overridable."""
 
-    otpk_critical: int = Field(default=5, ge=0)  # prekeys remaining below this: critical
-    otpk_warning: int = Field(default=10, ge=0)  # below this: warning
-    signed_prekey_max_age_days: float = Field(default=90, gt=0)
-    identity_changes_per_day: int = Field(default=2, ge=0)
-    redis_down_seconds: float = Field(default=60, gt=0)
-    sse_failure_rate: float = Field(default=0.10, ge=0, le=1)
-    delivery_p99_ms: float = Field(default=500, gt=0)
-    pubsub_lag_seconds: float = Field(default=2, gt=0)
-    undelivered_window_minutes: float = Field(default=5, gt=0)
-    device_inactive_days: float = Field(default=30, gt=0)
-    recover_deadline_seconds: float = Field(default=300, gt=0)
+    otpk_critical: int = _at_least(5, 0)  # prekeys remaining below this: critical
+    otpk_warning: int = _at_least(10, 0)  # below this: warning
+    signed_prekey_max_age_days: float = _positive(90)
+    identity_changes_per_day: int = _at_least(2, 0)
+    redis_down_seconds: float = _positive(60)
+    sse_failure_rate: float = setting(default=0.10, ge=0, le=1)
+    delivery_p99_ms: float = _positive(500)
+    pubsub_lag_seconds: float = _positive(2)
+    undelivered_window_minutes: float = _positive(5)
+    device_inactive_days: float = _positive(30)
+    recover_deadline_seconds: float = _positive(300)
     # Abuse bursts: per sender, per hour (counts over another --window are scaled to an hour).
     # The runbook gives no numbers; these sit well above a person chatting and well below
     # the reference server's own rate limit (60 messages a minute).
-    abuse_messages_per_hour_warning: float = Field(default=200, gt=0)
-    abuse_messages_per_hour_critical: float = Field(default=1000, gt=0)
-    abuse_fanout_per_hour_warning: float = Field(default=20, gt=0)  # distinct recipients
-    abuse_fanout_per_hour_critical: float = Field(default=50, gt=0)
-    abuse_new_conversations_per_hour_warning: float = Field(default=10, gt=0)  # churn
-    abuse_new_conversations_per_hour_critical: float = Field(default=30, gt=0)
-    abuse_rate_limited_per_hour_warning: float = Field(default=1, gt=0)  # 429s; above 1 warns
-    abuse_rate_limited_per_hour_critical: float = Field(default=20, gt=0)
+    abuse_messages_per_hour_warning: float = _positive(200)
+    abuse_messages_per_hour_critical: float = _positive(1000)
+    abuse_fanout_per_hour_warning: float = _positive(20)  # distinct recipients
+    abuse_fanout_per_hour_critical: float = _positive(50)
+    abuse_new_conversations_per_hour_warning: float = _positive(10)  # churn
+    abuse_new_conversations_per_hour_critical: float = _positive(30)
+    abuse_rate_limited_per_hour_warning: float = _positive(1)  # 429s; above 1 warns
+    abuse_rate_limited_per_hour_critical: float = _positive(20)
     # Minimum counts: a sender under these is never flagged, however short the window
     # (a rate scaled down to 5 minutes would flag someone writing to 6 friends); the
     # critical floor is twice the minimum.
-    abuse_messages_min: int = Field(default=50, ge=1)
-    abuse_fanout_min: int = Field(default=10, ge=1)
-    abuse_new_conversations_min: int = Field(default=10, ge=1)
-    abuse_rate_limited_min: int = Field(default=1, ge=1)
+    abuse_messages_min: int = _at_least(50, 1)
+    abuse_fanout_min: int = _at_least(10, 1)
+    abuse_new_conversations_min: int = _at_least(10, 1)
+    abuse_rate_limited_min: int = _at_least(1, 1)
 
-    @model_validator(mode="after")
-    def _warning_above_critical(self) -> Thresholds:
+    def _check(self) -> None:
         if self.otpk_warning < self.otpk_critical:
             raise ValueError(
                 f"otpk_warning ({self.otpk_warning}) must not be below "
                 f"otpk_critical ({self.otpk_critical})"
             )
-        return self
 
 
-class WebhookSettings(_Section):
+class WebhookSettings(Section):
     url: SecretRef  # the URL is the secret (Slack's carry it in their path)
     slack_compatible: bool = False
-    timeout_seconds: float = Field(default=10.0, gt=0)
+    timeout_seconds: float = _positive(10.0)
 
 
-class SmtpSettings(_Section):
+class SmtpSettings(Section):
     host: str
-    port: int = Field(default=587, gt=0, lt=65536)
+    port: int = setting(default=587, gt=0, lt=65536)
     starttls: bool = True
     use_ssl: bool = False  # implicit TLS (port 465) instead of STARTTLS
     username: str | None = None
     password: SecretRef | None = None
-    from_address: str = Field(alias="from")
-    timeout_seconds: float = Field(default=10.0, gt=0)
+    from_address: str = setting(key="from")
+    timeout_seconds: float = _positive(10.0)
 
 
-class PushSettings(_Section):
+class PushSettings(Section):
     url: SecretRef
     token: SecretRef | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0)
+    timeout_seconds: float = _positive(10.0)
 
 
-class NotifierSettings(_Section):
+class NotifierSettings(Section):
     webhook: WebhookSettings | None = None
     smtp: SmtpSettings | None = None
     push: PushSettings | None = None
-    dedup_window_hours: float = Field(default=24, gt=0)
-    lock_wait_seconds: float = Field(default=120, gt=0)  # a concurrent run waits this long
+    dedup_window_hours: float = _positive(24)
+    lock_wait_seconds: float = _positive(120)  # a concurrent run waits this long
 
 
-class PagerDutySettings(_Section):
+class PagerDutySettings(Section):
     routing_key: SecretRef  # the integration key of an Events API v2 integration
     events_url: str = "https://events.pagerduty.com/v2/enqueue"
 
 
-class IncidentSettings(_Section):
+class IncidentSettings(Section):
     """Where `incident open` and `incident close` announce themselves."""
 
     webhook: SecretRef | None = None  # a Slack-compatible webhook URL: the URL is the secret
     pagerduty: PagerDutySettings | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0)
+    timeout_seconds: float = _positive(10.0)
 
 
-class JournalSettings(_Section):
+class JournalSettings(Section):
     path: Path
 
 
-class PrometheusSettings(_Section):
+class PrometheusSettings(Section):
     """A Prometheus server scraping the API instances: `alerts check` reads its rates."""
 
     url: str | None = None
-    timeout_seconds: float = Field(default=10.0, gt=0)
-    rate_window: str = Field(default="5m", pattern=r"^[0-9]+[smh]$")
+    timeout_seconds: float = _positive(10.0)
+    rate_window: str = setting(default="5m", pattern=r"^[0-9]+[smh]$")
 
 
-class AlertsSettings(_Section):
+class AlertsSettings(Section):
     # `alerts check` measures rates (SSE failures, delivery p99, HTTP errors) between two
     # samples of each instance's /metrics taken this far apart.
-    sample_interval_seconds: float = Field(default=10.0, gt=0, le=300)
+    sample_interval_seconds: float = setting(default=10.0, gt=0, le=300)
 
 
-class AbuseSettings(_Section):
+class AbuseSettings(Section):
     # `abuse block` refuses these without --force, as it does the canary accounts: the
     # toolkit's own admin account belongs here (blocking it breaks every admin check).
-    protected_accounts: list[str] = Field(default_factory=list)
+    protected_accounts: list[str] = setting(default_factory=list)
 
 
-class LockSettings(_Section):
+class LockSettings(Section):
     """Acting commands run one at a time (a PostgreSQL advisory lock, else a lock file
     beside the journal); a second run waits this long, then refuses naming the holder."""
 
-    wait_seconds: float = Field(default=60.0, ge=0, le=86400)
+    wait_seconds: float = setting(default=60.0, ge=0, le=86400)
 
 
-class Settings(_Section):
+class Settings(Section):
     """The validated, effective configuration."""
 
-    api: ApiSettings = Field(default_factory=ApiSettings)
-    tokens: TokenSettings = Field(default_factory=TokenSettings)
-    canary: CanarySettings = Field(default_factory=CanarySettings)
-    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
-    redis: RedisSettings = Field(default_factory=RedisSettings)
-    services: ServicesSettings = Field(default_factory=ServicesSettings)
-    alembic: AlembicSettings = Field(default_factory=AlembicSettings)
-    rollback: RollbackSettings = Field(default_factory=RollbackSettings)
-    thresholds: Thresholds = Field(default_factory=Thresholds)
-    notifiers: NotifierSettings = Field(default_factory=NotifierSettings)
-    incident: IncidentSettings = Field(default_factory=IncidentSettings)
-    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
-    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    api: ApiSettings = setting(default_factory=ApiSettings)
+    tokens: TokenSettings = setting(default_factory=TokenSettings)
+    canary: CanarySettings = setting(default_factory=CanarySettings)
+    postgres: PostgresSettings = setting(default_factory=PostgresSettings)
+    redis: RedisSettings = setting(default_factory=RedisSettings)
+    services: ServicesSettings = setting(default_factory=ServicesSettings)
+    alembic: AlembicSettings = setting(default_factory=AlembicSettings)
+    rollback: RollbackSettings = setting(default_factory=RollbackSettings)
+    thresholds: Thresholds = setting(default_factory=Thresholds)
+    notifiers: NotifierSettings = setting(default_factory=NotifierSettings)
+    incident: IncidentSettings = setting(default_factory=IncidentSettings)
+    alerts: AlertsSettings = setting(default_factory=AlertsSettings)
+    prometheus: PrometheusSettings = setting(default_factory=PrometheusSettings)
     journal: JournalSettings
-    locks: LockSettings = Field(default_factory=LockSettings)
-    abuse: AbuseSettings = Field(default_factory=AbuseSettings)
+    locks: LockSettings = setting(default_factory=LockSettings)
+    abuse: AbuseSettings = setting(default_factory=AbuseSettings)
 
 
 # --------------------------------------------------------------------------- loading
@@ -566,8 +550,8 @@ def load_config(
         merged.setdefault("journal", {})["path"] = str(user_state_dir(environ) / "journal.jsonl")
 
     try:
-        settings = Settings.model_validate(merged)
-    except ValidationError as exc:
+        settings = load_section(Settings, merged)
+    except InvalidSettings as exc:
         raise ConfigError(_describe_validation(exc, provenance)) from None
     return LoadedConfig(settings=settings, provenance=provenance, file=path, profile=selected)
 
@@ -579,6 +563,8 @@ MAX_CONFIG_VALUES = 10_000
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml  # only when there is a file to read
+
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
@@ -619,16 +605,13 @@ def _count_values(node: Any, limit: int) -> int:
     return count
 
 
-def _describe_validation(exc: ValidationError, provenance: Mapping[str, str]) -> str:
+def _describe_validation(exc: InvalidSettings, provenance: Mapping[str, str]) -> str:
     parts = []
-    for error in exc.errors()[:5]:
-        key = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
+    for loc, message in exc.problems[:5]:
+        key = dotted_key(loc)
         source = _nearest(provenance, key)
         parts.append(f"{key}: {message}" + (f" (from {source})" if source else ""))
-    more = len(exc.errors()) - 5
+    more = len(exc.problems) - 5
     suffix = f"; and {more} more" if more > 0 else ""
     return "invalid configuration: " + "; ".join(parts) + suffix
 
@@ -721,48 +704,31 @@ def _environment_settings(environ: Mapping[str, str]) -> list[tuple[str, str, An
 
 def _annotation_at(parts: list[str]) -> bool | None:
     """None when `parts` names no setting; else whether the setting is a list."""
-    model: type[BaseModel] | None = Settings
+    section: type[Section] | None = Settings
     annotation: Any = None
     for part in parts:
-        if model is None:
+        if section is None:
             return None
-        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
-        if field is None:
+        found = next(
+            (f for f in fields_of(section) if part in (f.name, f.key)),
+            None,
+        )
+        if found is None:
             return None
-        annotation = field.annotation
-        model = _model_in(annotation)
-    return _is_list(annotation)
+        annotation = field_type(section, found.name)
+        section = section_in(annotation)
+    return is_list(annotation)
 
 
-def _unwrap(annotation: Any) -> list[Any]:
-    origin = typing.get_origin(annotation)
-    if origin is Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return [a for arg in typing.get_args(annotation) for a in _unwrap(arg)]
-    return [annotation]
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    for candidate in _unwrap(annotation):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
-def _is_list(annotation: Any) -> bool:
-    return any(typing.get_origin(a) is list for a in _unwrap(annotation))
-
-
-def _display_tree(model: BaseModel) -> dict[str, Any]:
+def _display_tree(section: Section) -> dict[str, Any]:
     """The settings as plain data, each secret reference replaced by its description."""
     tree: dict[str, Any] = {}
-    for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
-        key = field.alias or name
-        if isinstance(value, _SecretRefModel):
+    for f in fields_of(type(section)):
+        value = getattr(section, f.name)
+        key = f.key
+        if isinstance(value, SecretRef):
             tree[key] = value.describe()
-        elif isinstance(value, BaseModel):
+        elif isinstance(value, Section):
             tree[key] = _display_tree(value)
         else:
             tree[key] = value
@@ -779,14 +745,14 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def secret_refs(model: BaseModel, prefix: str = "") -> list[tuple[str, _SecretRefModel]]:
-    """Every secret reference in `model`, with its key (`tokens.admin`, ...)."""
-    refs: list[tuple[str, _SecretRefModel]] = []
-    for name, field in type(model).model_fields.items():
-        value = getattr(model, name)
-        key = f"{prefix}{field.alias or name}"
-        if isinstance(value, _SecretRefModel):
+def secret_refs(section: Section, prefix: str = "") -> list[tuple[str, SecretRef]]:
+    """Every secret reference in `section`, with its key (`tokens.admin`, ...)."""
+    refs: list[tuple[str, SecretRef]] = []
+    for f in fields_of(type(section)):
+        value = getattr(section, f.name)
+        key = f"{prefix}{f.key}"
+        if isinstance(value, SecretRef):
             refs.append((key, value))
-        elif isinstance(value, BaseModel):
+        elif isinstance(value, Section):
             refs.extend(secret_refs(value, f"{key}."))
     return refs

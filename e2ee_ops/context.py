@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 from e2ee_ops.errors import TimedOutError, redact
 from e2ee_ops.journal import Journal, utc_now
-from e2ee_ops.render import OutputFormat, Result, printable, render
+from e2ee_ops.render import OutputFormat, Result, printable, render, render_text, write_text
 from e2ee_ops.status import ExitCode, Plan, Report, Status
 
 
@@ -112,6 +113,12 @@ class AppContext:
         """Progress and errors: stderr."""
         return make_console(self.stderr, self.environ, stderr=True)
 
+    @property
+    def data(self) -> IO[str]:
+        """Stdout as a plain stream, for output that needs no console (JSON, Markdown,
+        nagios): building rich's console costs start-up time they do not need."""
+        return self.stdout if self.stdout is not None else sys.stdout
+
     # ----------------------------------------------------------------- config
 
     @property
@@ -149,7 +156,10 @@ class AppContext:
     def emit(self, result: Result, *, title: str = "") -> ExitCode:
         """Render `result` on stdout and return the exit code its status calls for."""
         self.last_result = result
-        render(result, self.output, self.out, title=title)
+        if self.output is OutputFormat.TABLE:
+            render(result, self.output, self.out, title=title)
+        else:
+            write_text(self.data, render_text(result, self.output, title=title))
         if isinstance(result, Report | Plan):
             return result.exit_code
         return Status.OK.exit_code

@@ -2,6 +2,7 @@
 
     E2eeOpsError                  base: one clear sentence for the operator
      ├── ConfigError              the configuration is missing, malformed or unusable
+     │    └── InvalidSettings     settings failed validation: every problem by its key
      ├── UsageError               the command line asks for something impossible
      ├── UnreachableError         could not connect to a host (API, Redis, Postgres)
      ├── TimedOutError            a host or the whole command ran out of time
@@ -92,6 +93,20 @@ class E2eeOpsError(Exception):
 
 class ConfigError(E2eeOpsError):
     """The configuration file, environment or flags are invalid or incomplete."""
+
+
+def dotted_key(loc: tuple[str | int, ...]) -> str:
+    """A setting's location as operators write it: `services.redis.restart.method`."""
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+class InvalidSettings(ConfigError):
+    """Settings that failed validation; `problems` holds each location (below the section
+    validated) and its message."""
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{dotted_key(loc)}: {message}" for loc, message in problems))
 
 
 class UsageError(E2eeOpsError):

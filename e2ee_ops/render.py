@@ -29,7 +29,7 @@ import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
 from e2ee_ops.errors import redact
 from e2ee_ops.status import ExitCode, Finding, Plan, Report, Status
@@ -45,6 +45,7 @@ __all__ = [
     "render",
     "render_text",
     "to_json_data",
+    "write_text",
 ]
 
 # C0 and C1 control characters, DEL, and the bidirectional overrides that reorder text.
@@ -86,9 +87,13 @@ def render(result: Result, fmt: OutputFormat, out: Console, *, title: str = "") 
         for renderable in _rich_renderables(result, title, out.width):
             out.print(renderable)
         return
-    text = render_text(result, fmt, title=title)
-    out.file.write(text if text.endswith("\n") else text + "\n")
-    out.file.flush()
+    write_text(out.file, render_text(result, fmt, title=title))
+
+
+def write_text(stream: IO[str], text: str) -> None:
+    """Write rendered text (json, markdown, nagios) as one block ending in a newline."""
+    stream.write(text if text.endswith("\n") else text + "\n")
+    stream.flush()
 
 
 def render_text(result: Result, fmt: OutputFormat, *, title: str = "") -> str:

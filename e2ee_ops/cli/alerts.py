@@ -20,8 +20,8 @@ app = typer.Typer(
 def _write_or_print(ctx: typer.Context, text: str, out: Path | None) -> None:
     env = app_context(ctx)
     if out is None:
-        env.out.file.write(text)
-        env.out.file.flush()
+        env.data.write(text)
+        env.data.flush()
         return
     try:
         out.write_text(text, encoding="utf-8")

@@ -186,7 +186,7 @@ def show_refreshes(env: AppContext, refreshes: Iterable[Report], fmt: OutputForm
         for report in refreshes:
             last = report
             if fmt is OutputFormat.JSON:
-                json_line(env.out.file, to_json_data(report))
+                json_line(env.data, to_json_data(report))
             else:
                 render(report, fmt, env.out)
     assert last is not None, "a watch shows at least one refresh"

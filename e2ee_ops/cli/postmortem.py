@@ -44,8 +44,8 @@ def checklist(
         journal=env.journal(), incident_id=incident, db=database(env, required=False)
     )
     if out is None:
-        env.out.file.write(result.markdown)
-        env.out.file.flush()
+        env.data.write(result.markdown)
+        env.data.flush()
         return
     try:
         out.write_text(result.markdown, encoding="utf-8")

@@ -31,6 +31,7 @@ from e2ee_ops.config import Thresholds
 from e2ee_ops.errors import ServiceError
 from e2ee_ops.procedures.outage_evidence import journal_window, record_observation
 from e2ee_ops.procedures.probes import Probe, run_probes
+from e2ee_ops.schema import as_dict
 from e2ee_ops.status import Finding, Report, Status, classify
 
 if TYPE_CHECKING:
@@ -566,7 +567,7 @@ def check_alerts(
         for api in apis
     }
     report = Report(title="alerts check", findings=run_probes(probes, timeout=timeout))
-    report.data["thresholds"] = thresholds.model_dump()
+    report.data["thresholds"] = as_dict(thresholds)
     report.data["rates_from"] = (
         f"Prometheus at {prometheus.host}, rate over {rate_window}"
         if prometheus is not None

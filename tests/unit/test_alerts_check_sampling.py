@@ -14,6 +14,7 @@ from e2ee_ops.config import Thresholds
 from e2ee_ops.errors import ServiceError
 from e2ee_ops.journal import REDIS_OBSERVATION, Journal
 from e2ee_ops.procedures.alerts import check_alerts, prometheus_rates, redis_down_evidence
+from e2ee_ops.schema import as_dict
 from e2ee_ops.status import Finding, Status
 from tests.support.journal import T0, Clock, fixed_journal
 
@@ -85,7 +86,7 @@ def test_each_instance_is_sampled_twice_the_interval_apart() -> None:
         "alerts check"
     )
     assert data == {
-        "thresholds": Thresholds().model_dump(),
+        "thresholds": as_dict(Thresholds()),
         "rates_from": "/metrics of each instance sampled twice, 2.5 s apart",
     }
 
