@@ -22,21 +22,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 from bench import traffic
 from e2ee_ops import sandbox
 
 GOALS = {1000: (2.0, 2.0), 10000: (2.0, 3.0)}  # messages: (delivered s, verified s)
 
 
-async def _send_all(client: httpx.AsyncClient, lk: traffic.Link, n: int, workers: int) -> set[int]:
+async def _send_all(gen: traffic.Generator, lk: traffic.Link, n: int, workers: int) -> set[int]:
     ids: set[int] = set()
     remaining = iter(range(n))
 
     async def worker() -> None:
         for _ in remaining:
-            ids.add(await traffic.send(client, lk))
+            ids.add(await gen.send(lk))
 
     await asyncio.gather(*(worker() for _ in range(workers)))
     return ids
@@ -46,14 +44,14 @@ async def one_outage(
     state: sandbox.SandboxState, lk: traffic.Link, n: int, timeout: float
 ) -> dict[str, object]:
     received = traffic.Received()
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
+    gen = traffic.HttpxGenerator(streams=1, in_flight=64, ack_connections=64)
+    try:
         ready = asyncio.Event()
-        follower = asyncio.create_task(traffic.follow(client, client, lk.receiver, received, ready))
+        follower = asyncio.create_task(traffic.follow(gen, lk.receiver, received, ready))
         await asyncio.wait_for(ready.wait(), 30)
         await asyncio.to_thread(sandbox.stop_service, state.dir, "redis")
         began = time.monotonic()
-        sent = await _send_all(client, lk, n, workers=16)
+        sent = await _send_all(gen, lk, n, workers=16)
         stored_s = time.monotonic() - began
         await asyncio.to_thread(sandbox.start_service, state.dir, "redis")
         back = time.monotonic()
@@ -70,6 +68,8 @@ async def one_outage(
         await asyncio.sleep(0.5)  # a duplicate would arrive now
         follower.cancel()
         await asyncio.gather(follower, return_exceptions=True)
+    finally:
+        await gen.aclose()
     lost, duplicated = received.verdict(sent)
     try:
         status = json.loads(out).get("status", "?")

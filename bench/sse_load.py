@@ -3,89 +3,111 @@ rate for a bounded time; delivery latency (p50/p99/max), lost and duplicated.
 
     .venv/bin/python -m bench.sse_load                          # 1,000 streams, 500 msg/s, 10 s
     .venv/bin/python -m bench.sse_load --streams 100 --rate 50 --seconds 5 --instances 2
+    .venv/bin/python -m bench.sse_load --rate 100 500 --generator httpx raw --rounds 2
 
 A sandbox fleet is started in a temporary directory. Latency is the receiver's clock
 at arrival minus the message's created_at (one machine, one clock). Sending stops at the
 duration whatever was sent, so a saturated server shows as a lower achieved rate
 rather than a longer run. The generator runs on the same machine as the fleet: on a
-small machine it competes with the server for the cores, which the load line shows.
-Prints figures; asserts nothing.
+small machine it competes with the server for the cores, which the load line and the
+CPU per part show. Several rates and generators run in turn on the same fleet, each
+with its own streams, `--rounds` times, interleaved. Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import itertools
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
 
 from bench import traffic
 
 ACK_CONNECTIONS = 64
-KEEPALIVE = 2.0
+# Receivers batch their acks over a quarter of a second, as a client that acks in the
+# background would; latency is taken on arrival, before any ack.
+ACK_DELAY = 0.25
+
+
+@dataclass
+class Run:
+    """One run's figures."""
+
+    generator: str
+    rate: float
+    ack_delay: float
+    loop: str
+    sent: int = 0
+    send_s: float = 0.0
+    wall: float = 0.0
+    failures: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    lost: int = 0
+    duplicated: int = 0
+    arrivals: int = 0
+    acks: int = 0
+    errors: list[str] = field(default_factory=list)
+    cpu: dict[str, float] = field(default_factory=dict)
+    stats: str = ""
+    load: tuple[str, str] = ("", "")
+
+    @property
+    def achieved(self) -> float:
+        return self.sent / self.send_s if self.send_s else 0.0
+
+    def cpu_ms_per_message(self, part: str) -> float:
+        return 1000 * self.cpu.get(part, float("nan")) / max(self.sent, 1)
 
 
 async def load(
+    gen: traffic.Generator,
     links: list[traffic.Link],
+    run: Run,
     *,
-    rate: float,
     seconds: float,
     drain: float,
     in_flight: int,
     roles: dict[str, list[int]],
     cumulative: bool,
-    raw: bool,
-) -> dict[str, object]:
+    ack_delay: float,
+) -> None:
+    """Open every receiver's stream, send at `run.rate` for `seconds`, wait for what was
+    sent (at most `drain` s) and for the last acks; fill in `run`."""
     received = traffic.Received()
-    # Streams and requests in separate clients: a client looks through every connection
-    # of its pool for each request, so requests sharing a pool with the streams cost
-    # the generator O(streams) each (most of its CPU, measured, at 200 streams).
-    # Acks wait their turn for ACK_CONNECTIONS; latency is taken on arrival, before it.
-    stream_limits = httpx.Limits(max_connections=len(links), max_keepalive_connections=None)
-    # Idle connections are dropped before uvicorn's own 5 s keep-alive ends them, or a
-    # request may go out on a connection the server is closing (a ReadError).
-    limits = httpx.Limits(
-        max_connections=in_flight, max_keepalive_connections=None, keepalive_expiry=KEEPALIVE
-    )
-    ack_limits = httpx.Limits(
-        max_connections=ACK_CONNECTIONS, max_keepalive_connections=None, keepalive_expiry=KEEPALIVE
-    )
     sent: set[int] = set()
-    failures = 0
-    async with (
-        httpx.AsyncClient(limits=stream_limits, timeout=30.0) as streams,
-        httpx.AsyncClient(limits=limits, timeout=30.0) as senders,
-        httpx.AsyncClient(limits=ack_limits, timeout=30.0) as ackers,
-    ):
-        readies = [asyncio.Event() for _ in links]
-        followers = [
-            asyncio.create_task(
-                traffic.follow(streams, ackers, lk.receiver, received, ready, cumulative=cumulative)
+    readies = [asyncio.Event() for _ in links]
+    followers = [
+        asyncio.create_task(
+            traffic.follow(
+                gen, lk.receiver, received, ready, cumulative=cumulative, ack_delay=ack_delay
             )
-            for lk, ready in zip(links, readies, strict=True)
-        ]
+        )
+        for lk, ready in zip(links, readies, strict=True)
+    ]
+    try:
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 120)
         gate = asyncio.Semaphore(in_flight)
 
         async def one(lk: traffic.Link) -> None:
-            nonlocal failures
             try:
-                sent.add(await traffic.send(senders, lk))
-            except httpx.HTTPError:
-                failures += 1
+                sent.add(await gen.send(lk))
+            except Exception as exc:  # noqa: BLE001 - counted by kind and printed
+                run.failures[traffic.describe(exc)] += 1
             finally:
                 gate.release()
 
-        total = int(rate * seconds)
+        total = int(run.rate * seconds)
         cpu_before = traffic.cpu_seconds(roles)
         began = time.monotonic()
         tasks = []
         for k in range(total):
-            delay = began + k / rate - time.monotonic()
+            delay = began + k / run.rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             await gate.acquire()
@@ -94,31 +116,53 @@ async def load(
                 break
             tasks.append(asyncio.create_task(one(links[k % len(links)])))
         await asyncio.gather(*tasks)
-        send_s = time.monotonic() - began
+        run.send_s = time.monotonic() - began
         deadline = time.monotonic() + drain
         while sent - set(received.counts) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)  # a duplicate would arrive now
-        wall = time.monotonic() - began
+        # A duplicate would arrive now, and the last batch of acks goes out.
+        await asyncio.sleep(max(0.5, ack_delay + 0.3))
+        run.wall = time.monotonic() - began
         cpu_after = traffic.cpu_seconds(roles)
+    finally:
         for f in followers:
             f.cancel()
         await asyncio.gather(*followers, return_exceptions=True)
-    lost, duplicated = received.verdict(sent)
-    p50, p99, top = traffic.percentiles(received.latencies_ms)
-    return {
-        "sent": len(sent),
-        "send_failures": failures,
-        "achieved_rate": len(sent) / send_s,
-        "p50": p50,
-        "p99": p99,
-        "max": top,
-        "lost": lost,
-        "duplicated": duplicated,
-        "errors": received.errors,
-        "wall": wall,
-        "cpu": {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after},
-    }
+    run.sent = len(sent)
+    run.lost, run.duplicated = received.verdict(sent)
+    run.latencies_ms = received.latencies_ms(sent)
+    run.arrivals = sum(received.counts.values())
+    run.acks = received.acks
+    run.errors = received.errors
+    run.cpu = {k: cpu_after[k] - cpu_before.get(k, 0.0) for k in cpu_after}
+
+
+async def one_run(
+    name: str,
+    links: list[traffic.Link],
+    run: Run,
+    args: argparse.Namespace,
+    roles: dict[str, list[int]],
+) -> None:
+    """`run` with a new generator of kind `name`, closed after."""
+    gen = traffic.GENERATORS[name](
+        streams=args.streams, in_flight=args.in_flight, ack_connections=ACK_CONNECTIONS
+    )
+    try:
+        await load(
+            gen,
+            links,
+            run,
+            seconds=args.seconds,
+            drain=args.drain,
+            in_flight=args.in_flight,
+            roles=roles,
+            cumulative=args.ack == "up_to",
+            ack_delay=run.ack_delay,
+        )
+    finally:
+        run.stats = gen.stats()
+        await gen.aclose()
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -135,10 +179,67 @@ def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
+def report(run: Run, args: argparse.Namespace) -> None:
+    p50, p99, top = traffic.percentiles(run.latencies_ms)
+    failures = sum(run.failures.values())
+    print(
+        f"[{run.generator} on {run.loop}] streams {args.streams}, instances {args.instances}, "
+        f"target {run.rate:g} msg/s for {args.seconds:g} s: sent {run.sent} "
+        f"at {run.achieved:.0f} msg/s"
+    )
+    print(
+        f"  latency ms p50 {p50:.1f}  p99 {p99:.1f}  max {top:.1f}  (goal: p99 <= 50)   "
+        f"lost {run.lost}  duplicated {run.duplicated}"
+    )
+    print(
+        f"  send failures {failures}"
+        + (
+            ": " + "; ".join(f"{n} x {kind}" for kind, n in run.failures.most_common())
+            if failures
+            else ""
+        )
+    )
+    per = run.acks / run.arrivals if run.arrivals else float("nan")
+    print(
+        f"  acks: {run.acks} requests for {run.arrivals} messages received = {per:.2f} per "
+        f"message ({args.ack}, batched over {run.ack_delay:g} s)"
+    )
+    print(
+        f"  CPU while sending and draining ({run.wall:.1f} s), ms per message sent: "
+        + ", ".join(f"{k} {run.cpu_ms_per_message(k):.2f}" for k in run.cpu)
+    )
+    if run.stats:
+        print(f"  {run.stats}")
+    for error in run.errors[:5]:
+        print(f"  receiver error: {error}")
+    if len(run.errors) > 5:
+        print(f"  ... {len(run.errors)} receiver errors in all")
+    print(f"  {run.load[0]} before, {run.load[1]} after")
+
+
+def summary(runs: list[Run]) -> None:
+    print(
+        "\ngenerator  loop     target  achieved   p50 ms   p99 ms  lost  dup  failed  ack s  "
+        "acks/msg  CPU ms/msg generator / API / PostgreSQL   load before"
+    )
+    for r in runs:
+        p50, p99, _ = traffic.percentiles(r.latencies_ms)
+        per = r.acks / r.arrivals if r.arrivals else float("nan")
+        cpu = " / ".join(f"{r.cpu_ms_per_message(k):.2f}" for k in ("generator", "api", "postgres"))
+        print(
+            f"{r.generator:<11}{r.loop:<8}{r.rate:>6g}{r.achieved:>10.0f}{p50:>9.1f}{p99:>9.1f}"
+            f"{r.lost:>6}{r.duplicated:>5}{sum(r.failures.values()):>8}"
+            f"{r.ack_delay:>7g}{per:>10.2f}  "
+            f"{cpu:<40}{r.load[0].split(' on ')[0].removeprefix('load average ')}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", type=int, default=1000)
-    parser.add_argument("--rate", type=float, default=500.0, help="messages per second")
+    parser.add_argument(
+        "--rate", type=float, nargs="+", default=[500.0], help="messages per second (each in turn)"
+    )
     parser.add_argument("--seconds", type=float, default=10.0, help="how long to send")
     parser.add_argument("--senders", type=int, default=10)
     parser.add_argument("--instances", type=int, default=2, help="API instances")
@@ -148,16 +249,34 @@ def main() -> None:
         "--ack", choices=("ids", "up_to"), default="up_to", help="acks by ids or cumulative"
     )
     parser.add_argument(
-        "--reader",
-        choices=("h11", "httpx"),
-        default="h11",
-        help="SSE readers on bare h11 connections, or httpx-sse in a pool",
+        "--ack-delay",
+        type=float,
+        nargs="+",
+        default=[ACK_DELAY],
+        help="a receiver acknowledges what arrived within this many seconds in one batch "
+        "(each in turn)",
     )
+    parser.add_argument(
+        "--generator",
+        choices=sorted(traffic.GENERATORS),
+        nargs="+",
+        default=["raw"],
+        help="raw (pre-encoded requests, hand-parsed streams) or httpx (httpx and "
+        "httpx-sse); several run in turn",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every rate and generator")
     parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
-        default="auto",
-        help="the generator's event loop (auto: uvloop when installed)",
+        nargs="+",
+        default=["auto"],
+        help="the generator's event loop (auto: uvloop when installed); each in turn",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="cProfile the generator's runs into FILE.N (one per run; slows it down)",
     )
     parser.add_argument(
         "--server-env",
@@ -169,11 +288,8 @@ def main() -> None:
     args = parser.parse_args()
     server_env = dict(item.split("=", 1) for item in args.server_env)
     print(traffic.load_line())
-    print(
-        f"acks: {args.ack}; readers: {args.reader}; generator loop: "
-        f"{'uvloop' if loop_factory(args.loop) else 'asyncio'}; "
-        f"server settings: {server_env or 'defaults'}"
-    )
+    print(f"acks: {args.ack}; server settings: {server_env or 'defaults'}")
+    runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="e2ee-bench-") as tmp:
         with traffic.fleet(
             Path(tmp) / "sandbox", instances=args.instances, env=server_env
@@ -183,36 +299,27 @@ def main() -> None:
             receivers = traffic.parties(state, args.streams, "receiver")
             links = [traffic.link(senders[i % len(senders)], r) for i, r in enumerate(receivers)]
             print(f"{len(receivers)} receivers ready in {time.monotonic() - began:.0f} s")
-            with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
-                r = runner.run(
-                    load(
-                        links,
-                        rate=args.rate,
-                        seconds=args.seconds,
-                        drain=args.drain,
-                        in_flight=args.in_flight,
-                        roles=traffic.fleet_processes(state),
-                        cumulative=args.ack == "up_to",
-                        raw=args.reader == "h11",
-                    )
-                )
-    print(
-        f"streams {args.streams}, instances {args.instances}, target {args.rate:g} msg/s "
-        f"for {args.seconds:g} s: sent {r['sent']} at {r['achieved_rate']:.0f} msg/s "
-        f"({r['send_failures']} failed)"
-    )
-    print(
-        f"latency ms p50 {r['p50']:.1f}  p99 {r['p99']:.1f}  max {r['max']:.1f}  "
-        f"(goal: p99 <= 50)   lost {r['lost']}  duplicated {r['duplicated']}"
-    )
-    cpu: dict[str, float] = r["cpu"]  # type: ignore[assignment]
-    sent = max(int(r["sent"]), 1)  # type: ignore[call-overload]
-    print(
-        f"CPU while sending and draining ({r['wall']:.1f} s), ms per message sent: "
-        + ", ".join(f"{k} {1000 * v / sent:.1f}" for k, v in cpu.items())
-    )
-    for error in r["errors"][:5]:  # type: ignore[index]
-        print(f"  receiver error: {error}")
+            order = itertools.product(
+                range(args.rounds), args.rate, args.ack_delay, args.loop, args.generator
+            )
+            for n, (_, rate, ack_delay, loop, name) in enumerate(order):
+                factory = loop_factory(loop)
+                run = Run(name, rate, ack_delay, "uvloop" if factory else "asyncio")
+                before = traffic.load_line()
+                profile = cProfile.Profile() if args.profile else None
+                with asyncio.Runner(loop_factory=factory) as runner:
+                    if profile is not None:
+                        profile.enable()
+                    runner.run(one_run(name, links, run, args, traffic.fleet_processes(state)))
+                    if profile is not None:
+                        profile.disable()
+                        profile.dump_stats(f"{args.profile}.{n}")
+                run.load = (before, traffic.load_line())
+                report(run, args)
+                runs.append(run)
+                time.sleep(1.0)  # the streams just closed end on the server
+    if len(runs) > 1:
+        summary(runs)
     print(traffic.load_line())
 
 
