@@ -53,6 +53,18 @@ ORDER BY w.messages DESC, w.sender_user_id
 LIMIT %(limit)s
 """
 
+# The same answer counted from dm_messages, as the runbook's own query does (plus its
+# ties by account id): one index entry per message, which costs about what a rollup row
+# does once the window's pages are all-visible, and the rollup does not fold flat
+# traffic (about one row per message). `top_by_messages` takes it only then.
+TOP_BY_MESSAGES_COUNTED_SQL = """
+SELECT m.sender_user_id, count(*) AS messages FROM dm_messages m
+WHERE m.created_at > now() - make_interval(secs => %(window_seconds)s)
+GROUP BY m.sender_user_id
+ORDER BY count(*) DESC, m.sender_user_id
+LIMIT %(limit)s
+"""
+
 # The same question answered from the head of each bucket (migration
 # 0008_sender_counts_ranked): the `k` largest counts of every bucket of the window.
 # A sender missing from a bucket's list has at most that bucket's floor (its k-th
@@ -62,7 +74,7 @@ LIMIT %(limit)s
 # largest lower bound, unless more than `max_exact` of them would be (then `outsider` is
 # NULL: not proved). The answer is proved when its last count exceeds `outsider` (or
 # `outsider` is 0): no sender left out can reach it. The adapter checks that and
-# otherwise runs TOP_BY_MESSAGES_SQL.
+# otherwise counts every sender (TOP_BY_MESSAGES_SQL or TOP_BY_MESSAGES_COUNTED_SQL).
 # The partial bucket's rollup row counts messages before the window too: an upper
 # bound, never a lower one.
 TOP_BY_MESSAGES_BOUNDED_SQL = f"""
@@ -114,6 +126,11 @@ WITH RECURSIVE buckets AS (
 )
 SELECT CASE WHEN (SELECT count(*) FROM needed) <= %(max_exact)s
             THEN (SELECT COALESCE(sum(floor), 0) FROM floors) END AS outsider,
+       -- Rows of dm_messages inserted or left dead since its last vacuum (the
+       -- cumulative statistics, as pg_stat_user_tables shows them): 0 means its pages
+       -- are as VACUUM left them.
+       pg_stat_get_ins_since_vacuum('dm_messages'::regclass)
+         + pg_stat_get_dead_tuples('dm_messages'::regclass) AS changed_since_vacuum,
        t.sender_user_id, t.messages
 FROM (SELECT) one LEFT JOIN top t ON true
 ORDER BY t.messages DESC, t.sender_user_id
@@ -202,30 +219,50 @@ def top_senders_params(
     }
 
 
+# Where `top_by_messages` found its answer.
+HEADS = "heads"  # the buckets' heads, proved (TOP_BY_MESSAGES_BOUNDED_SQL)
+ROLLUP = "rollup"  # every sender, from dm_sender_counts (TOP_BY_MESSAGES_SQL)
+MESSAGES = "messages"  # every sender, from dm_messages (TOP_BY_MESSAGES_COUNTED_SQL)
+
+
 @dataclass(frozen=True)
 class TopByMessages:
     """The window's `limit` senders with the most messages, most first, ties by id."""
 
     senders: list[tuple[int, int]]  # (account id, messages)
-    # True: answered from the buckets' heads and proved; False: every sender counted.
-    bounded: bool
+    source: str  # HEADS, ROLLUP or MESSAGES
+
+    @property
+    def bounded(self) -> bool:
+        """Answered from the buckets' heads and proved (no sender counted in full)."""
+        return self.source == HEADS
 
 
 def top_by_messages(
-    conn: psycopg.Connection[tuple[Any, ...]], *, window_seconds: float, limit: int
+    conn: psycopg.Connection[tuple[Any, ...]],
+    *,
+    window_seconds: float,
+    limit: int,
+    count_source: str | None = None,
 ) -> TopByMessages:
     """The runbook's question, exactly: the bounded form when it proves its answer,
-    otherwise every sender of the window counted from the rollup."""
+    otherwise every sender of the window counted, from dm_messages when it has not
+    changed since its last vacuum (pages all-visible: its index-only count is the
+    runbook's own and costs no more than the rollup's rows), from the rollup otherwise
+    (every index entry a heap visit there, on a far wider heap). `count_source` (ROLLUP
+    or MESSAGES) imposes the fallback's source instead."""
     params = top_senders_params(window_seconds=window_seconds, limit=limit)
     rows = conn.execute(TOP_BY_MESSAGES_BOUNDED_SQL, params).fetchall()
-    outsider = rows[0][0]
-    senders = [(int(r[1]), int(r[2])) for r in rows if r[1] is not None]
+    outsider, changed = rows[0][0], rows[0][1]
+    senders = [(int(r[2]), int(r[3])) for r in rows if r[2] is not None]
     if outsider is not None and (
         outsider == 0 or (len(senders) == limit and senders[-1][1] > outsider)
     ):
-        return TopByMessages(senders, bounded=True)
-    rows = conn.execute(TOP_BY_MESSAGES_SQL, params).fetchall()
-    return TopByMessages([(int(r[0]), int(r[1])) for r in rows], bounded=False)
+        return TopByMessages(senders, HEADS)
+    source = count_source or (MESSAGES if changed == 0 else ROLLUP)
+    sql = TOP_BY_MESSAGES_COUNTED_SQL if source == MESSAGES else TOP_BY_MESSAGES_SQL
+    rows = conn.execute(sql, params).fetchall()
+    return TopByMessages([(int(r[0]), int(r[1])) for r in rows], source)
 
 
 def sender_activity(

@@ -12,7 +12,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from e2ee_ops.adapters.abuse_db import TopByMessages, top_by_messages
+from e2ee_ops.adapters.abuse_db import (
+    HEADS,
+    MESSAGES,
+    ROLLUP,
+    TopByMessages,
+    top_by_messages,
+)
 from e2ee_ops.dburl import libpq_url
 
 RAW_TOP_SQL = (
@@ -49,11 +55,22 @@ def _send(conn: Conn, senders: list[int], each: int, spread: str = "1 hour") -> 
 
 
 def _top(conn: Conn, window: float, limit: int) -> TopByMessages:
-    """The adapter's answer, checked against counting dm_messages in the same snapshot."""
+    """The adapter's answer, checked against counting dm_messages in the same snapshot,
+    and so is the answer with each source of the every-sender count imposed."""
     found = top_by_messages(conn, window_seconds=window, limit=limit)
     raw = [(int(s), int(n)) for s, n in conn.execute(RAW_TOP_SQL, (window, limit))]
-    assert found.senders == raw, (window, limit, found.bounded)
+    assert found.senders == raw, (window, limit, found.source)
+    for source in (ROLLUP, MESSAGES):
+        imposed = top_by_messages(conn, window_seconds=window, limit=limit, count_source=source)
+        assert imposed.senders == raw, (window, limit, source)
+        assert imposed.source == (HEADS if found.bounded else source)
     return found
+
+
+def _flush_statistics(conn: Conn) -> None:
+    """This session's pending table statistics reach the shared ones before the next
+    statement (PostgreSQL flushes them as the session goes idle, when forced)."""
+    conn.execute("SELECT pg_stat_force_next_flush()")
 
 
 @pytest.fixture
@@ -81,6 +98,31 @@ def test_flat_traffic_falls_back_to_counting_every_sender(conn: Conn) -> None:
     _send(conn, _users(conn, 2000, "flat"), 3)
     assert _top(conn, 3600, 5).bounded is False
     assert _top(conn, 86400, 10).bounded is False
+
+
+def test_flat_traffic_is_counted_from_dm_messages_once_vacuumed_and_unchanged(
+    conn: Conn,
+) -> None:
+    flat = _users(conn, 2000, "flat")
+    _send(conn, flat, 3)
+    _flush_statistics(conn)
+    assert _top(conn, 3600, 5).source == ROLLUP  # inserted since the last vacuum
+    conn.execute("VACUUM dm_messages")
+    assert _top(conn, 3600, 5).source == MESSAGES
+    assert _top(conn, 86400, 10).source == MESSAGES
+    # One more message: its page is no longer all-visible, the rollup counts again.
+    _send(conn, flat[:1], 1)
+    _flush_statistics(conn)
+    assert _top(conn, 3600, 5).source == ROLLUP
+    conn.execute("VACUUM dm_messages")
+    # A deleted message leaves a dead row behind until the next vacuum.
+    conn.execute(
+        "DELETE FROM dm_messages WHERE id = (SELECT max(id) FROM dm_messages "
+        "WHERE sender_user_id = %s)",
+        (flat[0],),
+    )
+    _flush_statistics(conn)
+    assert _top(conn, 3600, 5).source == ROLLUP
 
 
 def test_the_window_edges_count_as_the_runbooks_query_does(conn: Conn) -> None:

@@ -13,6 +13,7 @@ import pytest
 from bench.seed_scale import runbook_stuck_params, seed
 from e2ee_ops.adapters.abuse_db import (
     TOP_BY_MESSAGES_BOUNDED_SQL,
+    TOP_BY_MESSAGES_COUNTED_SQL,
     TOP_BY_MESSAGES_SQL,
     TOP_SENDERS_SQL,
     top_senders_params,
@@ -83,7 +84,15 @@ def test_stuck_devices_query_starts_no_parallel_workers(scaled_db: str) -> None:
     assert [k for k, _ in scans if k.startswith("Gather")] == []
 
 
-@pytest.mark.parametrize("sql", [TOP_BY_MESSAGES_BOUNDED_SQL, TOP_BY_MESSAGES_SQL, TOP_SENDERS_SQL])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        TOP_BY_MESSAGES_BOUNDED_SQL,
+        TOP_BY_MESSAGES_SQL,
+        TOP_BY_MESSAGES_COUNTED_SQL,
+        TOP_SENDERS_SQL,
+    ],
+)
 def test_top_senders_queries_use_indexes(scaled_db: str, sql: str) -> None:
     params = top_senders_params(window_seconds=3600, limit=10, by_messages=[1, 2, 3])
     _assert_indexed(_plan(scaled_db, sql, params))
