@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 
 from bench.seed_scale import runbook_stuck_params, seed
-from e2ee_ops.adapters.abuse_db import sender_activity, top_by_messages
+from e2ee_ops.adapters.abuse_db import MESSAGES, sender_activity, top_by_messages
 from e2ee_ops.adapters.devices_db import STUCK_DEVICES_SQL, STUCK_SESSION_SQL
 from e2ee_ops.adapters.postgres import OpsDatabase
 from e2ee_ops.dburl import libpq_url, with_database
@@ -104,10 +104,9 @@ def _report(conn: Any, ours_conn: Any, heading: str) -> None:
     """`ours_conn` is a session as the toolkit opens it; `conn` one as psql opens it."""
     print(f"{heading} ({_load()}; pages all-visible: {_visible(conn)})")
     top = top_by_messages(ours_conn, window_seconds=3600, limit=10)
-    print(
-        "  top by messages: "
-        + ("proved from the buckets' heads" if top.bounded else "every sender counted")
-    )
+    source = "dm_messages" if top.source == MESSAGES else "the rollup"
+    counted = f"every sender counted, from {source}"
+    print("  top by messages: " + ("proved from the buckets' heads" if top.bounded else counted))
 
     def stuck(everything: bool) -> Callable[[], object]:
         params = runbook_stuck_params(everything=everything)
