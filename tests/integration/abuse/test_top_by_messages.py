@@ -100,6 +100,20 @@ def test_flat_traffic_falls_back_to_counting_every_sender(conn: Conn) -> None:
     assert _top(conn, 86400, 10).bounded is False
 
 
+def test_flat_traffic_is_counted_without_reading_the_bucket_heads(conn: Conn) -> None:
+    # Every bucket's largest counts are about its 50th: no `limit` senders can stand out
+    # enough for a proof, so the heads are not read for one.
+    _send(conn, _users(conn, 2000, "flat"), 3)
+    assert _top(conn, 3600, 5).heads_read is False
+    assert _top(conn, 86400, 10).heads_read is False
+    # A burst over the same traffic stands out: read and proved.
+    burst = _users(conn, 5, "burst")
+    for n, sender in enumerate(burst):
+        _send(conn, [sender], 100 + 10 * n)
+    found = _top(conn, 3600, 5)
+    assert (found.heads_read, found.bounded) == (True, True)
+
+
 def test_flat_traffic_is_counted_from_dm_messages_once_vacuumed_and_unchanged(
     conn: Conn,
 ) -> None:
