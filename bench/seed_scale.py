@@ -40,7 +40,7 @@ SEED_SQL = [
     # expression in the join condition would be drawn once per row pair instead.
     "SELECT c.conversation_id, c.created_by, gen_random_uuid(), 'm' || r.g, "
     "now() - random() * interval '24 hours' "
-    "FROM (SELECT g, 1 + floor(power(random(), 3) * %(conversations)s)::bigint AS conv "
+    "FROM (SELECT g, 1 + floor(power(random(), %(skew)s) * %(conversations)s)::bigint AS conv "
     "      FROM generate_series(1, %(messages)s) g) r "
     "JOIN dm_conversations c ON c.conversation_id = r.conv",
     "INSERT INTO dm_rate_limit_events (user_id, occurred_at) "
@@ -49,9 +49,10 @@ SEED_SQL = [
 ]
 
 
-def scale(devices: int, messages: int) -> dict[str, Any]:
+def scale(devices: int, messages: int, skew: float = 3.0) -> dict[str, Any]:
     users = max(devices * 2 // 3, 10)
     return {
+        "skew": skew,
         "users": users,
         "devices": devices,
         "conversations": max(users, 10),
@@ -60,9 +61,13 @@ def scale(devices: int, messages: int) -> dict[str, Any]:
     }
 
 
-def seed(conn: Any, *, devices: int, messages: int) -> dict[str, Any]:
-    """Fill an empty, migrated database; ANALYZE so the planner sees the real sizes."""
-    params = scale(devices, messages)
+def seed(conn: Any, *, devices: int, messages: int, skew: float = 3.0) -> dict[str, Any]:
+    """Fill an empty, migrated database; ANALYZE so the planner sees the real sizes.
+
+    `skew`: each message's conversation is drawn as random()^skew over all of them, so
+    3 gives a few busy senders over a long tail, 1 flat traffic.
+    """
+    params = scale(devices, messages, skew)
     for statement in SEED_SQL:
         conn.execute(statement, params)
     conn.execute("ANALYZE")
