@@ -121,7 +121,7 @@ class Received:
     counts: Counter[int] = field(default_factory=Counter)
     arrivals: list[tuple[int, float, str]] = field(default_factory=list)  # id, time(), created_at
     last_arrival: float = 0.0  # time.monotonic() of the latest new message
-    acks: int = 0  # ack requests sent
+    acks: int = 0  # ack requests answered
     errors: list[str] = field(default_factory=list)
 
     def record(self, message_id: int, created_at: str) -> None:
@@ -426,8 +426,9 @@ async def follow(
                 batch = pending[:ACK_BATCH]
                 del pending[: len(batch)]
                 for ids, up_to in ack_requests(batch, cumulative=cumulative):
-                    received.acks += 1
                     await gen.ack(party, ids, cumulative=up_to)
+                    # Counted once answered, so a count that matches means nothing is in flight.
+                    received.acks += 1
         except Exception as exc:  # noqa: BLE001 - counted and printed by the bench
             received.errors.append(f"{party.device_id}: ack: {describe(exc)}")
 
