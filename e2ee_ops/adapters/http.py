@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -29,6 +28,10 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
     text = value.strip()
     if text.isdigit():
         return float(text)
+    # Imported here: the email package is about 3 ms of every command's start-up, and
+    # only an HTTP-date Retry-After needs it.
+    from email.utils import parsedate_to_datetime
+
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError):
