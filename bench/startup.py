@@ -13,7 +13,7 @@ time and its ratio to the floor's, with the wall-clock medians.
 Then, against an embedded PostgreSQL seeded with `--devices` devices (10,000 by default;
 `bench/seed_scale.py`), the whole `e2ee-ops --output json devices stuck` beside
 `psql -c` of the runbook's query on the same database, interleaved: their ratio is the
-one the operator sees (issue 13's goal: at most 2). The data is small on purpose: the
+one the operator sees (the goal: at most 2). The data is small on purpose: the
 query costs a few milliseconds, so what is measured is what the command pays around it
 (start-up, imports, connection, rendering); `bench/operator_queries.py` has the 1M rows.
 The load average is printed before and after. Prints figures only; nothing is asserted.
