@@ -9,6 +9,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
+from e2ee_ops.dburl import libpq_url
 from e2ee_ops.embedded import ReferenceServerProcess
 from e2ee_ops.reference.client import ReferenceClient
 
@@ -46,3 +49,13 @@ def pair_on(server: ReferenceServerProcess, admin_token: str) -> Iterator[dict[s
             "b_dev": bob.register_device("b")["device_id"],
             "conv": alice.open_conversation(ids[1]),
         }
+
+
+def last_seen(database_url: str, device_id: str) -> Any:
+    """The device's `last_seen_at` as the database holds it."""
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        row = conn.execute(
+            "SELECT last_seen_at FROM e2ee_devices WHERE device_id = %s", (device_id,)
+        ).fetchone()
+    assert row is not None
+    return row[0]

@@ -9,14 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
-from e2ee_ops.dburl import libpq_url
 from e2ee_ops.embedded import ReferenceServerProcess
 from e2ee_ops.reference.client import ApiFailure, ReferenceClient, StreamEvent
 
-from .servers import own_server, pair_on
+from .servers import last_seen, own_server, pair_on
 from .streams import StreamCollector
 
 UNAUTHORIZED = {"detail": "missing or invalid bearer token"}
@@ -177,15 +175,6 @@ def test_an_ack_needs_exactly_one_of_message_ids_and_up_to(pair, body) -> None: 
 # ---- last_seen_at written at most once per interval for sends and acks -------------
 
 
-def _last_seen(database_url: str, device_id: str) -> Any:
-    with psycopg.connect(libpq_url(database_url)) as conn:
-        row = conn.execute(
-            "SELECT last_seen_at FROM e2ee_devices WHERE device_id = %s", (device_id,)
-        ).fetchone()
-    assert row is not None
-    return row[0]
-
-
 @pytest.fixture
 def hourly_pair(database_url, redis_url, workdir, admin_token) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
     servers = own_server(database_url, redis_url, workdir, E2EE_LAST_SEEN_INTERVAL_SECONDS="3600")
@@ -205,29 +194,29 @@ def quick_pair(database_url, redis_url, workdir, admin_token) -> Iterator[dict[s
 def test_sends_and_acks_within_the_interval_leave_last_seen_at_alone(hourly_pair, clean_db) -> None:  # type: ignore[no-untyped-def]
     pair = hourly_pair
     first = _send(pair, 1)[0]  # the first send writes it
-    sender_seen = _last_seen(clean_db, pair["a_dev"])
+    sender_seen = last_seen(clean_db, pair["a_dev"])
     _send(pair, 2)
-    assert _last_seen(clean_db, pair["a_dev"]) == sender_seen
+    assert last_seen(clean_db, pair["a_dev"]) == sender_seen
     pair["bob"].ack(pair["b_dev"], [first])  # the first ack writes it
-    receiver_seen = _last_seen(clean_db, pair["b_dev"])
+    receiver_seen = last_seen(clean_db, pair["b_dev"])
     pair["bob"].poll(pair["b_dev"])  # polling always writes it
-    polled = _last_seen(clean_db, pair["b_dev"])
+    polled = last_seen(clean_db, pair["b_dev"])
     assert polled > receiver_seen
     pair["bob"].ack_up_to(pair["b_dev"], 2**62)
-    assert _last_seen(clean_db, pair["b_dev"]) == polled
+    assert last_seen(clean_db, pair["b_dev"]) == polled
 
 
 def test_a_device_is_recorded_seen_again_after_the_interval(quick_pair, clean_db) -> None:  # type: ignore[no-untyped-def]
     pair = quick_pair
     first = _send(pair, 1)[0]
-    sender_seen = _last_seen(clean_db, pair["a_dev"])
+    sender_seen = last_seen(clean_db, pair["a_dev"])
     pair["bob"].ack(pair["b_dev"], [first])
-    receiver_seen = _last_seen(clean_db, pair["b_dev"])
+    receiver_seen = last_seen(clean_db, pair["b_dev"])
     time.sleep(0.3)  # past the interval
     second = _send(pair, 1)[0]
     pair["bob"].ack(pair["b_dev"], [second])
-    assert _last_seen(clean_db, pair["a_dev"]) > sender_seen
-    assert _last_seen(clean_db, pair["b_dev"]) > receiver_seen
+    assert last_seen(clean_db, pair["a_dev"]) > sender_seen
+    assert last_seen(clean_db, pair["b_dev"]) > receiver_seen
 
 
 # ---- open streams: access checked for all at once ------------------------------------

@@ -21,7 +21,7 @@ from e2ee_ops.reference import routes_admin, routes_dm, routes_e2ee, routes_ops
 from e2ee_ops.reference.client import ReferenceClient
 from e2ee_ops.reference.relay import CHANNEL
 
-from .servers import own_server, pair_on
+from .servers import last_seen, own_server, pair_on
 from .streams import StreamCollector
 
 HOT_ROUTES = {
@@ -182,21 +182,12 @@ def test_workers_share_the_port_relay_to_each_other_and_stop_with_their_supervis
 # ---- acknowledging ---------------------------------------------------------------
 
 
-def _last_seen(database_url: str, device_id: str) -> Any:
-    with psycopg.connect(libpq_url(database_url)) as conn:
-        row = conn.execute(
-            "SELECT last_seen_at FROM e2ee_devices WHERE device_id = %s", (device_id,)
-        ).fetchone()
-    assert row is not None
-    return row[0]
-
-
 def test_an_ack_of_another_users_device_is_404_and_leaves_it_unseen(pair, database_url) -> None:  # type: ignore[no-untyped-def]
     message_id = pair["alice"].send(pair["conv"], pair["a_dev"], pair["bob_id"])["message_id"]
-    seen = _last_seen(database_url, pair["b_dev"])
+    seen = last_seen(database_url, pair["b_dev"])
     for body in ({"up_to": message_id}, {"message_ids": [message_id]}):
         answer = pair["alice"].http.post(f"/dm/devices/{pair['b_dev']}/ack", json=body)
         assert answer.status_code == 404
         assert answer.json() == {"detail": f"no device {pair['b_dev']}"}
-    assert _last_seen(database_url, pair["b_dev"]) == seen
+    assert last_seen(database_url, pair["b_dev"]) == seen
     assert pair["bob"].ack(pair["b_dev"], [message_id]) == 1  # still pending for bob
