@@ -292,14 +292,19 @@ def top_by_messages(
 def sender_activity(
     conn: psycopg.Connection[tuple[Any, ...]], *, window_seconds: float, limit: int
 ) -> list[SenderActivity]:
-    """Candidate senders of the window with their counts, unsorted (the caller ranks)."""
-    top = top_by_messages(conn, window_seconds=window_seconds, limit=limit)
-    params = top_senders_params(
-        window_seconds=window_seconds,
-        limit=limit,
-        by_messages=[user_id for user_id, _ in top.senders],
-    )
-    rows = conn.execute(TOP_SENDERS_SQL, params).fetchall()
+    """Candidate senders of the window with their counts, unsorted (the caller ranks).
+
+    Its statements share one snapshot and one now(): the senders ranked by messages and
+    the counts shown for them are of the same instant, whatever is sent meanwhile."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        top = top_by_messages(conn, window_seconds=window_seconds, limit=limit)
+        params = top_senders_params(
+            window_seconds=window_seconds,
+            limit=limit,
+            by_messages=[user_id for user_id, _ in top.senders],
+        )
+        rows = conn.execute(TOP_SENDERS_SQL, params).fetchall()
     return [
         SenderActivity(int(r[0]), str(r[1]), bool(r[2]), *(int(v) for v in r[3:7])) for r in rows
     ]

@@ -55,8 +55,9 @@ def _send(conn: Conn, senders: list[int], each: int, spread: str = "1 hour") -> 
 
 
 def _top(conn: Conn, window: float, limit: int) -> TopByMessages:
-    """The adapter's answer, checked against counting dm_messages in the same snapshot,
-    and so is the answer with each source of the every-sender count imposed."""
+    """The adapter's answer, checked against counting dm_messages right after (nothing is
+    written in between), and so is the answer with each source of the every-sender count
+    imposed."""
     found = top_by_messages(conn, window_seconds=window, limit=limit)
     raw = [(int(s), int(n)) for s, n in conn.execute(RAW_TOP_SQL, (window, limit))]
     assert found.senders == raw, (window, limit, found.source)
