@@ -25,12 +25,12 @@ log = logging.getLogger("e2ee_ops.reference")
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     settings = settings or ServerSettings.from_env()
     telemetry = Telemetry()
-    hub = StreamHub()
     store = Store(
         settings.database_url,
         max_size=settings.db_pool_size,
         last_seen_interval=settings.last_seen_interval_seconds,
     )
+    hub = StreamHub(store)
     tokens = TokenCache(settings.token_cache_seconds)
     relay = Relay(settings, hub, telemetry, store, tokens)
     state = AppState(

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +30,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from e2ee_ops.reference.settings import ServerSettings
-from e2ee_ops.reference.store import Store
+from e2ee_ops.reference.store import HandOver, Row, Store
 from e2ee_ops.reference.telemetry import Telemetry
 from e2ee_ops.reference.tokens import TokenCache
 
@@ -38,57 +40,133 @@ PROBE_INTERVAL_SECONDS = 1.0
 RECORD_RETRY_SECONDS = 1.0
 
 
+# At most this many messages per stream per hand-over, and this many streams per query.
+STREAM_BATCH = 200
+HAND_OVER_STREAMS = 100
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One open SSE stream: its device and token, what has been handed over to it and not
+    yet written (`ready`), and the event that wakes it."""
+
+    device_id: uuid.UUID
+    token_hash: str
+    # Nothing at or below the stream's Last-Event-ID is handed over to it.
+    floor: int
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # Handed over on this stream and not known to be acknowledged: never handed again.
+    emitted: set[int] = field(default_factory=set)
+    ready: deque[Row] = field(default_factory=deque)
+    # The last hand-over filled a whole batch: the stream asks for the rest once written.
+    full: bool = False
+    revoked: bool = False
+    # Why the last hand-over failed, raised in the stream (which ends).
+    failure: Exception | None = None
+    closed: bool = False
+
+
 class StreamHub:
-    """Open SSE streams of this process, by device."""
+    """Open SSE streams of this process, by device, and their hand-overs.
 
-    def __init__(self) -> None:
-        self._events: dict[uuid.UUID, set[asyncio.Event]] = defaultdict(set)
-        # Each stream's device and token, checked for all streams at once (`Relay`).
-        self._access: dict[asyncio.Event, tuple[uuid.UUID, str]] = {}
-        self._revoked: set[asyncio.Event] = set()
+    A wake-up does not query per stream: the streams it concerns wait in `_pending`, and
+    one task hands over to all of them with one statement per `HAND_OVER_STREAMS`, then
+    gives each stream its own rows and wakes it. A stream is in at most one statement
+    at a time (one task, and a stream asked for during a statement waits for the next),
+    and each statement excludes what the stream was already handed, so no stream gets
+    a message twice; rows are given by the stream's place in the statement, so no stream
+    gets another's.
+    """
 
-    def register(self, device_id: uuid.UUID, token_hash: str) -> asyncio.Event:
-        event = asyncio.Event()
-        event.set()  # a new stream starts by catching up
-        self._events[device_id].add(event)
-        self._access[event] = (device_id, token_hash)
-        return event
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._by_device: dict[uuid.UUID, set[Subscription]] = defaultdict(set)
+        # Streams waiting for a hand-over, with the id it starts after (the lowest asked).
+        self._pending: dict[Subscription, int] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
-    def unregister(self, device_id: uuid.UUID, event: asyncio.Event) -> None:
-        self._access.pop(event, None)
-        self._revoked.discard(event)
-        events = self._events.get(device_id)
-        if events is not None:
-            events.discard(event)
-            if not events:
-                del self._events[device_id]
+    def register(self, device_id: uuid.UUID, token_hash: str, floor: int) -> Subscription:
+        sub = Subscription(device_id, token_hash, floor)
+        self._by_device[device_id].add(sub)
+        self.request(sub, floor)  # a new stream starts by catching up
+        return sub
 
-    def access(self) -> dict[asyncio.Event, tuple[uuid.UUID, str]]:
-        """Every open stream's (device, token hash), by its wake-up event."""
-        return dict(self._access)
+    def unregister(self, sub: Subscription) -> None:
+        sub.closed = True
+        self._pending.pop(sub, None)
+        subs = self._by_device.get(sub.device_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_device[sub.device_id]
 
-    def revoke(self, events: list[asyncio.Event]) -> None:
+    def streams(self) -> list[Subscription]:
+        return [sub for subs in self._by_device.values() for sub in subs]
+
+    def revoke(self, subs: list[Subscription]) -> None:
         """These streams lost their access: woken, they close."""
-        for event in events:
-            if event in self._access:
-                self._revoked.add(event)
-                event.set()
+        for sub in subs:
+            if not sub.closed:
+                sub.revoked = True
+                sub.wake.set()
 
-    def revoked(self, event: asyncio.Event) -> bool:
-        return event in self._revoked
+    def request(self, sub: Subscription, after: int) -> None:
+        """Hand over to `sub` its pending messages after `after` (soon, with others)."""
+        if sub.closed or self._closing:
+            return
+        self._pending[sub] = min(after, self._pending.get(sub, after))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._hand_over(), name="stream-hand-over"
+            )
 
     def wake(self, device_ids: list[uuid.UUID]) -> None:
         for device_id in device_ids:
-            for event in self._events.get(device_id, ()):
-                event.set()
+            for sub in self._by_device.get(device_id, ()):
+                self.request(sub, sub.floor)
 
     def wake_all(self) -> None:
-        for events in self._events.values():
-            for event in events:
-                event.set()
+        for sub in self.streams():
+            self.request(sub, sub.floor)
+
+    def close(self) -> None:
+        """Shutting down: no more hand-overs; every stream wakes (and says goodbye)."""
+        self._closing = True
+        self._pending.clear()
+        if self._task is not None:
+            self._task.cancel()
+        for sub in self.streams():
+            sub.wake.set()
+
+    async def _hand_over(self) -> None:
+        while self._pending:
+            batch = list(itertools.islice(self._pending.items(), HAND_OVER_STREAMS))
+            for sub, _ in batch:
+                del self._pending[sub]
+            wanted = [
+                HandOver(sub.device_id, after, sorted(m for m in sub.emitted if m > after))
+                for sub, after in batch
+            ]
+            try:
+                handed = await self.store.hand_over_many(wanted, STREAM_BATCH)
+            except Exception as exc:  # noqa: BLE001 - each stream reports it, and ends
+                if self._closing:
+                    return
+                for sub, _ in batch:
+                    sub.failure = exc
+                    sub.wake.set()
+                continue
+            for (sub, _), rows in zip(batch, handed, strict=True):
+                if sub.closed or not rows:
+                    continue  # a closed stream's rows stay unacknowledged: sent again later
+                sub.emitted.update(int(row["message_id"]) for row in rows)
+                sub.ready.extend(rows)
+                sub.full = len(rows) == STREAM_BATCH
+                sub.wake.set()
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._events.values())
+        return sum(len(v) for v in self._by_device.values())
 
 
 def redis_client(settings: ServerSettings) -> aioredis.Redis:
@@ -347,15 +425,17 @@ class Relay:
         a token revoked, a device removed or a user blocked ends the stream."""
         while not self._stopping.is_set():
             await asyncio.sleep(self.settings.heartbeat_seconds)
-            streams = self.hub.access()
+            streams = self.hub.streams()
             if not streams:
                 continue
             try:
-                allowed = await self.store.streams_allowed(set(streams.values()))
+                allowed = await self.store.streams_allowed(
+                    {(s.device_id, s.token_hash) for s in streams}
+                )
             except Exception as exc:  # noqa: BLE001 - checked again next interval
                 log.warning("could not check the open streams' access: %s", exc)
                 continue
-            self.hub.revoke([e for e, pair in streams.items() if pair not in allowed])
+            self.hub.revoke([s for s in streams if (s.device_id, s.token_hash) not in allowed])
 
     def _probe(self) -> str:
         return json.dumps({"kind": "probe", "origin": self.settings.instance_id, "ts": time.time()})

@@ -47,7 +47,6 @@ from e2ee_ops.reference.store import (
 router = APIRouter(prefix="/dm", dependencies=[Depends(require_dm_enabled)])
 log = logging.getLogger("e2ee_ops.reference.dm")
 
-STREAM_BATCH = 200
 # A stream whose client never acknowledges is closed past this many unacked events;
 # the client reconnects with Last-Event-ID.
 STREAM_MAX_UNACKED = 10_000
@@ -208,10 +207,10 @@ async def _stream_events(
     state: AppState, device_id: uuid.UUID, floor: int, token_hash: str
 ) -> AsyncIterator[bytes]:
     telemetry = state.telemetry
-    wake = state.hub.register(device_id, token_hash)
+    hub = state.hub
+    sub = hub.register(device_id, token_hash, floor)
     telemetry.sse_connects.inc()
     telemetry.sse_connections.inc()
-    emitted: set[int] = set()
     ended_by_server = False
     reason = "client disconnected"
     try:
@@ -224,44 +223,44 @@ async def _stream_events(
             # A token revoked, a device removed or a user blocked since the stream
             # opened ends it within one heartbeat interval (checked for all streams at
             # once by the relay's access loop).
-            if state.hub.revoked(wake):
+            if sub.revoked:
                 ended_by_server, reason = True, "access revoked"
                 yield _sse("closing", {"reason": reason})
                 return
-            if wake.is_set():
-                wake.clear()
-                # The first batch starts at the floor, skipping what this stream already
-                # sent, so a message committed after a higher id was sent is still found;
-                # the next batches continue after the last id read (a cursor), excluding
-                # only the sent ids above it, so a backlog drains without rescanning.
-                cursor = floor
-                while True:
-                    # Marked handed over before they are written: a cumulative ack covers
-                    # what was marked no later than the id it names.
-                    rows = await state.store.hand_over_pending(
-                        device_id, cursor, STREAM_BATCH, sorted(e for e in emitted if e > cursor)
+            if sub.failure is not None:
+                raise sub.failure
+            if sub.wake.is_set():
+                sub.wake.clear()
+                # Handed over to this stream (`StreamHub`: one statement for every stream
+                # a wake-up concerns), marked before they are written: a cumulative ack
+                # covers what was marked no later than the id it names.
+                last = None
+                while sub.ready:
+                    row = sub.ready.popleft()
+                    last = int(row["message_id"])
+                    telemetry.observe_delivery(
+                        (datetime.now(UTC) - row["created_at"]).total_seconds()
                     )
-                    for row in rows:
-                        emitted.add(int(row["message_id"]))
-                        telemetry.observe_delivery(
-                            (datetime.now(UTC) - row["created_at"]).total_seconds()
-                        )
-                        yield _sse("message", _event_payload(row), int(row["message_id"]))
-                    if len(rows) < STREAM_BATCH:
-                        break
-                    cursor = int(rows[-1]["message_id"])
-                if len(emitted) > STREAM_PRUNE_AT:
-                    emitted -= await state.store.acknowledged_among(device_id, sorted(emitted))
-                if len(emitted) > STREAM_MAX_UNACKED:
+                    yield _sse("message", _event_payload(row), last)
+                if sub.full and last is not None:
+                    # A whole batch: the rest of a backlog continues after its last id
+                    # (a cursor), once these are written.
+                    sub.full = False
+                    hub.request(sub, last)
+                if len(sub.emitted) > STREAM_PRUNE_AT:
+                    sub.emitted -= await state.store.acknowledged_among(
+                        device_id, sorted(sub.emitted)
+                    )
+                if len(sub.emitted) > STREAM_MAX_UNACKED:
                     ended_by_server, reason = True, "too many unacknowledged events"
                     yield _sse("closing", {"reason": reason})
                     return
-            # Woken by the relay, by the access check or by `AppState.close`; a timer,
+            # Woken by a hand-over, by the access check or by `AppState.close`; a timer,
             # not a task, for the heartbeat. A client that goes away cancels this
             # generator (Starlette listens for the disconnect), so nothing polls for it.
             try:
                 async with asyncio.timeout(state.settings.heartbeat_seconds):
-                    await wake.wait()
+                    await sub.wake.wait()
             except TimeoutError:
                 yield _heartbeat(state)
     except asyncio.CancelledError:
@@ -272,7 +271,7 @@ async def _stream_events(
         ended_by_server, reason = True, "server error"
     finally:
         log.debug("SSE stream of device %s closed: %s", device_id, reason)
-        state.hub.unregister(device_id, wake)
+        hub.unregister(sub)
         telemetry.sse_connections.dec()
         if not ended_by_server:
             telemetry.sse_disconnects.inc()

@@ -33,7 +33,7 @@ class AppState:
     def close(self) -> None:
         """Shutting down: every open stream wakes, sees `closing` and says goodbye."""
         self.closing.set()
-        self.hub.wake_all()
+        self.hub.close()
 
 
 def app_state(request: Request) -> AppState:

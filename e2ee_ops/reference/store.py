@@ -61,6 +61,16 @@ def envelope_problem(
 
 
 @dataclass(frozen=True)
+class HandOver:
+    """What one stream asks for: its device's pending messages after `after`, except
+    `exclude` (handed over on this stream already, not yet acknowledged)."""
+
+    device_id: uuid.UUID
+    after: int
+    exclude: Sequence[int] = ()
+
+
+@dataclass(frozen=True)
 class SignedPrekey:
     key_id: int
     public_key: bytes
@@ -638,21 +648,48 @@ class Store:
         """Unacknowledged envelopes of a device after `after`, oldest first, marked as
         handed over (`pushed_at`, first time only) in the same statement: the caller
         sends them to the device now (this server must read them)."""
+        return (await self.hand_over_many([HandOver(device_id, after, exclude)], limit))[0]
+
+    async def hand_over_many(self, wanted: Sequence[HandOver], limit: int) -> list[list[Row]]:
+        """`hand_over_pending` for several streams in one statement: for each of `wanted`
+        (in order) at most `limit` rows of its own device. Two entries of one device
+        (two streams of it) each get that device's rows, as two statements would."""
+        if not wanted:
+            return []
+        excluded = [(n, m) for n, w in enumerate(wanted) for m in w.exclude]
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "WITH picked AS (SELECT message_id FROM dm_delivery"
-                "   WHERE device_id = %(d)s AND delivered_at IS NULL AND message_id > %(after)s"
-                "   AND NOT (message_id = ANY(%(exclude)s)) ORDER BY message_id LIMIT %(limit)s),"
+                "WITH ex AS (SELECT n, array_agg(id) AS ids"
+                "   FROM unnest(%(xn)s::int[], %(xid)s::bigint[]) AS x(n, id) GROUP BY n),"
+                " picked AS (SELECT w.n, w.d, p.message_id"
+                "   FROM unnest(%(ds)s::uuid[], %(afters)s::bigint[]) WITH ORDINALITY"
+                "     AS w(d, after, n)"
+                "   LEFT JOIN ex ON ex.n = w.n - 1"
+                "   CROSS JOIN LATERAL (SELECT message_id FROM dm_delivery"
+                "     WHERE device_id = w.d AND delivered_at IS NULL AND message_id > w.after"
+                "     AND NOT (message_id = ANY(COALESCE(ex.ids, '{}')))"
+                "     ORDER BY message_id LIMIT %(limit)s) p),"
                 " marked AS (UPDATE dm_delivery dd SET pushed_at = COALESCE(dd.pushed_at, now())"
-                "   FROM picked WHERE dd.device_id = %(d)s AND dd.message_id = picked.message_id) "
-                "SELECT m.id AS message_id, m.conversation_id, m.sender_user_id,"
-                " m.sender_device_id, m.created_at, e.ciphertext "
-                "FROM picked JOIN dm_messages m ON m.id = picked.message_id "
-                "JOIN dm_envelopes e ON e.message_id = picked.message_id AND e.device_id = %(d)s "
-                "ORDER BY m.id",
-                {"d": device_id, "after": after, "exclude": list(exclude), "limit": limit},
+                "   FROM picked WHERE dd.device_id = picked.d"
+                "   AND dd.message_id = picked.message_id) "
+                "SELECT picked.n - 1 AS n, m.id AS message_id, m.conversation_id,"
+                " m.sender_user_id, m.sender_device_id, m.created_at, e.ciphertext "
+                "FROM picked JOIN dm_messages m ON m.id = picked.message_id JOIN dm_envelopes e"
+                " ON e.message_id = picked.message_id AND e.device_id = picked.d "
+                "ORDER BY picked.n, m.id",
+                {
+                    "ds": [w.device_id for w in wanted],
+                    "afters": [w.after for w in wanted],
+                    "xn": [n for n, _ in excluded],
+                    "xid": [m for _, m in excluded],
+                    "limit": limit,
+                },
             )
-            return await cur.fetchall()
+            rows = await cur.fetchall()
+        handed: list[list[Row]] = [[] for _ in wanted]
+        for row in rows:
+            handed[row.pop("n")].append(row)
+        return handed
 
     async def acknowledged_among(
         self, device_id: uuid.UUID, message_ids: Sequence[int]

@@ -10,7 +10,7 @@ import pytest
 
 from e2ee_ops.dburl import libpq_url
 from e2ee_ops.embedded import ReferenceServerProcess
-from e2ee_ops.reference.routes_dm import STREAM_BATCH
+from e2ee_ops.reference.relay import STREAM_BATCH
 
 from .streams import StreamCollector
 
