@@ -137,21 +137,26 @@ def test_a_hand_over_leaves_out_each_streams_own_exclusions_and_keeps_its_limit(
 ) -> None:  # type: ignore[no-untyped-def]
     sender, sender_device, (b, c) = _receivers(users, 2)
     to_b, to_c = _send(sender, sender_device, b, 4), _send(sender, sender_device, c, 3)
+    wanted = [
+        HandOver(b["device"], 0, [to_b[0], to_b[2]]),
+        HandOver(c["device"], to_c[0], [to_b[1]]),  # another stream's id: no effect
+        HandOver(b["device"], to_b[0], []),
+    ]
 
-    async def scenario() -> list[list[int]]:
+    async def scenario() -> tuple[list[list[int]], list[list[int]]]:
         store = Store(database_url, max_size=1)
         await store.open()
         try:
-            handed = await store.hand_over_many(
-                [
-                    HandOver(b["device"], 0, [to_b[0], to_b[2]]),
-                    HandOver(c["device"], to_c[0], [to_b[1]]),  # another stream's id: no effect
-                    HandOver(b["device"], to_b[0], []),
-                ],
-                limit=2,
-            )
+            together = await store.hand_over_many(wanted, limit=2)
+            # Each alone: the one-stream statement, which must hand over the same rows.
+            alone = [(await store.hand_over_many([w], limit=2))[0] for w in wanted]
         finally:
             await store.close()
-        return [[int(r["message_id"]) for r in rows] for rows in handed]
+        return (
+            [[int(r["message_id"]) for r in rows] for rows in together],
+            [[int(r["message_id"]) for r in rows] for rows in alone],
+        )
 
-    assert asyncio.run(scenario()) == [[to_b[1], to_b[3]], to_c[1:], to_b[1:3]]
+    together, alone = asyncio.run(scenario())
+    assert together == [[to_b[1], to_b[3]], to_c[1:], to_b[1:3]]
+    assert alone == together
