@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from e2ee_ops import __version__
 from e2ee_ops.reference import errors, routes_admin, routes_dm, routes_e2ee, routes_ops
+from e2ee_ops.reference.hot_routes import HotRoutes
 from e2ee_ops.reference.middleware import RequestGuard
 from e2ee_ops.reference.ratelimit import RateLimiter
 from e2ee_ops.reference.relay import Relay, StreamHub
@@ -63,6 +64,9 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app = FastAPI(title="E2EE DM reference server", version=__version__, lifespan=lifespan)
     app.state.e2ee = state
     errors.install(app)
+    if settings.hot_routes:
+        # Inside RequestGuard: its body limit and error counts apply to these too.
+        app.add_middleware(HotRoutes, state=state)
     app.add_middleware(RequestGuard, telemetry=telemetry, max_bytes=settings.max_body_bytes)
     for module in (routes_ops, routes_admin, routes_e2ee, routes_dm):
         app.include_router(module.router)

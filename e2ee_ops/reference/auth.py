@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from e2ee_ops.reference.store import Store
 from e2ee_ops.reference.tokens import Resolved, TokenCache
 
 TOKEN_PREFIX = "e2ee_"
@@ -41,15 +42,23 @@ async def caller(
 ) -> Caller:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(401, "missing or invalid bearer token")
-    token_hash = hash_token(credentials.credentials)
     state = request.app.state.e2ee
-    tokens: TokenCache = state.tokens
+    who = await resolve_caller(state.tokens, state.store, credentials.credentials)
+    if who is None:
+        raise HTTPException(401, "missing or invalid bearer token")
+    return who
+
+
+async def resolve_caller(tokens: TokenCache, store: Store, token: str) -> Caller | None:
+    """The caller a bearer token names (from the token cache when it holds it), or None
+    when the token is unknown or revoked."""
+    token_hash = hash_token(token)
     resolved = tokens.get(token_hash)
     if resolved is None:
         generation = tokens.generation
-        row = await state.store.resolve_token(token_hash)
+        row = await store.resolve_token(token_hash)
         if row is None:
-            raise HTTPException(401, "missing or invalid bearer token")
+            return None
         resolved = Resolved(int(row["user_id"]), row["scope"], row["blocked_at"] is not None)
         tokens.put(token_hash, resolved, generation)
     return Caller(

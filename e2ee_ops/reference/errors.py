@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -47,38 +48,61 @@ def _respond(request: Request, err: ApiError) -> JSONResponse:
     return JSONResponse(body, status_code=err.status, headers=err.headers)
 
 
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return _respond(request, exc)
+
+
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Conflict)
+    return _respond(request, ApiError(409, exc.detail, exc.code))
+
+
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return _respond(request, ApiError(404, str(exc)))
+
+
+async def _bad_key(request: Request, exc: Exception) -> JSONResponse:
+    return _respond(request, ApiError(422, str(exc), "BAD_SIGNATURE"))
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Never echo the input back: it may hold key material or ciphertext.
+    problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+    return JSONResponse({"detail": problems}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = "DM_DISABLED" if exc.detail == DM_DISABLED_DETAIL else None
+    return _respond(
+        request,
+        ApiError(exc.status_code, str(exc.detail), code, headers=dict(exc.headers or {})),
+    )
+
+
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+HANDLERS: dict[type[Exception], Handler] = {
+    ApiError: _api_error,
+    Conflict: _conflict,
+    NotFound: _not_found,
+    KeyError_: _bad_key,
+    RequestValidationError: _validation,
+    HTTPException: _http_error,
+}
+
+
 def install(app: FastAPI) -> None:
-    async def api_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, ApiError)
-        return _respond(request, exc)
+    for kind, handler in HANDLERS.items():
+        app.add_exception_handler(kind, handler)
 
-    async def conflict(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, Conflict)
-        return _respond(request, ApiError(409, exc.detail, exc.code))
 
-    async def not_found(request: Request, exc: Exception) -> JSONResponse:
-        return _respond(request, ApiError(404, str(exc)))
-
-    async def bad_key(request: Request, exc: Exception) -> JSONResponse:
-        return _respond(request, ApiError(422, str(exc), "BAD_SIGNATURE"))
-
-    async def validation(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, RequestValidationError)
-        # Never echo the input back: it may hold key material or ciphertext.
-        problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
-        return JSONResponse({"detail": problems}, status_code=422)
-
-    async def http_error(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HTTPException)
-        code = "DM_DISABLED" if exc.detail == DM_DISABLED_DETAIL else None
-        return _respond(
-            request,
-            ApiError(exc.status_code, str(exc.detail), code, headers=dict(exc.headers or {})),
-        )
-
-    app.add_exception_handler(ApiError, api_error)
-    app.add_exception_handler(Conflict, conflict)
-    app.add_exception_handler(NotFound, not_found)
-    app.add_exception_handler(KeyError_, bad_key)
-    app.add_exception_handler(RequestValidationError, validation)
-    app.add_exception_handler(HTTPException, http_error)
+async def error_response(request: Request, exc: Exception) -> JSONResponse | None:
+    """The answer `install`'s handlers give `exc` (the nearest class in its MRO, as
+    Starlette looks them up), or None for an error they do not handle."""
+    for kind in type(exc).__mro__:
+        handler = HANDLERS.get(kind)
+        if handler is not None:
+            return await handler(request, exc)
+    return None

@@ -88,7 +88,17 @@ async def send_message(
     response: Response,
     who: Caller = Depends(caller),
 ) -> dict[str, Any]:
-    state = app_state(request)
+    answer = await store_and_relay(app_state(request), who, conversation_id, body)
+    if answer["duplicate"]:
+        response.status_code = 200
+    return answer
+
+
+async def store_and_relay(
+    state: AppState, who: Caller, conversation_id: int, body: NewMessage
+) -> dict[str, Any]:
+    """A send's work once its request is valid (this route's, and `hot_routes`'s): the
+    answer, with `duplicate` true for a retry (200) and false for a new message (201)."""
     refuse_blocked_user(who)
     try:
         await enforce_limit(state, "messages", who.user_id, state.settings.rate_limit_messages)
@@ -127,9 +137,7 @@ async def send_message(
         {d: found[d].user_id for d, _, _ in envelopes if d in found},
         envelope_problem(found, envelopes, recipients),
     )
-    if duplicate:
-        response.status_code = 200
-    else:
+    if not duplicate:
         state.telemetry.messages_sent.inc()
     # Stored first; the publish is only a wake-up, so its failure loses nothing.
     relayed = await state.relay.publish(devices)
@@ -298,7 +306,13 @@ async def poll_messages(
 async def acknowledge(
     device_id: uuid.UUID, body: AckRequest, request: Request, who: Caller = Depends(caller)
 ) -> dict[str, Any]:
-    state = app_state(request)
+    return await acknowledge_delivered(app_state(request), who, device_id, body)
+
+
+async def acknowledge_delivered(
+    state: AppState, who: Caller, device_id: uuid.UUID, body: AckRequest
+) -> dict[str, Any]:
+    """An ack's work once its request is valid (this route's, and `hot_routes`'s)."""
     if body.up_to is not None:
         count = await state.store.acknowledge_up_to(device_id, who.user_id, body.up_to)
     else:

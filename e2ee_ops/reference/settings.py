@@ -39,6 +39,8 @@ class ServerSettings:
     last_seen_interval_seconds: float = 5.0
     # PostgreSQL connections of this process at most.
     db_pool_size: int = 10
+    # Sends and acks served without FastAPI's routing when well-formed (hot_routes.py).
+    hot_routes: bool = True
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # Through Sentinel instead of redis_url: sentinels as host:port, and the service name.
     redis_sentinels: tuple[str, ...] = ()
@@ -72,6 +74,7 @@ class ServerSettings:
             token_cache_seconds=float(e.get("E2EE_TOKEN_CACHE_SECONDS", "5")),
             last_seen_interval_seconds=float(e.get("E2EE_LAST_SEEN_INTERVAL_SECONDS", "5")),
             db_pool_size=int(e.get("E2EE_DB_POOL_SIZE", "10")),
+            hot_routes=_flag(e.get("E2EE_HOT_ROUTES"), True),
             instance_id=e.get("E2EE_INSTANCE_ID") or uuid.uuid4().hex[:12],
             redis_sentinels=sentinels,
             redis_sentinel_service=e.get("E2EE_REDIS_SENTINEL_SERVICE") or "mymaster",
