@@ -253,3 +253,16 @@ def test_well_formed_sends_and_acks_are_served_and_the_rest_passed_on_intact(
         b'{"up_to": 1}',
         b'{"up_to": 0}',
     ]
+
+
+def test_the_openapi_document_is_the_same_with_and_without_the_hot_routes(
+    database_url, redis_url
+) -> None:  # type: ignore[no-untyped-def]
+    hot, routed = (
+        create_app(ServerSettings(database_url, redis_url, hot_routes=on)).openapi()
+        for on in (True, False)
+    )
+    assert hot == routed
+    assert {"/dm/conversations/{conversation_id}/messages", "/dm/devices/{device_id}/ack"} <= set(
+        hot["paths"]
+    )
