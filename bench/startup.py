@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,16 +49,22 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | 
 def _seconds(
     argv: list[str], env: dict[str, str], exit_codes: tuple[int, ...]
 ) -> tuple[float, float]:
-    """Wall-clock and CPU (user + system) seconds of one run of `argv`."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Wall-clock and CPU (user + system) seconds of one run of `argv`. The wait blocks
+    in wait4(): `subprocess.run(timeout=...)` polls with sleeps of up to 50 ms, which
+    would round every wall-clock time up to its next poll."""
     began = time.perf_counter()
-    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=False, timeout=60)
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    watchdog = threading.Timer(60, process.kill)
+    watchdog.start()
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    finally:
+        watchdog.cancel()
     wall = time.perf_counter() - began
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode not in exit_codes:
-        raise SystemExit(f"{' '.join(argv[:6])} exited {done.returncode}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    if process.returncode not in exit_codes:
+        raise SystemExit(f"{' '.join(argv[:6])} exited {process.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 # The runbook's query ("Stuck Device Remediation"), as an operator would run it in psql.
