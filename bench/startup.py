@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.startup            # 15 interleaved rounds
     .venv/bin/python -m bench.startup --runs 40
     .venv/bin/python -m bench.startup --devices 0   # without the database rows
+    .venv/bin/python -m bench.startup --url postgresql://...   # a database seeded before
 
 Times `python -c "import typer, rich"` (the floor: every Typer + rich CLI pays it),
 `e2ee-ops --help`, `e2ee-ops redis check --help` and a command that runs to its end
@@ -26,12 +27,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,16 +50,22 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | 
 def _seconds(
     argv: list[str], env: dict[str, str], exit_codes: tuple[int, ...]
 ) -> tuple[float, float]:
-    """Wall-clock and CPU (user + system) seconds of one run of `argv`."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Wall-clock and CPU (user + system) seconds of one run of `argv`. The wait blocks
+    in wait4(): `subprocess.run(timeout=...)` polls with sleeps of up to 50 ms, which
+    would round every wall-clock time up to its next poll."""
     began = time.perf_counter()
-    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=False, timeout=60)
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    watchdog = threading.Timer(60, process.kill)
+    watchdog.start()
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    finally:
+        watchdog.cancel()
     wall = time.perf_counter() - began
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode not in exit_codes:
-        raise SystemExit(f"{' '.join(argv[:6])} exited {done.returncode}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu
+    process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    if process.returncode not in exit_codes:
+        raise SystemExit(f"{' '.join(argv[:6])} exited {process.returncode}")
+    return wall, usage.ru_utime + usage.ru_stime
 
 
 # The runbook's query ("Stuck Device Remediation"), as an operator would run it in psql.
@@ -73,6 +80,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--devices", type=int, default=10_000, help="0: no database rows")
+    parser.add_argument(
+        "--url",
+        help="a database that already holds the service's tables and rows (for example one "
+        "seeded by bench/seed_scale.py), used as it is instead of an embedded one",
+    )
     args = parser.parse_args()
     script = _script()
     print(f"load average before: {_load()}")
@@ -87,8 +99,8 @@ def main() -> None:
             + ["--output", "json", "config", "show"],
         }
         _measure(cases, args.runs)
-        if args.devices > 0:
-            _database_rows(Path(tmp), script, devices=args.devices, runs=args.runs)
+        if args.devices > 0 or args.url:
+            _database_rows(Path(tmp), script, devices=args.devices, runs=args.runs, url=args.url)
     print(f"load average after: {_load()}")
 
 
@@ -96,11 +108,17 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _database_rows(tmp: Path, script: str, *, devices: int, runs: int) -> None:
-    """The whole `devices stuck --output json` beside `psql -c`, on one seeded database."""
+def _database_rows(
+    tmp: Path, script: str, *, devices: int, runs: int, url: str | None = None
+) -> None:
+    """The whole `devices stuck --output json` beside `psql -c`, on one seeded database:
+    `url` as it is, else an embedded one seeded with `devices` devices."""
     psql = shutil.which("psql")
     if psql is None:
         print("devices stuck beside psql: no psql on PATH, skipped")
+        return
+    if url is not None:
+        _beside_psql(tmp, script, psql, url, runs=runs)
         return
     import psycopg
 
@@ -117,19 +135,28 @@ def _database_rows(tmp: Path, script: str, *, devices: int, runs: int) -> None:
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             seed(conn, devices=devices, messages=10 * devices)
             conn.execute("VACUUM (ANALYZE)")
-        config = tmp / "bench-config.yaml"
-        config.write_text(f"postgres:\n  url: {libpq_url(url)}\n")
-        environ = {"E2EE_OPS_CONFIG": str(config), "HOME": str(tmp)}
-        cases = {
-            f"psql -c (runbook query, {devices:,} devices)": [
-                psql, "-X", "-q", libpq_url(url), "-c", RUNBOOK_STUCK
-            ],
-            "e2ee-ops -o json devices stuck": [script, "--output", "json", "devices", "stuck"],
-        }  # fmt: skip
-        print()
-        _measure(cases, runs, extra_env=environ, exit_codes=(0, 1, 2))
+        _beside_psql(tmp, script, psql, libpq_url(url), runs=runs)
     finally:
         server.stop()
+
+
+def _beside_psql(tmp: Path, script: str, psql: str, url: str, *, runs: int) -> None:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM e2ee_devices").fetchone()
+    devices = row[0] if row else 0
+    config = tmp / "bench-config.yaml"
+    config.write_text(f"postgres:\n  url: {url}\n")
+    environ = {"E2EE_OPS_CONFIG": str(config), "HOME": str(tmp)}
+    cases = {
+        f"psql -c (runbook query, {devices:,} devices)": [
+            psql, "-X", "-q", url, "-c", RUNBOOK_STUCK
+        ],
+        "e2ee-ops -o json devices stuck": [script, "--output", "json", "devices", "stuck"],
+    }  # fmt: skip
+    print()
+    _measure(cases, runs, extra_env=environ, exit_codes=(0, 1, 2))
 
 
 def _measure(

@@ -31,6 +31,7 @@ INCIDENT_OPEN = "incident_open"
 INCIDENT_CLOSE = "incident_close"
 INCIDENT_LOG = "incident_log"  # a note the operator adds to the open incident's timeline
 INCIDENT_NOTIFY = "incident_notify"  # the outcome of announcing an incident (webhook, pager)
+INCIDENT_KINDS = (INCIDENT_OPEN, INCIDENT_CLOSE)  # the kinds that say which incident is open
 
 Clock = Callable[[], datetime]
 
@@ -130,7 +131,7 @@ class Journal:
             raise self._unusable(exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            current = _open_incident_id(_parse(_read_all(fd)))
+            current = _open_incident_id(_parse(_read_all(fd), kinds=INCIDENT_KINDS))
             if kind == INCIDENT_OPEN and current is not None:
                 raise UsageError(
                     f"incident {current} is still open",
@@ -158,25 +159,27 @@ class Journal:
         self, *, kind: str | None = None, incident_id: str | None = None
     ) -> Iterator[Entry]:
         """Entries in file order, optionally filtered; unreadable lines are skipped."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise self._unusable(exc) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH)
-            raw = _read_all(fd)
-        except OSError as exc:  # e.g. EISDIR: journal.path is a directory
-            raise self._unusable(exc) from None
-        finally:
-            os.close(fd)
-        for entry in _parse(raw):
+        for entry in _parse(self._read(), kinds=None if kind is None else (kind,)):
             if kind is not None and entry.kind != kind:
                 continue
             if incident_id is not None and entry.incident_id != incident_id:
                 continue
             yield entry
+
+    def _read(self) -> bytes:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            raise self._unusable(exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            return _read_all(fd)
+        except OSError as exc:  # e.g. EISDIR: journal.path is a directory
+            raise self._unusable(exc) from None
+        finally:
+            os.close(fd)
 
     def _unusable(self, exc: OSError) -> ConfigError:
         # A journal that cannot be written is a configuration problem (exit 3), found
@@ -188,7 +191,7 @@ class Journal:
 
     def open_incident_id(self) -> str | None:
         """The id of the incident opened last and not yet closed, if any."""
-        return _open_incident_id(self.entries())
+        return _open_incident_id(_parse(self._read(), kinds=INCIDENT_KINDS))
 
 
 def _read_all(fd: int) -> bytes:
@@ -199,12 +202,32 @@ def _read_all(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _parse(raw: bytes) -> Iterator[Entry]:
-    for line in raw.splitlines():
+def _parse(raw: bytes, *, kinds: tuple[str, ...] | None = None) -> Iterator[Entry]:
+    """The entries of `raw`; with `kinds`, only lines that name one of them are parsed (a
+    line without the word cannot be of that kind): the journal grows by every cron run,
+    and every append and most commands look for the open incident."""
+    lines = raw.splitlines() if kinds is None else _lines_naming(raw, kinds)
+    for line in lines:
         try:
             yield Entry.from_json(line.decode("utf-8"))
         except (ValueError, KeyError, TypeError):
             continue  # a foreign or damaged line must not hide the rest
+
+
+def _lines_naming(raw: bytes, words: Iterable[str]) -> list[bytes]:
+    """The lines of `raw` that contain one of `words`, in file order: found by searching
+    the whole text, not by splitting it (a year of cron runs is millions of lines)."""
+    spans: set[tuple[int, int]] = set()
+    for word in words:
+        needle = word.encode("utf-8")
+        at = raw.find(needle)
+        while at != -1:
+            start = raw.rfind(b"\n", 0, at) + 1
+            end = raw.find(b"\n", at)
+            end = len(raw) if end == -1 else end
+            spans.add((start, end))
+            at = raw.find(needle, end)
+    return [raw[start:end] for start, end in sorted(spans)]
 
 
 def _open_incident_id(entries: Iterable[Entry]) -> str | None:

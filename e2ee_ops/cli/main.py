@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -326,6 +326,14 @@ app.command("doctor")(doctor.doctor)
 app.command("demo")(demo.demo)
 
 
-def run() -> None:
-    """Console-script entry point."""
-    app()
+def run() -> NoReturn:
+    """Console-script entry point: the command, then the process ends at once
+    (`cli/process_exit.py`)."""
+    from e2ee_ops.cli.process_exit import leave, pause_collection
+
+    pause_collection()
+    try:
+        app()
+    except SystemExit as exc:
+        leave(exc.code)
+    leave(0)

@@ -63,6 +63,23 @@ def test_open_incident_hook(tmp_path: Path) -> None:
     assert journal.append(NOTE, command="x").incident_id == "INC-7"
 
 
+def test_the_open_incident_is_found_among_entries_that_only_mention_one(tmp_path: Path) -> None:
+    # Only lines naming an incident kind are parsed for it: entries whose data or command
+    # mention those words, or whose kind contains them, must not open or close anything.
+    journal = Journal(tmp_path / "j.jsonl", actor="a@b")
+    journal.append(INCIDENT_OPEN, command="incident open", incident_id="INC-1")
+    journal.append(NOTE, command="incident_close INC-1", data={"kind": INCIDENT_CLOSE})
+    journal.append(f"{INCIDENT_CLOSE}_draft", command="x", incident_id="INC-1")
+    journal.append(NOTE, command="x", data={"text": "incident_open"}, incident_id="INC-2")
+    with journal.path.open("a") as fh:
+        fh.write('{"kind": "incident_close", damaged\n')
+    assert journal.open_incident_id() == "INC-1"
+    assert [e.kind for e in journal.entries(kind=INCIDENT_CLOSE)] == []
+    assert journal.append(NOTE, command="y").incident_id == "INC-1"
+    journal.append(INCIDENT_CLOSE, command="incident close", incident_id="INC-1")
+    assert journal.open_incident_id() is None
+
+
 def test_secrets_in_data_are_redacted(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.jsonl", actor="a@b")
     journal.append(NOTE, command="x", data={"curl": "-H 'Authorization: Bearer Tok123456789'"})
