@@ -41,6 +41,8 @@ class ServerSettings:
     db_pool_size: int = 10
     # Sends and acks served without FastAPI's routing when well-formed (hot_routes.py).
     hot_routes: bool = True
+    # After start-up, what it built is moved out of the cyclic collector's reach.
+    gc_freeze: bool = True
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # Through Sentinel instead of redis_url: sentinels as host:port, and the service name.
     redis_sentinels: tuple[str, ...] = ()
@@ -75,6 +77,7 @@ class ServerSettings:
             last_seen_interval_seconds=float(e.get("E2EE_LAST_SEEN_INTERVAL_SECONDS", "5")),
             db_pool_size=int(e.get("E2EE_DB_POOL_SIZE", "10")),
             hot_routes=_flag(e.get("E2EE_HOT_ROUTES"), True),
+            gc_freeze=_flag(e.get("E2EE_GC_FREEZE"), True),
             instance_id=e.get("E2EE_INSTANCE_ID") or uuid.uuid4().hex[:12],
             redis_sentinels=sentinels,
             redis_sentinel_service=e.get("E2EE_REDIS_SENTINEL_SERVICE") or "mymaster",
