@@ -35,7 +35,7 @@ def pause_collection(seconds: float = COLLECTION_PAUSE_SECONDS) -> None:
     timer.start()
 
 
-def exit_status(code: str | int | None) -> int:
+def _exit_status(code: str | int | None) -> int:
     """The status `sys.exit(code)` gives the process (its message, if any, on stderr)."""
     if code is None:
         return 0
@@ -54,7 +54,7 @@ def leave(code: str | int | None) -> NoReturn:
         sys.exit(code)
     atexit._run_exitfuncs()  # logging's shutdown among them: handlers flushed and closed
     try:
-        status = exit_status(code)
+        status = _exit_status(code)
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
                 stream.flush()

@@ -677,11 +677,11 @@ class Store:
         One stream alone gets `hand_over_pending`'s statement: PostgreSQL keeps a generic
         plan for it, while this one is planned again on every call (the planner sizes
         its arrays from their values), which costs more than it saves for one stream."""
+        if not wanted:
+            return []
         if len(wanted) == 1:
             one = wanted[0]
             return [await self.hand_over_pending(one.device_id, one.after, limit, one.exclude)]
-        if not wanted:
-            return []
         excluded = [(n, m) for n, w in enumerate(wanted) for m in w.exclude]
         async with self.pool.connection() as conn:
             cur = await conn.execute(

@@ -51,11 +51,17 @@ def pair_on(server: ReferenceServerProcess, admin_token: str) -> Iterator[dict[s
         }
 
 
-def last_seen(database_url: str, device_id: str) -> Any:
-    """The device's `last_seen_at` as the database holds it."""
+def device_value(database_url: str, table: str, column: str, device_id: str) -> Any:
+    """One column of a device's row in `table` (keyed by device_id), as the database holds
+    it."""
     with psycopg.connect(libpq_url(database_url)) as conn:
         row = conn.execute(
-            "SELECT last_seen_at FROM e2ee_devices WHERE device_id = %s", (device_id,)
+            f"SELECT {column} FROM {table} WHERE device_id = %s", (device_id,)
         ).fetchone()
     assert row is not None
     return row[0]
+
+
+def last_seen(database_url: str, device_id: str) -> Any:
+    """The device's `last_seen_at` as the database holds it."""
+    return device_value(database_url, "e2ee_devices", "last_seen_at", device_id)

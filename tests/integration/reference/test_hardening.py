@@ -17,6 +17,7 @@ from e2ee_ops.dburl import libpq_url
 from e2ee_ops.embedded import ReferenceServerProcess
 from e2ee_ops.reference.client import ApiFailure, DeviceIdentity, ReferenceClient, _b64
 
+from .servers import device_value
 from .streams import StreamCollector
 
 MAX_BODY = 65536
@@ -52,12 +53,7 @@ def _on(server: ReferenceServerProcess, client: ReferenceClient) -> ReferenceCli
 
 
 def _remaining(database_url: str, device_id: str) -> int:
-    with psycopg.connect(libpq_url(database_url)) as conn:
-        row = conn.execute(
-            "SELECT prekeys_remaining FROM e2ee_key_bundles WHERE device_id = %s", (device_id,)
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return int(device_value(database_url, "e2ee_key_bundles", "prekeys_remaining", device_id))
 
 
 # ---- prekey claims ------------------------------------------------------------------
